@@ -1,0 +1,172 @@
+# kprobe - one Makefile. Outputs in .output/, binaries in bin/. Quiet unless V=1.
+#
+#   make          build bin/kprobe-agent, bin/kprobed, bin/kprobe (and the dashboard if npm is here)
+#   make test     install missing packages, build, run every test (C runner, then browser tests)
+#   make run      install missing packages, build, start appliance + agent here (kprobe up --demo)
+#   make bench    run the benchmarks against their peers; results in bench/RESULTS.md
+#   make fuzz     run the libFuzzer targets for a bounded time (FUZZ_SECONDS each)
+#   make format   apply .clang-format
+
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+OUTPUT   := .output
+CC       ?= gcc
+CLANG    ?= clang
+BPFTOOL  ?= bpftool
+ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+CFLAGS   ?= -O2 -g
+CFLAGS   += -DKP_SRCDIR=\"$(CURDIR)\" -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -I. -I$(OUTPUT) \
+	    -fno-strict-aliasing -pthread
+LDFLAGS  += -pthread
+FUZZ_SECONDS ?= 60
+
+ifeq ($(V),1)
+Q :=
+msg =
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+# --------------------------------------------------------------------- sources per module
+COMMON_SRC := $(wildcard common/*.c)
+WIRE_SRC   := agent/wire.c
+AGENT_SRC  := $(filter-out $(WIRE_SRC),$(wildcard agent/*.c))
+STORE_SRC  := $(wildcard store/*.c)
+GRAPH_SRC  := $(wildcard graph/*.c)
+HTTPD_SRC  := $(wildcard httpd/*.c)
+REPLAY_SRC := $(wildcard replay/*.c)
+BPF_SRC    := $(wildcard bpf/*.bpf.c)
+TEST_SRC   := tests/runner.c $(wildcard tests/unit/*/*.c) $(wildcard tests/integration/*.c)
+TPROG_SRC  := $(wildcard tests/progs/*.c)
+BENCH_SRC  := $(wildcard bench/*.c)
+
+obj = $(patsubst %.c,$(OUTPUT)/%.o,$(1))
+SKELS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/bpf/%.skel.h,$(BPF_SRC))
+
+LIB_COMMON := $(OUTPUT)/libkp_common.a
+LIB_WIRE   := $(OUTPUT)/libkp_wire.a
+LIB_AGENT  := $(OUTPUT)/libkp_agent.a
+LIB_STORE  := $(OUTPUT)/libkp_store.a
+LIB_GRAPH  := $(OUTPUT)/libkp_graph.a
+LIB_HTTPD  := $(OUTPUT)/libkp_httpd.a
+LIB_REPLAY := $(OUTPUT)/libkp_replay.a
+
+LIBS_AGENT  := -lbpf -lelf -lz -luring -llz4 -lxxhash
+LIBS_SERVER := -luring -llz4 -lxxhash -llmdb -lh2o-evloop -lwslay -lssl -lcrypto -lz -lm
+LIBS_ALL    := $(sort $(LIBS_AGENT) $(LIBS_SERVER))
+
+BINS := bin/kprobe-agent bin/kprobed bin/kprobe
+TPROGS := $(patsubst tests/progs/%.c,bin/tests/%,$(TPROG_SRC))
+
+.PHONY: all
+all: $(BINS) bin/kprobe-test $(TPROGS) dashboard
+
+# --------------------------------------------------------------------- BPF
+$(OUTPUT)/vmlinux.h:
+	$(call msg,BTF,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(OUTPUT)/bpf/%.bpf.o: bpf/%.bpf.c bpf/event.h $(wildcard bpf/*.h) $(OUTPUT)/vmlinux.h
+	$(call msg,BPF,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(OUTPUT) -I. -Wall -Werror \
+		-Wno-unused-function -c $< -o $@
+	$(Q)llvm-strip -g $@ 2>/dev/null || true
+
+$(OUTPUT)/bpf/%.skel.h: $(OUTPUT)/bpf/%.bpf.o
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $(subst .,_,$*)_bpf > $@.tmp && mv $@.tmp $@
+
+# --------------------------------------------------------------------- C
+$(OUTPUT)/%.o: %.c | $(SKELS)
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+define archive
+$(1): $(call obj,$(2))
+	$$(call msg,AR,$$@)
+	$$(Q)rm -f $$@ && ar rcs $$@ $$^
+endef
+$(eval $(call archive,$(LIB_COMMON),$(COMMON_SRC)))
+$(eval $(call archive,$(LIB_WIRE),$(WIRE_SRC)))
+$(eval $(call archive,$(LIB_AGENT),$(AGENT_SRC)))
+$(eval $(call archive,$(LIB_STORE),$(STORE_SRC)))
+$(eval $(call archive,$(LIB_GRAPH),$(GRAPH_SRC)))
+$(eval $(call archive,$(LIB_HTTPD),$(HTTPD_SRC)))
+$(eval $(call archive,$(LIB_REPLAY),$(REPLAY_SRC)))
+
+ALL_LIBS := $(LIB_HTTPD) $(LIB_GRAPH) $(LIB_STORE) $(LIB_REPLAY) $(LIB_AGENT) $(LIB_WIRE) \
+	    $(LIB_COMMON)
+
+bin/kprobe-agent: $(call obj,cmd/kprobe-agent.c) $(LIB_AGENT) $(LIB_WIRE) $(LIB_COMMON)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_AGENT) -o $@
+
+bin/kprobed: $(call obj,cmd/kprobed.c) $(LIB_HTTPD) $(LIB_GRAPH) $(LIB_STORE) $(LIB_WIRE) \
+	     $(LIB_COMMON)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_SERVER) -o $@
+
+bin/kprobe: $(call obj,cmd/kprobe.c) $(ALL_LIBS)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_ALL) -o $@
+
+bin/kprobe-test: $(call obj,$(TEST_SRC)) $(ALL_LIBS)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_ALL) -o $@
+
+# Small programs the tests run (workloads, replay subjects): one file each, libc only.
+bin/tests/%: tests/progs/%.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) -O1 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread $< -o $@
+
+-include $(shell find $(OUTPUT) -name '*.d' 2>/dev/null)
+
+# --------------------------------------------------------------------- dashboard
+.PHONY: dashboard
+dashboard:
+	@if [ -f dashboard/package.json ] && command -v npm >/dev/null; then \
+		$(MAKE) --no-print-directory dashboard/dist/index.html; \
+	fi
+
+DASH_SRC := $(shell find dashboard/src dashboard/index.html dashboard/package.json \
+		dashboard/vite.config.ts -type f 2>/dev/null)
+dashboard/dist/index.html: $(DASH_SRC)
+	$(call msg,VITE,dashboard/dist)
+	$(Q)cd dashboard && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; } \
+		&& npx vite build --logLevel error
+
+# --------------------------------------------------------------------- top-level jobs
+.PHONY: deps test run bench fuzz format clean
+deps:
+	$(Q)scripts/deps.sh
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/test.sh
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)bin/kprobe up --demo
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)bench/run.sh
+
+fuzz: deps
+	$(Q)scripts/fuzz.sh $(FUZZ_SECONDS)
+
+format:
+	$(Q)clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	$(Q)rm -rf $(OUTPUT) bin dashboard/dist

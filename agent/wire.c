@@ -1,0 +1,330 @@
+/*
+ * wire.c - encodes and decodes agent frames (layout diagram in wire.h).
+ *
+ * Both ends are little-endian (x86-64, arm64); the header is still written field by field so
+ * its layout does not depend on struct packing.
+ */
+#include <errno.h>
+#include <lz4.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "agent/wire.h"
+
+const char *wire_strerror(int err)
+{
+	switch (err) {
+	case 0:
+		return "ok";
+	case WIRE_EMAGIC:
+		return "bad magic (not a kprobe frame)";
+	case WIRE_EVERSION:
+		return "unsupported frame version";
+	case WIRE_ETOOBIG:
+		return "length over the frame bounds";
+	case WIRE_ECHECKSUM:
+		return "body checksum mismatch";
+	case WIRE_EDECOMPRESS:
+		return "body does not decompress to its stated length";
+	case WIRE_ELAYOUT:
+		return "body layout does not match the header counts";
+	case WIRE_EMETA:
+		return "malformed metadata record";
+	default:
+		return err < 0 ? strerror(-err) : "unknown error";
+	}
+}
+
+static inline void put16(uint8_t *p, uint16_t v)
+{
+	memcpy(p, &v, 2);
+}
+static inline void put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+static inline void put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+static inline uint16_t get16(const uint8_t *p)
+{
+	uint16_t v;
+	memcpy(&v, p, 2);
+	return v;
+}
+static inline uint32_t get32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+static inline uint64_t get64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+void wire_batch_add_meta(struct wire_batch *b, uint16_t kind, const void *payload, uint16_t len)
+{
+	uint8_t h[4];
+	put16(h, kind);
+	put16(h + 2, len);
+	buf_append(&b->meta, h, 4);
+	buf_append(&b->meta, payload, len);
+	b->n_meta++;
+}
+
+static void put_str(struct kp_buf *o, const char *s, size_t max)
+{
+	size_t n = strnlen(s, max);
+	uint8_t h[2];
+	put16(h, (uint16_t)n);
+	buf_append(o, h, 2);
+	buf_append(o, s, n);
+}
+
+void wire_batch_add_proc(struct wire_batch *b, const struct wire_proc *p)
+{
+	struct kp_buf o = {0};
+	struct wire_proc_fixed f = {p->pid, p->ppid, p->start_ns, p->cgroup_id};
+	buf_append(&o, &f, sizeof(f));
+	put_str(&o, p->comm, sizeof(p->comm));
+	put_str(&o, p->cmdline, sizeof(p->cmdline));
+	put_str(&o, p->cgroup, sizeof(p->cgroup));
+	put_str(&o, p->container, sizeof(p->container));
+	put_str(&o, p->pod, sizeof(p->pod));
+	put_str(&o, p->ns, sizeof(p->ns));
+	put_str(&o, p->service, sizeof(p->service));
+	/* Bounded by the field sizes: 24 + 7*2 + 16+512+256+72+128+64+64 < WIRE_META_MAX_LEN. */
+	wire_batch_add_meta(b, WIRE_META_PROC, o.data, (uint16_t)o.len);
+	buf_free(&o);
+}
+
+void wire_batch_add_conn(struct wire_batch *b, const struct wire_conn *c)
+{
+	wire_batch_add_meta(b, WIRE_META_CONN, c, sizeof(*c));
+}
+
+void wire_batch_add_node(struct wire_batch *b, const char *name, const char *kernel)
+{
+	struct kp_buf o = {0};
+	put_str(&o, name, 255);
+	put_str(&o, kernel, 255);
+	wire_batch_add_meta(b, WIRE_META_NODE, o.data, (uint16_t)o.len);
+	buf_free(&o);
+}
+
+void wire_batch_reset(struct wire_batch *b)
+{
+	b->events.len = 0;
+	b->meta.len = 0;
+	b->n_events = b->n_meta = 0;
+}
+
+void wire_batch_free(struct wire_batch *b)
+{
+	buf_free(&b->events);
+	buf_free(&b->meta);
+	b->n_events = b->n_meta = 0;
+}
+
+int wire_frame_encode(const struct wire_batch *b, uint64_t node_id, uint64_t seq, int compress,
+		      struct kp_buf *out)
+{
+	size_t raw_len = b->events.len + b->meta.len;
+	if (b->n_events > WIRE_MAX_EVENTS || b->n_meta > WIRE_MAX_META || raw_len > WIRE_MAX_RAW)
+		return WIRE_ETOOBIG;
+	int bound = LZ4_compressBound((int)raw_len);
+	buf_reserve(out, WIRE_HDR_LEN + (size_t)bound + raw_len + 1);
+	uint8_t *h = (uint8_t *)out->data + out->len;
+	uint8_t *body = h + WIRE_HDR_LEN;
+	uint16_t flags = 0;
+	size_t body_len = raw_len;
+
+	/* The body must be contiguous for one LZ4 block: events then meta. When the meta part is
+	 * empty (most frames), compress straight from the event buffer. */
+	const char *src = b->events.data;
+	char *joined = NULL;
+	if (b->meta.len) {
+		joined = xmalloc(raw_len);
+		memcpy(joined, b->events.data, b->events.len);
+		memcpy(joined + b->events.len, b->meta.data, b->meta.len);
+		src = joined;
+	}
+	if (compress && raw_len) {
+		int n = LZ4_compress_default(src, (char *)body, (int)raw_len, bound);
+		if (n > 0 && (size_t)n < raw_len) {
+			flags |= WIRE_F_LZ4;
+			body_len = (size_t)n;
+		}
+	}
+	if (!(flags & WIRE_F_LZ4) && raw_len)
+		memcpy(body, src, raw_len);
+	free(joined);
+
+	put32(h, WIRE_MAGIC);
+	put16(h + 4, WIRE_VERSION);
+	put16(h + 6, flags);
+	put64(h + 8, node_id);
+	put64(h + 16, seq);
+	put32(h + 24, b->n_events);
+	put32(h + 28, b->n_meta);
+	put32(h + 32, (uint32_t)raw_len);
+	put32(h + 36, (uint32_t)body_len);
+	put64(h + 40, XXH3_64bits(body, body_len));
+	out->len += WIRE_HDR_LEN + body_len;
+	return 0;
+}
+
+int wire_hdr_decode(const void *p, struct wire_hdr *h)
+{
+	const uint8_t *b = p;
+	h->magic = get32(b);
+	h->version = get16(b + 4);
+	h->flags = get16(b + 6);
+	h->node_id = get64(b + 8);
+	h->seq = get64(b + 16);
+	h->n_events = get32(b + 24);
+	h->n_meta = get32(b + 28);
+	h->raw_len = get32(b + 32);
+	h->body_len = get32(b + 36);
+	h->checksum = get64(b + 40);
+	if (h->magic != WIRE_MAGIC)
+		return WIRE_EMAGIC;
+	if (h->version != WIRE_VERSION)
+		return WIRE_EVERSION;
+	if (h->n_events > WIRE_MAX_EVENTS || h->n_meta > WIRE_MAX_META ||
+	    h->raw_len > WIRE_MAX_RAW || h->body_len > WIRE_MAX_BODY)
+		return WIRE_ETOOBIG;
+	if ((uint64_t)h->n_events * sizeof(struct kp_event) + (uint64_t)h->n_meta * 4 > h->raw_len)
+		return WIRE_ELAYOUT;
+	if (!(h->flags & WIRE_F_LZ4) && h->body_len != h->raw_len)
+		return WIRE_ELAYOUT;
+	if (h->flags & ~WIRE_F_LZ4)
+		return WIRE_ELAYOUT;
+	return 0;
+}
+
+int wire_body_decode(const struct wire_hdr *h, const void *body, void *raw, size_t rawcap)
+{
+	if (h->raw_len > rawcap)
+		return WIRE_ETOOBIG;
+	if (XXH3_64bits(body, h->body_len) != h->checksum)
+		return WIRE_ECHECKSUM;
+	if (h->flags & WIRE_F_LZ4) {
+		int n = LZ4_decompress_safe(body, raw, (int)h->body_len, (int)h->raw_len);
+		if (n < 0 || (uint32_t)n != h->raw_len)
+			return WIRE_EDECOMPRESS;
+	} else {
+		memcpy(raw, body, h->raw_len);
+	}
+	/* Layout: the meta records must exactly fill the rest, each within bounds. */
+	const uint8_t *p = (const uint8_t *)raw + (size_t)h->n_events * sizeof(struct kp_event);
+	const uint8_t *end = (const uint8_t *)raw + h->raw_len;
+	for (uint32_t i = 0; i < h->n_meta; i++) {
+		if (end - p < 4)
+			return WIRE_ELAYOUT;
+		uint16_t len = get16(p + 2);
+		if (len > WIRE_META_MAX_LEN || end - p - 4 < len)
+			return WIRE_ELAYOUT;
+		p += 4 + len;
+	}
+	if (p != end)
+		return WIRE_ELAYOUT;
+	/* Event types out of range are not trusted further down. */
+	const struct kp_event *ev = raw;
+	for (uint32_t i = 0; i < h->n_events; i++)
+		if (ev[i].type == KP_NONE || ev[i].type >= KP_TYPE_MAX)
+			return WIRE_ELAYOUT;
+	return 0;
+}
+
+int wire_meta_next(struct wire_meta_iter *it, uint16_t *kind, const void **payload,
+		   uint16_t *len)
+{
+	if (it->end - it->p < 4)
+		return 0;
+	*kind = get16(it->p);
+	*len = get16(it->p + 2);
+	if (it->end - it->p - 4 < *len)
+		return 0; /* NEVER after wire_body_decode */
+	*payload = it->p + 4;
+	it->p += 4 + *len;
+	return 1;
+}
+
+static int get_str(const uint8_t **p, const uint8_t *end, char *dst, size_t cap)
+{
+	if (end - *p < 2)
+		return WIRE_EMETA;
+	uint16_t n = get16(*p);
+	*p += 2;
+	if (end - *p < n)
+		return WIRE_EMETA;
+	size_t c = n < cap - 1 ? n : cap - 1;
+	memcpy(dst, *p, c);
+	dst[c] = '\0';
+	*p += n;
+	return 0;
+}
+
+int wire_proc_decode(const void *payload, uint16_t len, struct wire_proc *p)
+{
+	const uint8_t *b = payload, *end = b + len;
+	memset(p, 0, sizeof(*p));
+	if (len < sizeof(struct wire_proc_fixed))
+		return WIRE_EMETA;
+	struct wire_proc_fixed f;
+	memcpy(&f, b, sizeof(f));
+	b += sizeof(f);
+	p->pid = f.pid;
+	p->ppid = f.ppid;
+	p->start_ns = f.start_ns;
+	p->cgroup_id = f.cgroup_id;
+	if (get_str(&b, end, p->comm, sizeof(p->comm)) ||
+	    get_str(&b, end, p->cmdline, sizeof(p->cmdline)) ||
+	    get_str(&b, end, p->cgroup, sizeof(p->cgroup)) ||
+	    get_str(&b, end, p->container, sizeof(p->container)) ||
+	    get_str(&b, end, p->pod, sizeof(p->pod)) || get_str(&b, end, p->ns, sizeof(p->ns)) ||
+	    get_str(&b, end, p->service, sizeof(p->service)))
+		return WIRE_EMETA;
+	return 0;
+}
+
+int wire_conn_decode(const void *payload, uint16_t len, struct wire_conn *c)
+{
+	if (len != sizeof(*c))
+		return WIRE_EMETA;
+	memcpy(c, payload, sizeof(*c));
+	return 0;
+}
+
+int wire_node_decode(const void *payload, uint16_t len, char *name, size_t namecap, char *kernel,
+		     size_t kernelcap)
+{
+	const uint8_t *b = payload, *end = b + len;
+	if (get_str(&b, end, name, namecap) || get_str(&b, end, kernel, kernelcap))
+		return WIRE_EMETA;
+	return 0;
+}
+
+void wire_ack_encode(void *out16, uint64_t seq, uint32_t status)
+{
+	uint8_t *b = out16;
+	put32(b, WIRE_ACK_MAGIC);
+	put32(b + 4, status);
+	put64(b + 8, seq);
+}
+
+int wire_ack_decode(const void *in16, uint64_t *seq, uint32_t *status)
+{
+	const uint8_t *b = in16;
+	if (get32(b) != WIRE_ACK_MAGIC)
+		return WIRE_EMAGIC;
+	*status = get32(b + 4);
+	*seq = get64(b + 8);
+	return *status <= WIRE_ACK_BAD ? 0 : WIRE_ELAYOUT;
+}
