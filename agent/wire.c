@@ -212,8 +212,10 @@ int wire_body_decode(const struct wire_hdr *h, const void *body, void *raw, size
 {
 	if (h->raw_len > rawcap)
 		return WIRE_ETOOBIG;
+#ifndef KP_FUZZ /* the fuzzer cannot forge checksums; let it reach the decoder behind them */
 	if (XXH3_64bits(body, h->body_len) != h->checksum)
 		return WIRE_ECHECKSUM;
+#endif
 	if (h->flags & WIRE_F_LZ4) {
 		int n = LZ4_decompress_safe(body, raw, (int)h->body_len, (int)h->raw_len);
 		if (n < 0 || (uint32_t)n != h->raw_len)
