@@ -37,6 +37,7 @@ STORE_SRC  := $(wildcard store/*.c)
 GRAPH_SRC  := $(wildcard graph/*.c)
 HTTPD_SRC  := $(wildcard httpd/*.c)
 REPLAY_SRC := $(wildcard replay/*.c)
+CLI_SRC    := $(wildcard cli/*.c)
 BPF_SRC    := $(wildcard bpf/*.bpf.c)
 TEST_SRC   := tests/runner.c $(wildcard tests/unit/*/*.c) $(wildcard tests/integration/*.c)
 TPROG_SRC  := $(wildcard tests/progs/*.c)
@@ -52,6 +53,7 @@ LIB_STORE  := $(OUTPUT)/libkp_store.a
 LIB_GRAPH  := $(OUTPUT)/libkp_graph.a
 LIB_HTTPD  := $(OUTPUT)/libkp_httpd.a
 LIB_REPLAY := $(OUTPUT)/libkp_replay.a
+LIB_CLI    := $(OUTPUT)/libkp_cli.a
 
 LIBS_AGENT  := -lbpf -lelf -lz -luring -llz4 -lxxhash
 LIBS_SERVER := -luring -llz4 -lxxhash -llmdb -lh2o-evloop -lwslay -lssl -lcrypto -lz -lm
@@ -98,8 +100,9 @@ $(eval $(call archive,$(LIB_STORE),$(STORE_SRC)))
 $(eval $(call archive,$(LIB_GRAPH),$(GRAPH_SRC)))
 $(eval $(call archive,$(LIB_HTTPD),$(HTTPD_SRC)))
 $(eval $(call archive,$(LIB_REPLAY),$(REPLAY_SRC)))
+$(eval $(call archive,$(LIB_CLI),$(CLI_SRC)))
 
-ALL_LIBS := $(LIB_HTTPD) $(LIB_GRAPH) $(LIB_STORE) $(LIB_REPLAY) $(LIB_AGENT) $(LIB_WIRE) \
+ALL_LIBS := $(LIB_CLI) $(LIB_HTTPD) $(LIB_GRAPH) $(LIB_STORE) $(LIB_REPLAY) $(LIB_AGENT) $(LIB_WIRE) \
 	    $(LIB_COMMON)
 
 bin/kprobe-agent: $(call obj,cmd/kprobe-agent.c) $(LIB_AGENT) $(LIB_WIRE) $(LIB_COMMON)

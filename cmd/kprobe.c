@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/demo.h"
 #include "common/config.h"
 #include "common/util.h"
 
@@ -23,6 +24,10 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+	/* The demo's roles are this binary under another name (see cli/demo.h). */
+	int role = demo_role_main(argc, argv);
+	if (role >= 0)
+		return role;
 	log_init("kprobe");
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		usage(argc < 2 ? stderr : stdout);
