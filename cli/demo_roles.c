@@ -380,6 +380,10 @@ static void *batch_dirty(void *arg)
 		if (now >= b->end)
 			break;
 		if (!in_phase(now, b->mem_from, b->mem_to)) {
+			/* Leaving the phase, the job deletes its scratch data: truncating discards
+			 * the dirty pages, so the pressure ends with the phase. */
+			if (off && ftruncate(fd, 0) == 0)
+				off = 0;
 			idle_10ms();
 			continue;
 		}
