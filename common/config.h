@@ -136,6 +136,8 @@ struct kp_strlist {
 	X(INT, store_memtable_rows, "store.memtableRows", 1048576, 8192, 67108864,                 \
 	  "the memtable is sealed into a segment at this many rows ...")                           \
 	X(INT, store_seal_sec, "store.sealSec", 60, 1, 86400, "... or when its oldest row is this old") \
+	X(INT, store_graph_max_mb, "store.graphMaxMb", 65536, 16, 16777216,                      \
+	  "upper bound of the causal graph's LMDB map (sparse); writes past it fail, are logged")  \
 	X(INT, api_max_rows, "api.maxRows", 100000, 1, 100000000,                                  \
 	  "a query answers at most this many rows (LIMIT above it is an error)")                  \
 	X(INT, api_query_timeout_ms, "api.queryTimeoutMs", 30000, 1, 3600000,                      \
