@@ -117,6 +117,19 @@ void wire_batch_add_node(struct wire_batch *b, const char *name, const char *ker
 	buf_free(&o);
 }
 
+void wire_batch_add_file(struct wire_batch *b, const struct wire_file *f)
+{
+	struct kp_buf o = {0};
+	uint8_t fixed[16];
+	put32(fixed, f->pid);
+	put32(fixed + 4, f->fd);
+	put64(fixed + 8, f->inode);
+	buf_append(&o, fixed, sizeof(fixed));
+	put_str(&o, f->path, sizeof(f->path));
+	wire_batch_add_meta(b, WIRE_META_FILE, o.data, (uint16_t)o.len);
+	buf_free(&o);
+}
+
 void wire_batch_reset(struct wire_batch *b)
 {
 	b->events.len = 0;
@@ -302,6 +315,19 @@ int wire_conn_decode(const void *payload, uint16_t len, struct wire_conn *c)
 		return WIRE_EMETA;
 	memcpy(c, payload, sizeof(*c));
 	return 0;
+}
+
+int wire_file_decode(const void *payload, uint16_t len, struct wire_file *f)
+{
+	const uint8_t *b = payload, *end = b + len;
+	memset(f, 0, sizeof(*f));
+	if (len < 16)
+		return WIRE_EMETA;
+	f->pid = get32(b);
+	f->fd = get32(b + 4);
+	f->inode = get64(b + 8);
+	b += 16;
+	return get_str(&b, end, f->path, sizeof(f->path));
 }
 
 int wire_node_decode(const void *payload, uint16_t len, char *name, size_t namecap, char *kernel,

@@ -57,6 +57,8 @@ enum wire_meta_kind {
 	WIRE_META_PROC = 2, /* struct wire_proc_fixed, then str comm, cmdline, cgroup, container,
 			     * pod, namespace, service */
 	WIRE_META_CONN = 3, /* struct wire_conn */
+	WIRE_META_FILE = 4, /* u32 pid, u32 fd, u64 inode, then str path: what a read/write/fsync
+			     * event's (pid, fd, inode) refers to, for rules like "ledger write" */
 };
 
 struct wire_hdr {
@@ -94,6 +96,12 @@ struct wire_proc {
 	char service[64];
 };
 
+struct wire_file {
+	uint32_t pid, fd;
+	uint64_t inode;
+	char path[256];
+};
+
 /* Errors (negative, distinct from -errno). */
 enum wire_err {
 	WIRE_EMAGIC = -5001,
@@ -123,6 +131,7 @@ void wire_batch_add_meta(struct wire_batch *b, uint16_t kind, const void *payloa
 void wire_batch_add_proc(struct wire_batch *b, const struct wire_proc *p);
 void wire_batch_add_conn(struct wire_batch *b, const struct wire_conn *c);
 void wire_batch_add_node(struct wire_batch *b, const char *name, const char *kernel);
+void wire_batch_add_file(struct wire_batch *b, const struct wire_file *f);
 void wire_batch_reset(struct wire_batch *b);
 void wire_batch_free(struct wire_batch *b);
 
@@ -155,6 +164,7 @@ int wire_meta_next(struct wire_meta_iter *it, uint16_t *kind, const void **paylo
 /* Parses a WIRE_META_PROC / _CONN payload. Returns 0 or WIRE_EMETA. */
 int wire_proc_decode(const void *payload, uint16_t len, struct wire_proc *p);
 int wire_conn_decode(const void *payload, uint16_t len, struct wire_conn *c);
+int wire_file_decode(const void *payload, uint16_t len, struct wire_file *f);
 int wire_node_decode(const void *payload, uint16_t len, char *name, size_t namecap, char *kernel,
 		     size_t kernelcap);
 

@@ -29,6 +29,9 @@ static void fill_batch(struct wire_batch *b, int n)
 	c.saddr[0] = 127, c.saddr[3] = 1, c.daddr[0] = 127, c.daddr[3] = 1;
 	wire_batch_add_conn(b, &c);
 	wire_batch_add_node(b, "node-a", "6.18.0");
+	struct wire_file fl = {.pid = 100, .fd = 7, .inode = 12345};
+	strcpy(fl.path, "/var/lib/ledger/ledger.dat");
+	wire_batch_add_file(b, &fl);
 }
 
 static void decode_ok(const struct kp_buf *f, struct wire_hdr *h, char **raw)
@@ -52,7 +55,7 @@ TEST(wire_round_trip)
 		CHECK_EQ_UINT(h.node_id, 0xabcdefull);
 		CHECK_EQ_UINT(h.seq, 77);
 		CHECK_EQ_INT(h.n_events, 1000);
-		CHECK_EQ_INT(h.n_meta, 3);
+		CHECK_EQ_INT(h.n_meta, 4);
 		CHECK_EQ_INT(!!(h.flags & WIRE_F_LZ4), compress);
 		if (compress)
 			CHECK_LT_INT(h.body_len, h.raw_len);
@@ -82,6 +85,12 @@ TEST(wire_round_trip)
 		CHECK_EQ_INT(wire_node_decode(pl, len, name, sizeof(name), kernel, sizeof(kernel)),
 			     0);
 		CHECK_EQ_STR(name, "node-a");
+		CHECK(wire_meta_next(&it, &kind, &pl, &len));
+		CHECK_EQ_INT(kind, WIRE_META_FILE);
+		struct wire_file fl;
+		CHECK_EQ_INT(wire_file_decode(pl, len, &fl), 0);
+		CHECK_EQ_UINT(fl.inode, 12345);
+		CHECK_EQ_STR(fl.path, "/var/lib/ledger/ledger.dat");
 		CHECK(!wire_meta_next(&it, &kind, &pl, &len));
 		free(raw);
 		buf_free(&f);
