@@ -129,6 +129,14 @@ struct kp_strlist {
 	  "name connections by remote port: 'PORT=name'")                                         \
 	X(INT, engine_max_steps, "engine.rootCauseMaxSteps", 8, 1, 64,                             \
 	  "the root-cause walk stops after this many edges")                                       \
+	X(INT, engine_late_ms, "engine.lateMs", 400, 0, 600000,                                    \
+	  "an item is analyzed once it ended this long ago (late events of its moment are in)")   \
+	X(INT, engine_slow_request_ms, "engine.slowRequestMs", 500, 1, 3600000,                    \
+	  "client requests slower than this (no OTel span) become symptoms")                       \
+	X(INT, engine_horizon_sec, "engine.horizonSec", 120, 5, 86400,                             \
+	  "kernel episodes and requests are kept in memory this long for analysis")                \
+	X(INT, engine_max_episodes, "engine.maxEpisodes", 2000000, 10000, 1000000000,              \
+	  "bound on kernel episodes held in memory (oldest go first)")                             \
 	X(LIST, agent_service_rules, "agent.serviceRules", "", 0, 0,                               \
 	  "service name by rule: 'comm:GLOB=name' or 'cgroup:GLOB=name'; default: pod, else comm") \
 	X(INT, agent_meta_resend_sec, "agent.metaResendSec", 60, 1, 86400,                         \

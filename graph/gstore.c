@@ -249,6 +249,7 @@ static const char *const edge_kind_names[GE__COUNT] = {
 	[GE_DELAYED_BY] = "delayed-by", [GE_PREEMPTED_BY] = "preempted-by",
 	[GE_WOKEN_BY] = "woken-by",	[GE_SENT_TO] = "sent-to",
 	[GE_MEMORY_PRESSURE_FROM] = "memory-pressure-from",
+	[GE_WAITED_ON] = "waited-on",	[GE_SYMPTOM_OF] = "symptom-of",
 };
 
 const char *gstore_node_kind_name(int kind)

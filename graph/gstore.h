@@ -70,6 +70,8 @@ enum gstore_edge_kind {
 	GE_WOKEN_BY,
 	GE_SENT_TO,
 	GE_MEMORY_PRESSURE_FROM,
+	GE_WAITED_ON,  /* dst (a client request) waited on src (the server request it called) */
+	GE_SYMPTOM_OF, /* dst (a symptom) is what went wrong with src (a span, a request, a call) */
 	GE__COUNT
 };
 
