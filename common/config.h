@@ -122,6 +122,13 @@ struct kp_strlist {
 	X(LIST, otlp_txn_attributes, "otlp.transactionAttributes",                                 \
 	  "transaction.id,txn.id,request.id,payment.id,http.request_id", 0, 0,                     \
 	  "span attribute keys whose value is the transaction / request id, first match wins")   \
+	X(INT, otlp_join_slack_us, "otlp.joinSlackUs", 1000, 0, 1000000,                           \
+	  "an event that starts inside a span may end this long after it and still belong to it " \
+	  "(span clocks vs the kernel's; the JS SDK's spans run up to 1 ms early)")                \
+	X(INT, otlp_span_retention_sec, "otlp.spanRetentionSec", 900, 1, 604800,                   \
+	  "spans stay joinable to late-arriving events this long after they end")                  \
+	X(INT, otlp_span_index_max, "otlp.spanIndexMax", 262144, 1024, 67108864,                   \
+	  "spans kept in memory for the join (about 250 bytes each); the oldest-ending go first")  \
 	X(LIST, engine_file_rules, "engine.rules.files", "", 0, 0,                                 \
 	  "name file I/O the way people talk: 'GLOB=name', e.g. /var/lib/ledger/*=ledger write")  \
 	X(LIST, engine_port_rules, "engine.rules.ports", "5432=database query,3306=database "      \
