@@ -819,6 +819,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	}
 	memcpy(pathz, path, plen);
 	pathz[plen] = 0;
+	if (strlen(pathz) != plen) {
+		metric_inc(metric_labels(httpd__m.rejected, "bad_path"));
+		httpd__send_error(req, 400, "request path contains a NUL byte", "unmatched", t0);
+		return 0;
+	}
 
 	bool path_match;
 	struct httpd_route_ *rt = route_find(s, l, req, pathz, plen, &path_match);

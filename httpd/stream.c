@@ -420,6 +420,7 @@ static bool client_fill(struct ws_client *c)
 	uint64_t n = st->mask + 1;
 	if (head - c->cursor > n) {
 		uint64_t lost = head - n - c->cursor;
+		metric_add(metric_child(httpd__m.ws_dropped), lost);
 		c->dropped += lost;
 		c->unreported += lost;
 		c->cursor = head - n;
@@ -428,7 +429,6 @@ static bool client_fill(struct ws_client *c)
 	wslay_event_context_ptr ws = c->conn->ws_ctx;
 	while (wslay_event_get_queued_msg_count(ws) < qmax) {
 		if (c->unreported) {
-			metric_add(metric_child(httpd__m.ws_dropped), c->unreported);
 			client_control(c, "{\"msg\":\"dropped\",\"count\":%llu,\"total\":%llu}",
 				       (unsigned long long)c->unreported,
 				       (unsigned long long)c->dropped);
@@ -443,6 +443,7 @@ static bool client_fill(struct ws_client *c)
 			return true; /* a publisher is mid-write; its wake-up comes */
 		c->cursor++;
 		if (r == RD_LOST) {
+			metric_inc(metric_child(httpd__m.ws_dropped));
 			c->dropped++;
 			c->unreported++;
 			continue;
