@@ -75,11 +75,10 @@ struct httpd {
 	int listen_fd[HTTPD_NLISTENERS];
 	uint64_t started_ns;
 
-	/* loop thread */
-	pthread_t loop_thread;
+	/* loop thread (a parked one reused, see server.c) */
 	pthread_mutex_t init_lock;
 	pthread_cond_t init_cond;
-	int init_done, init_err;
+	int init_done, init_err, loop_done;
 	char init_msg[256];
 	h2o_evloop_t *loop;
 	h2o_globalconf_t gconf;

@@ -15,8 +15,9 @@
  * Stop: the caller cancels and joins the workers (running handlers see httpd_req_expired), then
  * tells the loop, which answers queued jobs 503, closes listeners and WebSocket clients, shuts
  * every connection's socket down, runs until h2o has closed them all and every job is back, and
- * tears h2o down. h2o 2.2's h2o_evloop_destroy does not close its epoll fd, so loops are kept in
- * a small free list and reused instead of destroyed (start/stop cycles leak no descriptors).
+ * tears h2o down. h2o 2.2's h2o_evloop_destroy does not close its epoll fd and its per-thread
+ * caches die with a thread, so loop threads (each with its loop) are parked and reused by the
+ * next server instead of exiting (start/stop cycles leak no descriptors and no memory).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -1009,34 +1010,22 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 	}
 }
 
-/* ------------------------------------------------------------------ loop pool */
+/* ------------------------------------------------------------------ loop threads */
 
-/* h2o 2.2 cannot destroy an evloop without leaking its epoll fd: keep stopped loops. */
-static pthread_mutex_t loop_pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static h2o_evloop_t *loop_pool[16];
-static int loop_pool_n;
+/*
+ * Loop threads outlive servers: h2o 2.2 leaks its epoll fd in h2o_evloop_destroy and keeps
+ * per-thread memory caches (request pools, socket buffers) that a thread's exit would lose. A
+ * stopped server's thread parks here with its loop and serves the next server started.
+ */
+struct loop_thread {
+	struct loop_thread *next;
+	h2o_evloop_t *loop;
+	struct httpd *srv;
+	pthread_cond_t cond;
+};
 
-static h2o_evloop_t *loop_get(void)
-{
-	h2o_evloop_t *l = NULL;
-	pthread_mutex_lock(&loop_pool_lock);
-	if (loop_pool_n)
-		l = loop_pool[--loop_pool_n];
-	pthread_mutex_unlock(&loop_pool_lock);
-	return l ? l : h2o_evloop_create();
-}
-
-static void loop_put(h2o_evloop_t *l)
-{
-	pthread_mutex_lock(&loop_pool_lock);
-	if (loop_pool_n < (int)KP_ARRAY_SIZE(loop_pool)) {
-		loop_pool[loop_pool_n++] = l;
-		l = NULL;
-	}
-	pthread_mutex_unlock(&loop_pool_lock);
-	if (l)
-		h2o_evloop_destroy(l); /* defensive: more than 16 servers at once */
-}
+static pthread_mutex_t lt_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct loop_thread *lt_idle;
 
 /* ------------------------------------------------------------------ the loop thread */
 
@@ -1052,7 +1041,6 @@ static void on_stop_msg(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages
 
 static int h2o_setup(struct httpd *s)
 {
-	s->loop = loop_get();
 	h2o_config_init(&s->gconf);
 	s->gconf.server_name = h2o_iovec_init(H2O_STRLIT("kprobed"));
 	s->gconf.max_request_entity_size = s->max_entity;
@@ -1147,19 +1135,18 @@ static void h2o_teardown(struct httpd *s)
 	h2o_multithread_unregister_receiver(s->ctx.queue, &s->stop_rx);
 	h2o_multithread_unregister_receiver(s->ctx.queue, &s->st.wake_rx);
 	h2o_context_dispose(&s->ctx);
+	/* h2o 2.2's h2o_multithread_destroy_queue closes the queue's descriptors but does not
+	 * free it (fixed in later h2o); the context keeps the pointer. */
+	free(s->ctx.queue);
+	s->ctx.queue = NULL;
 	h2o_config_dispose(&s->gconf);
 	/* Let the loop free the sockets disposed above before it is parked. */
 	h2o_evloop_run(s->loop, 0);
-	loop_put(s->loop);
 	s->loop = NULL;
 }
 
-static void *loop_main(void *arg)
+static void serve(struct httpd *s)
 {
-	struct httpd *s = arg;
-	sigset_t all;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	int rc = h2o_setup(s);
 	pthread_mutex_lock(&s->init_lock);
 	s->init_done = 1;
@@ -1167,11 +1154,61 @@ static void *loop_main(void *arg)
 	pthread_cond_broadcast(&s->init_cond);
 	pthread_mutex_unlock(&s->init_lock);
 	if (rc < 0)
-		return NULL;
+		return;
 	while (!s->stop_seen)
 		h2o_evloop_run(s->loop, 1000);
 	h2o_teardown(s);
+}
+
+static void *loop_thread_main(void *arg)
+{
+	struct loop_thread *t = arg;
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	t->loop = h2o_evloop_create();
+	pthread_mutex_lock(&lt_lock);
+	for (;;) {
+		while (!t->srv)
+			pthread_cond_wait(&t->cond, &lt_lock);
+		struct httpd *s = t->srv;
+		pthread_mutex_unlock(&lt_lock);
+		s->loop = t->loop;
+		serve(s);
+		pthread_mutex_lock(&lt_lock);
+		t->srv = NULL;
+		t->next = lt_idle;
+		lt_idle = t;
+		/* Last touch of s: httpd_stop may free it as soon as it sees loop_done. */
+		pthread_mutex_lock(&s->init_lock);
+		s->loop_done = 1;
+		pthread_cond_broadcast(&s->init_cond);
+		pthread_mutex_unlock(&s->init_lock);
+	}
 	return NULL;
+}
+
+/* Hands s to a parked loop thread, or to a new one. */
+static void loop_thread_run(struct httpd *s)
+{
+	pthread_mutex_lock(&lt_lock);
+	struct loop_thread *t = lt_idle;
+	if (t) {
+		lt_idle = t->next;
+		t->srv = s;
+		pthread_cond_signal(&t->cond);
+	} else {
+		t = xcalloc(1, sizeof(*t));
+		pthread_cond_init(&t->cond, NULL);
+		t->srv = s;
+		pthread_t tid;
+		pthread_attr_t attr;
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_create(&tid, &attr, loop_thread_main, t);
+		pthread_attr_destroy(&attr);
+	}
+	pthread_mutex_unlock(&lt_lock);
 }
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -1341,7 +1378,7 @@ int httpd_start(struct httpd *s, char *err, size_t errlen)
 	s->workers = xcalloc((size_t)s->nworkers, sizeof(pthread_t));
 	for (int i = 0; i < s->nworkers; i++)
 		pthread_create(&s->workers[i], NULL, worker_main, s);
-	pthread_create(&s->loop_thread, NULL, loop_main, s);
+	loop_thread_run(s);
 	pthread_mutex_lock(&s->init_lock);
 	while (!s->init_done)
 		pthread_cond_wait(&s->init_cond, &s->init_lock);
@@ -1388,7 +1425,10 @@ void httpd_stop(struct httpd *s)
 	atomic_store(&s->stop_flag, 1);
 	if (s->init_err == 0)
 		h2o_multithread_send_message(&s->stop_rx, &s->stop_msg);
-	pthread_join(s->loop_thread, NULL);
+	pthread_mutex_lock(&s->init_lock);
+	while (!s->loop_done)
+		pthread_cond_wait(&s->init_cond, &s->init_lock);
+	pthread_mutex_unlock(&s->init_lock);
 }
 
 void httpd_destroy(struct httpd *s)

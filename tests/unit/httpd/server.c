@@ -337,6 +337,26 @@ TEST(httpd_auth_bearer)
 	httpc_resp_free(&r);
 	CHECK_EQ_INT(th_get(s, "/api/v1/whatever", &r), 401);
 	httpc_resp_free(&r);
+	/* The live stream: header, or ?access_token= (browsers cannot set WebSocket headers). */
+	struct httpc_ws ws;
+	char err[256];
+	int port = httpd_port(s, HTTPD_API);
+	CHECK_EQ_INT(httpc_ws_connect(&ws, "127.0.0.1", port, "/api/v1/stream", NULL, 3000, err,
+				      sizeof(err)),
+		     -EPROTO);
+	CHECK_CONTAINS(err, "401");
+	CHECK_EQ_INT(httpc_ws_connect(&ws, "127.0.0.1", port, "/api/v1/stream?access_token=nope",
+				      NULL, 3000, err, sizeof(err)),
+		     -EPROTO);
+	CHECK_EQ_INT(httpc_ws_connect(&ws, "127.0.0.1", port,
+				      "/api/v1/stream?type=write&access_token=s3cret%2Dtoken", NULL,
+				      3000, err, sizeof(err)),
+		     0);
+	httpc_ws_close(&ws);
+	CHECK_EQ_INT(httpc_ws_connect(&ws, "127.0.0.1", port, "/api/v1/stream", good, 3000, err,
+				      sizeof(err)),
+		     0);
+	httpc_ws_close(&ws);
 	/* The OTLP port is not behind api.auth. */
 	CHECK_EQ_INT(th_req(s, HTTPD_OTLP, "POST", "/v1/traces", NULL, "{}", 2, &r), 200);
 	httpc_resp_free(&r);
@@ -345,7 +365,6 @@ TEST(httpd_auth_bearer)
 	/* Enabled without tokens is a configuration error. */
 	o.n_tokens = 0;
 	struct httpd *s2 = NULL;
-	char err[256];
 	CHECK_EQ_INT(httpd_create(&o, &s2, err, sizeof(err)), -EINVAL);
 	CHECK_CONTAINS(err, "api.auth.tokens");
 }
