@@ -18,9 +18,11 @@
  *   - any thread may call httpd_stream_publish(); it never blocks and never allocates.
  *
  * Lifecycle: httpd_create -> httpd_route... -> httpd_start -> ... -> httpd_stop -> httpd_destroy.
- * Routes are fixed once started. httpd_stop closes the listeners and every connection and joins
- * every thread before it returns (prompt: it waits for running slow handlers only, which see
- * httpd_req_expired() turn true).
+ * Routes are fixed once started. httpd_stop closes the listeners and every connection, joins the
+ * workers and waits until the loop thread has torn h2o down (prompt: it waits for running slow
+ * handlers only, which see httpd_req_expired() turn true). The loop thread itself is parked and
+ * reused by the next server (h2o 2.2 cannot free an event loop cleanly). Publishers must stop
+ * calling httpd_stream_publish before httpd_destroy (after httpd_stop it is a no-op).
  *
  * Errors are negative errno values; httpd_create/httpd_start also write a message to err.
  */
