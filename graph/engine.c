@@ -1259,6 +1259,14 @@ static uint64_t symptom_node(struct engine *e, uint64_t host, uint32_t pid, uint
 	const char *service;
 	labels_comm(e, &l, host, pid, &service);
 	gstore_labels_add(&l, "text", text);
+	/* The first key is how people name it (transaction id, else trace id, else conn):
+	 * incident lists and deep links use it. */
+	for (int i = 0; i < nkeys; i++) {
+		if (keys[i]) {
+			gstore_labels_add(&l, "key", keys[i]);
+			break;
+		}
+	}
 	struct gstore_node n = {.kind = GN_SYMPTOM,
 				.flags = GN_F_ERROR,
 				.pid = pid,
@@ -1368,7 +1376,7 @@ static void analyze_span(struct engine *e, struct span *s)
 			snprintf(text, sizeof(text), "%s", s->status_msg);
 		else
 			snprintf(text, sizeof(text), "span '%s' failed", s->name);
-		const char *skeys[] = {trace, s->txn[0] ? s->txn : NULL};
+		const char *skeys[] = {s->txn[0] ? s->txn : NULL, trace};
 		uint64_t y = symptom_node(e, s->host, s->pid, s->tid, s->start, s->end, text, skeys,
 					  2);
 		s->gsym = y;
