@@ -16,7 +16,7 @@ CLANG    ?= clang
 BPFTOOL  ?= bpftool
 ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 CFLAGS   ?= -O2 -g
-CFLAGS   += -DKP_SRCDIR=\"$(CURDIR)\" -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -I. -I$(OUTPUT) \
+CFLAGS   += -DKP_SRCDIR=\"$(CURDIR)\" -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -D_GNU_SOURCE -I. -I$(OUTPUT) \
 	    -fno-strict-aliasing -pthread
 LDFLAGS  += -pthread
 FUZZ_SECONDS ?= 60

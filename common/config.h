@@ -95,7 +95,7 @@ struct kp_strlist {
 	  "how much of a process's command line travels as metadata")                              \
 	X(STR, ingest_bind, "ingest.bind", "127.0.0.1", 0, 0,                                      \
 	  "address kprobed accepts agent frames on")                                               \
-	X(INT, ingest_port, "ingest.port", 7077, 1, 65535, "agent frames (TCP)")                   \
+	X(INT, ingest_port, "ingest.port", 7077, 0, 65535, "agent frames (TCP); 0 = ephemeral")                   \
 	X(INT, ingest_max_conns, "ingest.maxConnections", 1024, 1, 65536,                          \
 	  "agents connected at once; more are refused")                                            \
 	X(INT, ingest_commit_us, "ingest.groupCommitUs", 2000, 0, 1000000,                         \
@@ -111,11 +111,11 @@ struct kp_strlist {
 	X(INT, engine_threshold_ns, "engine.causalThresholdNs", 50000, 0, INT64_MAX,               \
 	  "edges explaining less latency than this are not drawn")                                 \
 	X(STR, api_bind, "api.bind", "127.0.0.1", 0, 0, "HTTP API and dashboard address")         \
-	X(INT, api_port, "api.port", 8080, 1, 65535, "HTTP API, dashboard, live stream, /metrics") \
+	X(INT, api_port, "api.port", 8080, 0, 65535, "HTTP API, dashboard, stream, /metrics; 0 = ephemeral") \
 	X(BOOL, api_auth_enabled, "api.auth.enabled", 0, 0, 0,                                     \
 	  "require a bearer token from api.auth.tokens on every request")                          \
 	X(LIST, api_auth_tokens, "api.auth.tokens", "", 0, 0, "accepted bearer tokens")            \
-	X(INT, otlp_port, "otlp.port", 4318, 1, 65535, "OTLP/HTTP spans (/v1/traces)")          \
+	X(INT, otlp_port, "otlp.port", 4318, 0, 65535, "OTLP/HTTP spans (/v1/traces); 0 = ephemeral")          \
 	X(STR, otlp_bind, "otlp.bind", "127.0.0.1", 0, 0, "OTLP/HTTP address")                     \
 	X(INT, otlp_max_body_mb, "otlp.maxBodyMb", 16, 1, 1024,                                    \
 	  "larger OTLP bodies (after gunzip) are answered 413")                                   \
@@ -129,7 +129,7 @@ struct kp_strlist {
 	  "spans stay joinable to late-arriving events this long after they end")                  \
 	X(INT, otlp_span_index_max, "otlp.spanIndexMax", 262144, 1024, 67108864,                   \
 	  "spans kept in memory for the join (about 250 bytes each); the oldest-ending go first")  \
-	X(LIST, engine_file_rules, "engine.rules.files", "", 0, 0,                                 \
+	X(LIST, engine_file_rules, "engine.rules.files", "*/ledger/*=ledger write", 0, 0,                                 \
 	  "name file I/O the way people talk: 'GLOB=name', e.g. /var/lib/ledger/*=ledger write")  \
 	X(LIST, engine_port_rules, "engine.rules.ports", "5432=database query,3306=database "      \
 	  "query,6379=cache call,9092=queue publish", 0, 0,                                        \
