@@ -39,8 +39,10 @@ TEST_SLOW(demo_workload_times_out_only_under_contention, 120)
 	uint64_t t0 = pay[0].start_ns;
 	for (int i = 0; i < n; i++) {
 		int ms = (int)((pay[i].start_ns - t0) / NSEC_PER_MSEC);
-		int in_cpu = ms >= p.cpu_from_ms && ms < p.cpu_to_ms + p.timeout_ms;
-		int in_mem = ms >= p.mem_from_ms && ms < p.mem_to_ms + p.timeout_ms;
+		/* A phase's effects outlive it a little: the settlement request in flight when it
+		 * ends, dirty pages still being written back. */
+		int in_cpu = ms >= p.cpu_from_ms && ms < p.cpu_to_ms + 1500;
+		int in_mem = ms >= p.mem_from_ms && ms < p.mem_to_ms + 3000;
 		kt_note("%s at %5d ms: %s (%llu ms)%s", pay[i].id, ms,
 			pay[i].ok ? "ok" : pay[i].timed_out ? "TIMEOUT" : "error",
 			(unsigned long long)((pay[i].end_ns - pay[i].start_ns) / NSEC_PER_MSEC),

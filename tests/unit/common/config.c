@@ -79,7 +79,7 @@ TEST(config_errors_name_key_file_line)
 
 	p = write_file("d.conf", "api.port = 70000\n");
 	CHECK_EQ_INT(config_load_file(&c, p, err, sizeof(err)), -ERANGE);
-	CHECK_CONTAINS(err, "d.conf:1: api.port: 70000 is out of range (1..65535)");
+	CHECK_CONTAINS(err, "d.conf:1: api.port: 70000 is out of range (0..65535)");
 
 	p = write_file("e.conf", "api.auth.enabled = maybe\n");
 	CHECK(config_load_file(&c, p, err, sizeof(err)) < 0);
