@@ -448,38 +448,50 @@ static inline int type_group(uint8_t t)
 	return t < 31 ? t : 31;
 }
 
-size_t store__enc_typed(const uint64_t *v, const uint8_t *type, uint32_t n, uint8_t *out)
+void store__typed_plan(const uint8_t *type, uint32_t n, struct store__typed_plan *pl)
+{
+	uint32_t at[32];
+	memset(pl->cnt, 0, sizeof(pl->cnt));
+	for (uint32_t i = 0; i < n; i++)
+		pl->cnt[type_group(type[i])]++;
+	pl->mask = 0;
+	pl->n = n;
+	uint32_t sum = 0;
+	for (int t = 0; t < 32; t++) {
+		if (pl->cnt[t])
+			pl->mask |= 1u << t;
+		at[t] = sum;
+		sum += pl->cnt[t];
+	}
+	for (uint32_t i = 0; i < n; i++)
+		pl->order[at[type_group(type[i])]++] = (uint16_t)i;
+}
+
+size_t store__enc_typed(const uint64_t *v, const struct store__typed_plan *pl, uint8_t *out)
 {
 	struct enc_scratch *sc = scratch_get();
-	uint32_t cnt[32] = {0}, mask = 0;
-	for (uint32_t i = 0; i < n; i++)
-		cnt[type_group(type[i])]++;
-	for (int t = 0; t < 32; t++)
-		if (cnt[t])
-			mask |= 1u << t;
 	uint8_t *p = out;
 	*p++ = E_TYPED;
-	memcpy(p, &mask, 4);
+	memcpy(p, &pl->mask, 4);
 	p += 4;
-	/* a group with every row: no gather needed */
 	static __thread uint64_t *gather;
 	if (!gather)
-		gather = xmalloc(sizeof(uint64_t) * STORE_GRANULE * 2);
+		gather = xmalloc(sizeof(uint64_t) * STORE_GRANULE);
+	uint32_t at = 0;
 	for (int t = 0; t < 32; t++) {
-		if (!cnt[t])
+		uint32_t c = pl->cnt[t];
+		if (!c)
 			continue;
 		const uint64_t *src = v;
-		if (cnt[t] != n) {
-			uint32_t k = 0;
-			for (uint32_t i = 0; i < n; i++)
-				if (type_group(type[i]) == t)
-					gather[k++] = v[i];
+		if (c != pl->n) { /* a group with every row needs no gather */
+			for (uint32_t k = 0; k < c; k++)
+				gather[k] = v[pl->order[at + k]];
 			src = gather;
 		}
+		at += c;
 		uint8_t *lenp = p;
-		/* reserve a 3-byte varint for the length (blocks are < 2 MiB) */
-		p += 3;
-		size_t sub = enc_u64_n(src, cnt[t], p, sc);
+		p += 3; /* a 3-byte varint for the length (blocks are < 2 MiB) */
+		size_t sub = enc_u64_n(src, c, p, sc);
 		lenp[0] = (uint8_t)(sub | 0x80);
 		lenp[1] = (uint8_t)((sub >> 7) | 0x80);
 		lenp[2] = (uint8_t)(sub >> 14);
@@ -574,44 +586,43 @@ int store__dec_u64(const uint8_t *p, size_t len, uint32_t n, uint64_t *out)
 	return 0;
 }
 
-int store__dec_typed(const uint8_t *p, size_t len, const uint8_t *type, uint32_t n, uint64_t *out)
+int store__dec_typed(const uint8_t *p, size_t len, const struct store__typed_plan *pl,
+		     uint64_t *out)
 {
+	uint32_t n = pl->n;
 	if (n > STORE_GRANULE)
 		return STORE_ELAYOUT;
 	const uint8_t *end = p + len;
 	if (len < 5 || *p != E_TYPED)
 		return store__dec_u64(p, len, n, out);
 	p++;
-	uint32_t mask, cnt[32] = {0}, have = 0;
+	uint32_t mask;
 	memcpy(&mask, p, 4);
 	p += 4;
-	for (uint32_t i = 0; i < n; i++)
-		cnt[type_group(type[i])]++;
-	for (int t = 0; t < 32; t++)
-		if (cnt[t])
-			have |= 1u << t;
-	if (have != mask)
+	if (mask != pl->mask)
 		return STORE_ELAYOUT;
 	uint64_t *tmp = dec_tmp_get();
 	uint64_t *part = tmp + STORE_GRANULE * 4; /* RLE uses tmp[0 .. 2n) */
+	uint32_t at = 0;
 	for (int t = 0; t < 32; t++) {
-		if (!cnt[t])
+		uint32_t c = pl->cnt[t];
+		if (!c)
 			continue;
 		uint64_t sub;
 		if (get_var(&p, end, &sub) || sub > (uint64_t)(end - p))
 			return STORE_ELAYOUT;
 		const uint8_t *q = p, *qend = p + sub;
-		if (cnt[t] == n) {
+		if (c == n) {
 			if (dec_u64_at(&q, qend, n, out, tmp) || q != qend)
 				return STORE_ELAYOUT;
 		} else {
-			if (dec_u64_at(&q, qend, cnt[t], part, tmp) || q != qend)
+			if (dec_u64_at(&q, qend, c, part, tmp) || q != qend)
 				return STORE_ELAYOUT;
-			uint32_t k = 0;
-			for (uint32_t i = 0; i < n; i++)
-				if (type_group(type[i]) == t)
-					out[i] = part[k++];
+			const uint16_t *ord = pl->order + at;
+			for (uint32_t k = 0; k < c; k++)
+				out[ord[k]] = part[k];
 		}
+		at += c;
 		p = qend;
 	}
 	return p == end ? 0 : STORE_ELAYOUT;

@@ -30,14 +30,22 @@ enum store_col {
 
 /* Best-of encoding of n u64 values (CONST, PFOR, DELTA, DICT, RLE). Returns bytes written. */
 size_t store__enc_u64(const uint64_t *v, uint32_t n, uint8_t *out);
-/* Values partitioned by their row's type, each part encoded by store__enc_u64. */
-size_t store__enc_typed(const uint64_t *v, const uint8_t *type, uint32_t n, uint8_t *out);
+/* Values partitioned by their row's type, each part encoded by store__enc_u64. The partition is
+ * computed once per granule (store__typed_plan) and shared by its typed columns. */
+struct store__typed_plan {
+	uint32_t mask, n;
+	uint32_t cnt[32];
+	uint16_t order[STORE_GRANULE]; /* row numbers grouped by type, in row order within a type */
+};
+void store__typed_plan(const uint8_t *type, uint32_t n, struct store__typed_plan *pl);
+size_t store__enc_typed(const uint64_t *v, const struct store__typed_plan *pl, uint8_t *out);
 /* Interned strings (equal strings share one pointer): dictionary + indices. */
 size_t store__enc_str(const char *const *s, const uint8_t *len, uint32_t n, uint8_t *out);
 
 /* Decoders: p[0..len) must be followed by STORE_PAD readable bytes. Return 0 or STORE_ELAYOUT. */
 int store__dec_u64(const uint8_t *p, size_t len, uint32_t n, uint64_t *out);
-int store__dec_typed(const uint8_t *p, size_t len, const uint8_t *type, uint32_t n, uint64_t *out);
+int store__dec_typed(const uint8_t *p, size_t len, const struct store__typed_plan *pl,
+		     uint64_t *out);
 /* Strings: out_ptr/out_len per row point into dictbuf (capacity >= len). */
 int store__dec_str(const uint8_t *p, size_t len, uint32_t n, const char **out_ptr,
 		   uint32_t *out_len, char *dictbuf);
@@ -88,10 +96,10 @@ struct store__seg {
 struct store__seg_input {
 	uint32_t n;
 	void *ctx;
-	/* rows [off, off+cnt) of numeric column c (not SC_TXN) */
-	void (*gather)(void *ctx, int c, uint32_t off, uint32_t cnt, uint64_t *out);
-	/* txn strings of rows [off, off+cnt): interned (equal strings share a pointer) */
-	void (*gather_txn)(void *ctx, uint32_t off, uint32_t cnt, const char **s, uint8_t *len);
+	/* rows [off, off+cnt): every numeric column into col[c][0..cnt), and the txn strings,
+	 * interned (equal strings share a pointer) */
+	void (*gather)(void *ctx, uint32_t off, uint32_t cnt, uint64_t *const *col, const char **txn,
+		       uint8_t *txn_len);
 	uint64_t seg_id, group_id, min_lsn, max_lsn;
 	uint32_t part, nparts, day;
 };
@@ -102,10 +110,11 @@ int store__seg_write(const char *path, const struct store__seg_input *in);
 int store__seg_open(const char *path, bool verify, struct store__seg **out);
 void store__seg_unref(struct store__seg *s);
 
-/* Decodes granule column c into out (u64 per row), type (the granule's SC_TYPE values) needed
- * for typed columns. scratch: >= STORE_ENC_BOUND(STORE_GRANULE) + STORE_PAD bytes. */
-int store__seg_read_u64(const struct store__gran *g, int c, const uint8_t *type, uint64_t *out,
-			uint8_t *scratch);
+/* Decodes granule column c into out (u64 per row); typed columns need the granule's type plan
+ * (store__typed_plan over its SC_TYPE values). scratch: >= STORE_ENC_BOUND(STORE_GRANULE) +
+ * STORE_PAD bytes. */
+int store__seg_read_u64(const struct store__gran *g, int c, const struct store__typed_plan *pl,
+			uint64_t *out, uint8_t *scratch);
 /* Txn strings of granule g: pointers into dictbuf (>= blk_len bytes). */
 int store__seg_read_str(const struct store__gran *g, const char **ptr, uint32_t *len,
 			uint8_t *scratch, char *dictbuf);

@@ -1496,15 +1496,20 @@ struct ectx {
 	struct qctx *q;
 };
 
+/* Output buffers by the node's type (a float node also keeps ints: literals fill both). */
 static void vec_alloc(struct node *n)
 {
-	if (n->v.i)
+	if (n->v.nul)
 		return;
-	n->v.i = xmalloc(sizeof(int64_t) * BATCH_CAP);
-	n->v.f = xmalloc(sizeof(double) * BATCH_CAP);
-	n->v.s = xmalloc(sizeof(char *) * BATCH_CAP);
-	n->v.sl = xmalloc(sizeof(uint32_t) * BATCH_CAP);
 	n->v.nul = xmalloc(BATCH_CAP);
+	n->v.i = xmalloc(sizeof(int64_t) * BATCH_CAP);
+	if (n->vt == V_FLOAT || n->k == N_LIT || n->k == N_AGGREF || n->k == N_KEYREF ||
+	    n->k == N_NEG || n->k == N_CALL)
+		n->v.f = xmalloc(sizeof(double) * BATCH_CAP);
+	if (n->vt == V_STR || n->k == N_LIT) {
+		n->v.s = xmalloc(sizeof(char *) * BATCH_CAP);
+		n->v.sl = xmalloc(sizeof(uint32_t) * BATCH_CAP);
+	}
 }
 
 static void node_free_bufs(struct node *n)
@@ -1517,6 +1522,10 @@ static void node_free_bufs(struct node *n)
 	free(n->v.sl);
 	free(n->v.nul);
 	n->v.i = NULL;
+	n->v.f = NULL;
+	n->v.s = NULL;
+	n->v.sl = NULL;
+	n->v.nul = NULL;
 	free(n->set_i);
 	n->set_i = NULL;
 	node_free_bufs(n->a);
@@ -1867,7 +1876,7 @@ static int fold(struct qctx *q, struct node *n)
 	if (rc)
 		return rc;
 	int64_t i = n->v.i[0];
-	double f = n->v.f[0];
+	double f = n->v.f ? n->v.f[0] : 0;
 	bool nul = n->v.nul[0];
 	node_free_bufs(n);
 	n->k = N_LIT;

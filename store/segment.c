@@ -89,6 +89,9 @@ struct seg_wscratch {
 	uint64_t col[SC_TXN][STORE_GRANULE];
 	const char *txn[STORE_GRANULE];
 	uint8_t txn_len[STORE_GRANULE];
+	struct store__typed_plan plan;
+	uint64_t hslot[2 * STORE_GRANULE], tmp[STORE_GRANULE];
+	uint8_t hused[2 * STORE_GRANULE];
 };
 
 static void write_block(struct kp_buf *out, int col, uint32_t rows, const uint8_t *enc,
@@ -119,12 +122,25 @@ static void write_block(struct kp_buf *out, int col, uint32_t rows, const uint8_
 	buf_append(out, data, stored);
 }
 
-static uint32_t count_changes(const uint64_t *v, uint32_t n)
+/* Distinct values among v[0..n) (exact: blooms are sized from it). */
+static uint32_t count_distinct(const uint64_t *v, uint32_t n, uint64_t *slots, uint8_t *used)
 {
-	uint32_t c = n ? 1 : 0;
-	for (uint32_t i = 1; i < n; i++)
-		c += v[i] != v[i - 1];
-	return c;
+	const uint32_t cap = 2 * STORE_GRANULE;
+	uint32_t d = 0;
+	memset(used, 0, cap);
+	for (uint32_t i = 0; i < n; i++) {
+		if (i && v[i] == v[i - 1])
+			continue;
+		uint32_t h = (uint32_t)store__hash_u64(v[i]) & (cap - 1);
+		while (used[h] && slots[h] != v[i])
+			h = (h + 1) & (cap - 1);
+		if (!used[h]) {
+			used[h] = 1;
+			slots[h] = v[i];
+			d++;
+		}
+	}
+	return d;
 }
 
 static int fsync_dir_of(const char *path)
@@ -182,9 +198,10 @@ int store__seg_write(const char *path, const struct store__seg_input *in)
 
 	for (uint32_t g = 0; g < ng; g++) {
 		uint32_t off = g * STORE_GRANULE, rows = KP_MIN(STORE_GRANULE, n - off);
+		uint64_t *cols[SC_TXN];
 		for (int c = 0; c < SC_TXN; c++)
-			in->gather(in->ctx, c, off, rows, ws->col[c]);
-		in->gather_txn(in->ctx, off, rows, ws->txn, ws->txn_len);
+			cols[c] = ws->col[c];
+		in->gather(in->ctx, off, rows, cols, ws->txn, ws->txn_len);
 		const uint64_t *ts = ws->col[SC_TS], *pid = ws->col[SC_PID], *dur = ws->col[SC_DUR],
 			       *ty = ws->col[SC_TYPE], *tid = ws->col[SC_TID];
 		uint64_t gts_min = UINT64_MAX, gts_max = 0, dmin = UINT64_MAX, dmax = 0;
@@ -210,26 +227,26 @@ int store__seg_write(const char *path, const struct store__seg_input *in)
 		put64(&foot, gts_max);
 		put64(&foot, dmin);
 		put64(&foot, dmax);
+		store__typed_plan(ws->type, rows, &ws->plan);
 		for (int c = 0; c < SC_NCOLS; c++) {
 			size_t at = out.len, el;
 			if (c == SC_TXN)
 				el = store__enc_str(ws->txn, ws->txn_len, rows, ws->enc);
 			else if (store__col_typed(c))
-				el = store__enc_typed(ws->col[c], ws->type, rows, ws->enc);
+				el = store__enc_typed(ws->col[c], &ws->plan, ws->enc);
 			else
 				el = store__enc_u64(ws->col[c], rows, ws->enc);
 			write_block(&out, c, rows, ws->enc, el, ws);
 			put64(&foot, at);
 			put32(&foot, (uint32_t)(out.len - at));
 		}
-		/* blooms, sized from the number of value changes (an upper bound of distinct) */
+		/* blooms, sized for ~1% false positives at the granule's distinct values */
 		uint32_t nb[SB_N];
-		nb[SB_PID] = store__bloom_bits(count_changes(pid, rows));
-		nb[SB_TID] = store__bloom_bits(count_changes(tid, rows));
-		uint32_t tc = rows ? 1 : 0;
-		for (uint32_t i = 1; i < rows; i++)
-			tc += ws->txn[i] != ws->txn[i - 1];
-		nb[SB_TXN] = store__bloom_bits(tc);
+		nb[SB_PID] = store__bloom_bits(count_distinct(pid, rows, ws->hslot, ws->hused));
+		nb[SB_TID] = store__bloom_bits(count_distinct(tid, rows, ws->hslot, ws->hused));
+		for (uint32_t i = 0; i < rows; i++) /* interned: the pointer is the identity */
+			ws->tmp[i] = ws->txn_len[i] ? (uint64_t)(uintptr_t)ws->txn[i] : 0;
+		nb[SB_TXN] = store__bloom_bits(count_distinct(ws->tmp, rows, ws->hslot, ws->hused));
 		for (int b = 0; b < SB_N; b++)
 			memset(ws->bloom[b], 0, nb[b] / 8);
 		for (uint32_t i = 0; i < rows; i++) {
@@ -527,8 +544,8 @@ static int blk_open(const struct store__gran *g, int c, uint8_t *scratch, const 
 	return 0;
 }
 
-int store__seg_read_u64(const struct store__gran *g, int c, const uint8_t *type, uint64_t *out,
-			uint8_t *scratch)
+int store__seg_read_u64(const struct store__gran *g, int c, const struct store__typed_plan *pl,
+			uint64_t *out, uint8_t *scratch)
 {
 	const uint8_t *enc;
 	uint32_t el;
@@ -536,7 +553,7 @@ int store__seg_read_u64(const struct store__gran *g, int c, const uint8_t *type,
 	if (rc)
 		return rc;
 	if (store__col_typed(c))
-		return store__dec_typed(enc, el, type, g->rows, out);
+		return pl->n == g->rows ? store__dec_typed(enc, el, pl, out) : STORE_ELAYOUT;
 	return store__dec_u64(enc, el, g->rows, out);
 }
 

@@ -42,12 +42,16 @@
 
 /* ------------------------------------------------------------------ memtable */
 
+/* Rows are kept whole (the 64-byte event plus node and txn beside it): the seal reads them in
+ * (pid, node, ts) order, and one cache line per row is far cheaper than one per column. */
+struct memside {
+	uint64_t node;
+	const char *txn; /* interned; its length is the byte before it */
+};
+
 struct memchunk {
-	uint64_t ts[STORE_GRANULE], dur[STORE_GRANULE], arg[4][STORE_GRANULE], node[STORE_GRANULE];
-	uint32_t pid[STORE_GRANULE], tid[STORE_GRANULE], ret[STORE_GRANULE];
-	uint16_t cpu[STORE_GRANULE];
-	uint8_t type[STORE_GRANULE], flags[STORE_GRANULE], txn_len[STORE_GRANULE];
-	const char *txn[STORE_GRANULE];
+	struct kp_event ev[STORE_GRANULE];
+	struct memside side[STORE_GRANULE];
 	/* zone of the chunk, complete once the chunk is full */
 	uint64_t ts_min, ts_max, dur_max;
 	uint32_t pid_min, pid_max, type_mask;
@@ -70,7 +74,8 @@ struct memtable {
 	struct txnpool txn;
 };
 
-static const char EMPTY[1] = "";
+static const char EMPTY_REC[2] = {0, 0}; /* length byte, then "" */
+#define EMPTY (EMPTY_REC + 1)
 
 static struct memtable *mt_new(uint32_t cap_rows)
 {
@@ -346,45 +351,43 @@ struct sealctx {
 	const uint32_t *rows; /* final order: row ids of the memtable */
 };
 
-static void seal_gather(void *ctx, int c, uint32_t off, uint32_t cnt, uint64_t *out)
+static void seal_gather(void *ctx, uint32_t off, uint32_t cnt, uint64_t *const *col,
+			const char **txn, uint8_t *txn_len)
 {
 	struct sealctx *sc = ctx;
 	struct memchunk *const *ch = sc->mt->chunks;
 	for (uint32_t i = 0; i < cnt; i++) {
+		if (i + 8 < cnt) {
+			uint32_t pr = sc->rows[off + i + 8];
+			__builtin_prefetch(&ch[pr / STORE_GRANULE]->ev[pr % STORE_GRANULE]);
+			__builtin_prefetch(&ch[pr / STORE_GRANULE]->side[pr % STORE_GRANULE]);
+		}
 		uint32_t r = sc->rows[off + i];
 		const struct memchunk *k = ch[r / STORE_GRANULE];
-		uint32_t j = r % STORE_GRANULE;
-		uint64_t v;
-		switch (c) {
-		case SC_TS: v = k->ts[j]; break;
-		case SC_DUR: v = k->dur[j]; break;
-		case SC_PID: v = k->pid[j]; break;
-		case SC_TID: v = k->tid[j]; break;
-		case SC_CPU: v = k->cpu[j]; break;
-		case SC_TYPE: v = k->type[j]; break;
-		case SC_FLAGS: v = k->flags[j]; break;
-		case SC_RET: v = k->ret[j]; break;
-		case SC_NODE: v = k->node[j]; break;
-		default: v = k->arg[c - SC_ARG0][j]; break;
-		}
-		out[i] = v;
-	}
-}
-
-static void seal_gather_txn(void *ctx, uint32_t off, uint32_t cnt, const char **s, uint8_t *len)
-{
-	struct sealctx *sc = ctx;
-	for (uint32_t i = 0; i < cnt; i++) {
-		uint32_t r = sc->rows[off + i];
-		const struct memchunk *k = sc->mt->chunks[r / STORE_GRANULE];
-		s[i] = k->txn[r % STORE_GRANULE];
-		len[i] = k->txn_len[r % STORE_GRANULE];
+		const struct kp_event *e = &k->ev[r % STORE_GRANULE];
+		const struct memside *sd = &k->side[r % STORE_GRANULE];
+		col[SC_TS][i] = e->ts_ns;
+		col[SC_DUR][i] = e->dur_ns;
+		col[SC_PID][i] = e->pid;
+		col[SC_TID][i] = e->tid;
+		col[SC_CPU][i] = e->cpu;
+		col[SC_TYPE][i] = e->type;
+		col[SC_FLAGS][i] = e->flags;
+		col[SC_RET][i] = (uint32_t)e->ret;
+		col[SC_ARG0][i] = e->arg[0];
+		col[SC_ARG1][i] = e->arg[1];
+		col[SC_ARG2][i] = e->arg[2];
+		col[SC_ARG3][i] = e->arg[3];
+		col[SC_NODE][i] = sd->node;
+		txn[i] = sd->txn;
+		txn_len[i] = (uint8_t)sd->txn[-1];
 	}
 }
 
 struct sgroup {
-	uint64_t key;
+	uint64_t key, last_ts;
 	uint32_t count, start, fill;
+	bool unsorted; /* arrival order within the group was not ts order */
 };
 
 static int cmp_group(const void *a, const void *b)
@@ -399,8 +402,8 @@ static int cmp_row_ts(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 	const struct memtable *mt = tls_sort_mt;
-	uint64_t tx = mt->chunks[x / STORE_GRANULE]->ts[x % STORE_GRANULE];
-	uint64_t ty = mt->chunks[y / STORE_GRANULE]->ts[y % STORE_GRANULE];
+	uint64_t tx = mt->chunks[x / STORE_GRANULE]->ev[x % STORE_GRANULE].ts_ns;
+	uint64_t ty = mt->chunks[y / STORE_GRANULE]->ev[y % STORE_GRANULE].ts_ns;
 	if (tx != ty)
 		return tx < ty ? -1 : 1;
 	return x < y ? -1 : x > y;
@@ -424,12 +427,12 @@ static int seal_write(struct store *st, struct memtable *mt, struct store__seg *
 	for (uint32_t r = 0; r < n; r++) {
 		const struct memchunk *k = mt->chunks[r / STORE_GRANULE];
 		uint32_t j = r % STORE_GRANULE;
-		uint64_t day = st->by_day ? k->ts[j] / DAY_NS : 0, ni = 0;
-		while (ni < nodes && node_ids[ni] != k->node[j])
+		uint64_t day = st->by_day ? k->ev[j].ts_ns / DAY_NS : 0, ni = 0;
+		while (ni < nodes && node_ids[ni] != k->side[j].node)
 			ni++;
 		if (ni == nodes && nodes < 64)
-			node_ids[nodes++] = k->node[j];
-		uint64_t kk = (day << 48) | ((uint64_t)k->pid[j] << 16) | (ni & 0xffff);
+			node_ids[nodes++] = k->side[j].node;
+		uint64_t kk = (day << 48) | ((uint64_t)k->ev[j].pid << 16) | (ni & 0xffff);
 		key[r] = kk;
 		uint32_t h = (uint32_t)store__hash_u64(kk) & (hslots - 1);
 		while (hs[h] && gr[hs[h] - 1].key != kk)
@@ -439,7 +442,7 @@ static int seal_write(struct store *st, struct memtable *mt, struct store__seg *
 				capgr *= 2;
 				gr = xrealloc(gr, sizeof(*gr) * capgr);
 			}
-			gr[ngr] = (struct sgroup){kk, 0, 0, 0};
+			gr[ngr] = (struct sgroup){kk, 0, 0, 0, 0, false};
 			hs[h] = ++ngr;
 			if (ngr * 2 > hslots) {
 				uint32_t nh = hslots * 4, *n2 = xcalloc(nh, sizeof(uint32_t));
@@ -460,7 +463,11 @@ static int seal_write(struct store *st, struct memtable *mt, struct store__seg *
 		uint32_t h = (uint32_t)store__hash_u64(key[r]) & (hslots - 1);
 		while (gr[hs[h] - 1].key != key[r])
 			h = (h + 1) & (hslots - 1);
-		gr[hs[h] - 1].count++;
+		struct sgroup *g = &gr[hs[h] - 1];
+		uint64_t ts = mt->chunks[r / STORE_GRANULE]->ev[r % STORE_GRANULE].ts_ns;
+		g->unsorted |= ts < g->last_ts;
+		g->last_ts = ts;
+		g->count++;
 	}
 	/* order groups by key, then place rows */
 	qsort(gr, ngr, sizeof(*gr), cmp_group);
@@ -486,12 +493,8 @@ static int seal_write(struct store *st, struct memtable *mt, struct store__seg *
 	}
 	tls_sort_mt = mt;
 	for (uint32_t g = 0; g < ngr; g++) {
-		uint32_t *rr = rows + gr[g].start;
-		bool sorted = true;
-		for (uint32_t i = 1; i < gr[g].count && sorted; i++)
-			sorted = cmp_row_ts(&rr[i - 1], &rr[i]) < 0;
-		if (!sorted)
-			qsort(rr, gr[g].count, sizeof(uint32_t), cmp_row_ts);
+		if (gr[g].unsorted)
+			qsort(rows + gr[g].start, gr[g].count, sizeof(uint32_t), cmp_row_ts);
 	}
 
 	/* one part per day */
@@ -533,7 +536,6 @@ static int seal_write(struct store *st, struct memtable *mt, struct store__seg *
 			.n = cnt,
 			.ctx = &psc,
 			.gather = seal_gather,
-			.gather_txn = seal_gather_txn,
 			.seg_id = first_id + part,
 			.group_id = first_id,
 			.min_lsn = mt->min_lsn,
@@ -705,25 +707,14 @@ int store_append(struct store *st, uint64_t lsn, uint64_t node_id, const struct 
 			k->pid_max = k->type_mask = 0;
 		}
 		const struct kp_event *e = &ev[i];
-		k->ts[j] = e->ts_ns;
-		k->dur[j] = e->dur_ns;
-		k->pid[j] = e->pid;
-		k->tid[j] = e->tid;
-		k->cpu[j] = e->cpu;
-		k->type[j] = e->type;
-		k->flags[j] = e->flags;
-		k->ret[j] = (uint32_t)e->ret;
-		for (int a = 0; a < 4; a++)
-			k->arg[a][j] = e->arg[a];
-		k->node[j] = node_id;
+		k->ev[j] = *e;
+		k->side[j].node = node_id;
 		const char *t = txn ? txn[i] : NULL;
 		if (t && t[0]) {
 			size_t tl = strnlen(t, STORE_TXN_MAX);
-			k->txn[j] = txn_intern(&mt->txn, t, (uint8_t)tl);
-			k->txn_len[j] = (uint8_t)tl;
+			k->side[j].txn = txn_intern(&mt->txn, t, (uint8_t)tl);
 		} else {
-			k->txn[j] = EMPTY;
-			k->txn_len[j] = 0;
+			k->side[j].txn = EMPTY;
 		}
 		k->ts_min = KP_MIN(k->ts_min, e->ts_ns);
 		k->ts_max = KP_MAX(k->ts_max, e->ts_ns);
@@ -1244,12 +1235,18 @@ struct evbatch {
 	int64_t *log[EC_NCOLS];
 	uint8_t *null[EC_NCOLS];
 	uint8_t type8[STORE_GRANULE];
+	struct store__typed_plan plan;
+	/* metadata: a process per distinct (node, pid, validity) run, and each row's index */
+	struct store__proc *procs;
+	uint16_t *procidx;
+	uint8_t *procfound;
 	const char *txn[STORE_GRANULE];
 	uint32_t txn_len[STORE_GRANULE];
 	const char *trace[STORE_GRANULE];
 	uint32_t trace_len[STORE_GRANULE];
 	char *dictbuf;
 	uint8_t *scratch;
+	bool busy, owned;
 };
 
 static int phys_get(struct evbatch *eb, int c)
@@ -1262,27 +1259,32 @@ static int phys_get(struct evbatch *eb, int c)
 	uint32_t n = eb->b.n;
 	if (eb->mc) {
 		const struct memchunk *k = eb->mc;
+		const struct kp_event *e = k->ev;
 		switch (c) {
-		case SC_TS: memcpy(o, k->ts, n * 8); break;
-		case SC_DUR: memcpy(o, k->dur, n * 8); break;
-		case SC_NODE: memcpy(o, k->node, n * 8); break;
-		case SC_PID: for (uint32_t i = 0; i < n; i++) o[i] = k->pid[i]; break;
-		case SC_TID: for (uint32_t i = 0; i < n; i++) o[i] = k->tid[i]; break;
-		case SC_CPU: for (uint32_t i = 0; i < n; i++) o[i] = k->cpu[i]; break;
-		case SC_TYPE: for (uint32_t i = 0; i < n; i++) o[i] = k->type[i]; break;
-		case SC_FLAGS: for (uint32_t i = 0; i < n; i++) o[i] = k->flags[i]; break;
-		case SC_RET: for (uint32_t i = 0; i < n; i++) o[i] = k->ret[i]; break;
-		default: memcpy(o, k->arg[c - SC_ARG0], n * 8); break;
+		case SC_TS: for (uint32_t i = 0; i < n; i++) o[i] = e[i].ts_ns; break;
+		case SC_DUR: for (uint32_t i = 0; i < n; i++) o[i] = e[i].dur_ns; break;
+		case SC_NODE: for (uint32_t i = 0; i < n; i++) o[i] = k->side[i].node; break;
+		case SC_PID: for (uint32_t i = 0; i < n; i++) o[i] = e[i].pid; break;
+		case SC_TID: for (uint32_t i = 0; i < n; i++) o[i] = e[i].tid; break;
+		case SC_CPU: for (uint32_t i = 0; i < n; i++) o[i] = e[i].cpu; break;
+		case SC_TYPE: for (uint32_t i = 0; i < n; i++) o[i] = e[i].type; break;
+		case SC_FLAGS: for (uint32_t i = 0; i < n; i++) o[i] = e[i].flags; break;
+		case SC_RET: for (uint32_t i = 0; i < n; i++) o[i] = (uint32_t)e[i].ret; break;
+		default:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].arg[c - SC_ARG0];
+			break;
 		}
 		if (c == SC_TYPE)
-			memcpy(eb->type8, k->type, n);
+			for (uint32_t i = 0; i < n; i++)
+				eb->type8[i] = e[i].type;
 	} else {
 		if (store__col_typed(c)) {
 			int rc = phys_get(eb, SC_TYPE);
 			if (rc)
 				return rc;
 		}
-		int rc = store__seg_read_u64(eb->g, c, eb->type8, o, eb->scratch);
+		int rc = store__seg_read_u64(eb->g, c, &eb->plan, o, eb->scratch);
 		if (rc) {
 			if (rc == STORE_ECORRUPT || rc == STORE_ELAYOUT) {
 				store__quarantine(eb->st, eb->seg);
@@ -1290,9 +1292,11 @@ static int phys_get(struct evbatch *eb, int c)
 			}
 			return rc;
 		}
-		if (c == SC_TYPE)
+		if (c == SC_TYPE) {
 			for (uint32_t i = 0; i < n; i++)
 				eb->type8[i] = (uint8_t)o[i];
+			store__typed_plan(eb->type8, n, &eb->plan);
+		}
 	}
 	eb->have_phys |= 1u << c;
 	return 0;
@@ -1307,43 +1311,66 @@ static int64_t *log_buf(struct evbatch *eb, int col, bool nulls)
 	return eb->log[col];
 }
 
-static int meta_fill(struct evbatch *eb)
+/* Resolves each row's process once per batch; a metadata column is then one indexed load. */
+static int meta_procs(struct evbatch *eb)
 {
 	int rc;
 	if ((rc = phys_get(eb, SC_NODE)) || (rc = phys_get(eb, SC_PID)) ||
 	    (rc = phys_get(eb, SC_TS)))
 		return rc;
-	const uint64_t *node = eb->phys[SC_NODE], *pid = eb->phys[SC_PID], *ts = eb->phys[SC_TS];
-	int64_t *o[EC_META_LAST - EC_META_FIRST + 1];
-	for (int c = EC_META_FIRST; c <= EC_META_LAST; c++)
-		o[c - EC_META_FIRST] = log_buf(eb, c, c == EC_PPID);
-	uint8_t *pnull = eb->null[EC_PPID];
-	struct store__proc p = {0};
-	bool have = false, found = false;
-	for (uint32_t i = 0; i < eb->b.n; i++) {
-		if (!have || p.node != node[i] || p.pid != pid[i] || ts[i] < p.valid_from ||
-		    ts[i] >= p.valid_to) {
-			found = store__meta_proc(eb->st->meta, node[i], (uint32_t)pid[i], ts[i], &p);
-			if (!found) {
-				memset(&p, 0, sizeof(p));
-				p.node = node[i];
-				p.pid = (uint32_t)pid[i];
-				p.valid_to = UINT64_MAX;
-			}
-			have = true;
-		}
-		o[0][i] = p.comm;
-		o[1][i] = p.cmdline;
-		o[2][i] = p.cgroup;
-		o[3][i] = p.container;
-		o[4][i] = p.pod;
-		o[5][i] = p.ns;
-		o[6][i] = p.service;
-		o[7][i] = p.ppid;
-		pnull[i] = !found;
+	if (!eb->procs) {
+		eb->procs = xmalloc(sizeof(*eb->procs) * STORE_GRANULE);
+		eb->procidx = xmalloc(sizeof(uint16_t) * STORE_GRANULE);
+		eb->procfound = xmalloc(STORE_GRANULE);
 	}
-	for (int c = EC_META_FIRST; c <= EC_META_LAST; c++)
-		eb->have_log |= 1ull << c;
+	const uint64_t *node = eb->phys[SC_NODE], *pid = eb->phys[SC_PID], *ts = eb->phys[SC_TS];
+	int np = -1;
+	struct store__proc *p = NULL;
+	for (uint32_t i = 0; i < eb->b.n; i++) {
+		if (np < 0 || p->node != node[i] || p->pid != pid[i] || ts[i] < p->valid_from ||
+		    ts[i] >= p->valid_to) {
+			p = &eb->procs[++np];
+			eb->procfound[np] =
+				store__meta_proc(eb->st->meta, node[i], (uint32_t)pid[i], ts[i], p);
+			if (!eb->procfound[np]) {
+				memset(p, 0, sizeof(*p));
+				p->node = node[i];
+				p->pid = (uint32_t)pid[i];
+				p->valid_to = UINT64_MAX;
+			}
+		}
+		eb->procidx[i] = (uint16_t)np;
+	}
+	eb->have_log |= 1ull << EC_NCOLS; /* marker: procs resolved */
+	return 0;
+}
+
+static int meta_fill(struct evbatch *eb, int col)
+{
+	if (!(eb->have_log & (1ull << EC_NCOLS))) {
+		int rc = meta_procs(eb);
+		if (rc)
+			return rc;
+	}
+	int64_t *o = log_buf(eb, col, col == EC_PPID);
+	const uint16_t *ix = eb->procidx;
+	const struct store__proc *pr = eb->procs;
+	for (uint32_t i = 0; i < eb->b.n; i++) {
+		const struct store__proc *p = &pr[ix[i]];
+		switch (col) {
+		case EC_COMM: o[i] = p->comm; break;
+		case EC_CMDLINE: o[i] = p->cmdline; break;
+		case EC_CGROUP: o[i] = p->cgroup; break;
+		case EC_CONTAINER: o[i] = p->container; break;
+		case EC_POD: o[i] = p->pod; break;
+		case EC_NAMESPACE: o[i] = p->ns; break;
+		case EC_SERVICE: o[i] = p->service; break;
+		default:
+			o[i] = p->ppid;
+			eb->null[col][i] = !eb->procfound[ix[i]];
+			break;
+		}
+	}
 	return 0;
 }
 
@@ -1406,8 +1433,8 @@ static int ev_fetch(struct table_batch *b, int col, struct table_vec *out)
 	} else if (col == EC_TXN) {
 		if (eb->mc) {
 			for (uint32_t i = 0; i < n; i++) {
-				eb->txn[i] = eb->mc->txn[i];
-				eb->txn_len[i] = eb->mc->txn_len[i];
+				eb->txn[i] = eb->mc->side[i].txn;
+				eb->txn_len[i] = (uint8_t)eb->mc->side[i].txn[-1];
 			}
 		} else {
 			rc = store__seg_read_str(eb->g, eb->txn, eb->txn_len, eb->scratch,
@@ -1423,7 +1450,7 @@ static int ev_fetch(struct table_batch *b, int col, struct table_vec *out)
 			eb->trace_len[i] = 0;
 		}
 	} else if (col >= EC_META_FIRST && col <= EC_META_LAST) {
-		if ((rc = meta_fill(eb)))
+		if ((rc = meta_fill(eb, col)))
 			return rc;
 	} else if (col >= EC_PT_FIRST && col <= EC_PT_LAST) {
 		const struct ptview *v = &ptv[col - EC_PT_FIRST];
@@ -1521,6 +1548,61 @@ static bool zone_admits(const struct table_hints *h, uint64_t ts_min, uint64_t t
 	return true;
 }
 
+/* Batch buffers (a few MB) are kept per thread between scans: allocating them per query costs
+ * more in page faults than a small query takes. */
+static pthread_key_t eb_key;
+static pthread_once_t eb_once = PTHREAD_ONCE_INIT;
+
+static void evbatch_free(void *p)
+{
+	struct evbatch *eb = p;
+	if (!eb)
+		return;
+	for (int c = 0; c < SC_NCOLS; c++)
+		free(eb->phys[c]);
+	for (int c = 0; c < EC_NCOLS; c++) {
+		free(eb->log[c]);
+		free(eb->null[c]);
+	}
+	free(eb->procs);
+	free(eb->procidx);
+	free(eb->procfound);
+	free(eb->scratch);
+	free(eb->dictbuf);
+	free(eb);
+}
+
+static void eb_key_init(void)
+{
+	pthread_key_create(&eb_key, evbatch_free);
+}
+
+static struct evbatch *evbatch_get(void)
+{
+	pthread_once(&eb_once, eb_key_init);
+	struct evbatch *eb = pthread_getspecific(eb_key);
+	if (eb && eb->busy) /* a scan inside a scan on this thread: use a private one */
+		eb = NULL;
+	if (!eb) {
+		eb = xcalloc(1, sizeof(*eb));
+		eb->scratch = xmalloc(STORE_ENC_BOUND(STORE_GRANULE) + STORE_PAD);
+		eb->dictbuf = xmalloc(STORE_ENC_BOUND(STORE_GRANULE));
+		if (!pthread_getspecific(eb_key))
+			pthread_setspecific(eb_key, eb);
+		else
+			eb->owned = true;
+	}
+	eb->busy = true;
+	return eb;
+}
+
+static void evbatch_put(struct evbatch *eb)
+{
+	eb->busy = false;
+	if (eb->owned)
+		evbatch_free(eb);
+}
+
 static void evbatch_reset(struct evbatch *eb, uint32_t n)
 {
 	eb->b.n = n;
@@ -1555,11 +1637,9 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 	}
 	pthread_mutex_unlock(&st->mu);
 
-	struct evbatch *eb = xcalloc(1, sizeof(*eb));
+	struct evbatch *eb = evbatch_get();
 	eb->b.fetch = ev_fetch;
 	eb->st = st;
-	eb->scratch = xmalloc(STORE_ENC_BOUND(STORE_GRANULE) + STORE_PAD);
-	eb->dictbuf = xmalloc(STORE_ENC_BOUND(STORE_GRANULE));
 
 	for (uint32_t i = 0; i < nseg && !rc; i++) {
 		struct store__seg *s = segs[i];
@@ -1613,15 +1693,7 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 			rc = fn(arg, &eb->b);
 		}
 	}
-	for (int c = 0; c < SC_NCOLS; c++)
-		free(eb->phys[c]);
-	for (int c = 0; c < EC_NCOLS; c++) {
-		free(eb->log[c]);
-		free(eb->null[c]);
-	}
-	free(eb->scratch);
-	free(eb->dictbuf);
-	free(eb);
+	evbatch_put(eb);
 	for (uint32_t i = 0; i < nseg; i++)
 		store__seg_unref(segs[i]);
 	free(segs);
