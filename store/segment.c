@@ -449,8 +449,27 @@ int store__seg_open(const char *path, bool verify, struct store__seg **out)
 	n_rows = rd32(&r);
 	n_gran = rd32(&r);
 	uint32_t ncols = rd32(&r);
-	memcpy(&magic, m + 8, 4); /* header's n_rows must agree */
-	if (r.bad || ncols != SC_NCOLS || magic != n_rows ||
+	/* every header and trailer byte is checked: the counts agree with the footer, the pads
+	 * and flags are zero, so a flipped byte anywhere in the file is caught */
+	uint32_t h_rows, h_gran, zero = 0;
+	uint16_t h_cols;
+	uint64_t h_id;
+	memcpy(&h_rows, m + 8, 4);
+	memcpy(&h_gran, m + 12, 4);
+	memcpy(&h_cols, m + 16, 2);
+	memcpy(&h_id, m + 20, 8);
+	for (int i = 6; i < 8; i++)
+		zero |= m[i];
+	for (int i = 18; i < 20; i++)
+		zero |= m[i];
+	for (int i = 28; i < 32; i++)
+		zero |= m[i];
+	for (int i = 12; i < 16; i++)
+		zero |= t[i];
+	for (int i = 30; i < 32; i++)
+		zero |= t[i];
+	if (r.bad || ncols != SC_NCOLS || h_rows != n_rows || h_gran != n_gran ||
+	    h_cols != SC_NCOLS || h_id != s->seg_id || zero ||
 	    n_gran != (n_rows + STORE_GRANULE - 1) / STORE_GRANULE ||
 	    (uint64_t)n_gran * GRAN_FIXED > flen || s->part >= s->nparts) {
 		rc = STORE_ELAYOUT;
