@@ -27,7 +27,7 @@
 #include "store/table.h"
 
 #define BATCH_CAP   8192
-#define MAX_TOKENS  8192
+#define MAX_TOKENS  16384
 #define MAX_TREE    256 /* node depth, including left-deep chains like a+b+c+... */
 #define MAX_KEYS    16
 #define MAX_AGGS    64
@@ -475,6 +475,8 @@ static int lex(struct qctx *q)
 			if (isf) {
 				t->t = T_FLOAT;
 				t->f = strtod(num, NULL);
+				if (!isfinite(t->f))
+					return qerr(q, (int)i, "number too large at %zu", i);
 			} else {
 				errno = 0;
 				unsigned long long v = strtoull(num, NULL, 10);
@@ -1675,8 +1677,10 @@ static int eval(struct qctx *q, struct node *n, const uint32_t *sel, uint32_t ns
 		if ((rc = eval(q, n->a, sel, ns)))
 			return rc;
 		for (uint32_t i = 0; i < ns; i++) {
-			n->v.i[i] = (int64_t)(0 - (uint64_t)n->a->v.i[i]);
-			n->v.f[i] = -n->a->v.f[i];
+			if (n->vt == V_FLOAT)
+				n->v.f[i] = -n->a->v.f[i];
+			else
+				n->v.i[i] = (int64_t)(0 - (uint64_t)n->a->v.i[i]);
 			n->v.nul[i] = n->a->v.nul[i];
 		}
 		return 0;
@@ -1777,9 +1781,12 @@ static int eval(struct qctx *q, struct node *n, const uint32_t *sel, uint32_t ns
 			}
 		} else { /* abs */
 			for (uint32_t i = 0; i < ns; i++) {
-				int64_t x = n->a->v.i[i];
-				n->v.i[i] = x < 0 ? (int64_t)(0 - (uint64_t)x) : x;
-				n->v.f[i] = fabs(n->a->v.f[i]);
+				if (n->vt == V_FLOAT) {
+					n->v.f[i] = fabs(n->a->v.f[i]);
+				} else {
+					int64_t x = n->a->v.i[i];
+					n->v.i[i] = x < 0 ? (int64_t)(0 - (uint64_t)x) : x;
+				}
 				n->v.nul[i] = n->a->v.nul[i];
 			}
 		}
@@ -2662,6 +2669,28 @@ static int finish_groups(struct qctx *q)
 
 /* ------------------------------------------------------------------ analysis driver */
 
+/* In HAVING and ORDER BY expressions a name that is not a column may be an output alias. */
+static void subst_alias(struct qctx *q, struct node **pn)
+{
+	struct node *n = *pn;
+	if (!n)
+		return;
+	if (n->k == N_COL && find_col(q, n->name, (size_t)n->namelen) < 0) {
+		for (int i = 0; i < q->nsel; i++)
+			if (q->sel[i].name && strlen(q->sel[i].name) == (size_t)n->namelen &&
+			    !strncasecmp(q->sel[i].name, n->name, (size_t)n->namelen)) {
+				*pn = q->sel[i].e;
+				return;
+			}
+		return;
+	}
+	if (n->k == N_AGG || n->k == N_CALL)
+		return; /* names inside calls are columns */
+	subst_alias(q, &n->a);
+	subst_alias(q, &n->b);
+	subst_alias(q, &n->c);
+}
+
 static int analyse(struct qctx *q)
 {
 	int rc;
@@ -2718,8 +2747,11 @@ static int analyse(struct qctx *q)
 		if (has_agg(e))
 			return qerr(q, e->pos, "GROUP BY cannot hold an aggregate (at %d)", e->pos);
 	}
-	if (q->having && (rc = resolve(q, q->having, true)))
-		return rc;
+	if (q->having) {
+		subst_alias(q, &q->having);
+		if ((rc = resolve(q, q->having, true)))
+			return rc;
+	}
 	/* ORDER BY: output alias, ordinal, or expression */
 	for (int k = 0; k < q->nord; k++) {
 		struct node *e = q->ord[k].e;
@@ -2736,8 +2768,12 @@ static int analyse(struct qctx *q)
 					    "columns", e->li, e->pos, q->nsel);
 			q->ord[k].selref = (int)e->li - 1;
 		}
-		if (q->ord[k].selref < 0 && (rc = resolve(q, e, true)))
-			return rc;
+		if (q->ord[k].selref < 0) {
+			subst_alias(q, &q->ord[k].e);
+			e = q->ord[k].e;
+			if ((rc = resolve(q, e, true)))
+				return rc;
+		}
 		if (q->ord[k].selref < 0) /* the same expression as an output: use it */
 			for (int i = 0; i < q->nsel; i++)
 				if (node_eq(q->sel[i].e, e)) {
@@ -2844,8 +2880,11 @@ int query_exec(struct store *st, const char *text, size_t len, const struct quer
 		rc = -ETIMEDOUT;
 	if (rc == 0 && q->agg_mode)
 		rc = finish_groups(q);
-	else if (rc == 0 && q->nord)
+	else if (rc == 0 && q->nord) {
+		if ((int64_t)q->nrows > eff_limit(q) && q->limit < 0)
+			q->truncated = true;
 		rows_sort_trim(q, (size_t)KP_MIN((int64_t)q->nrows, eff_limit(q)));
+	}
 	if (rc) {
 		if (rc == -ETIMEDOUT)
 			snprintf(err->message, sizeof(err->message),
