@@ -2062,6 +2062,9 @@ static void hint_set(struct qctx *q, const struct node *col, struct node **vals,
 		if (!q->h.type_mask)
 			q->h.ts_min = 1, q->h.ts_max = 0; /* matches nothing */
 	} else if (!strcmp(c, "txn") && q->h.ntxn < 0) {
+		for (int i = 0; i < nv; i++)
+			if (vals[i]->vt != V_STR || !vals[i]->lsl)
+				return; /* '' is in no bloom filter: no pruning */
 		int k = 0;
 		for (int i = 0; i < nv; i++)
 			if (vals[i]->vt == V_STR) {
@@ -2420,7 +2423,8 @@ static void rows_push(struct qctx *q, struct row r)
 static void rows_sort_trim(struct qctx *q, size_t keep)
 {
 	sort_q = q;
-	qsort(q->rows, q->nrows, sizeof(struct row), cmp_rows);
+	if (q->nrows > 1)
+		qsort(q->rows, q->nrows, sizeof(struct row), cmp_rows);
 	if (q->nrows > keep)
 		q->nrows = keep;
 }

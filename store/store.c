@@ -671,14 +671,16 @@ int store_append(struct store *st, uint64_t lsn, uint64_t node_id, const struct 
 		return 0;
 	}
 	st->last_lsn = lsn;
-	struct wire_meta_iter it = {meta, (const uint8_t *)meta + meta_len};
-	uint16_t kind, len;
-	const void *pl;
-	while (meta_len && wire_meta_next(&it, &kind, &pl, &len))
-		if (store__meta_apply(st->meta, node_id, kind, pl, len, true))
-			atomic_fetch_add(&st->bad_meta, 1);
-	if (it.p != it.end)
-		atomic_fetch_add(&st->bad_meta, 1); /* a torn trailing record */
+	if (meta_len) {
+		struct wire_meta_iter it = {meta, (const uint8_t *)meta + meta_len};
+		uint16_t kind, len;
+		const void *pl;
+		while (wire_meta_next(&it, &kind, &pl, &len))
+			if (store__meta_apply(st->meta, node_id, kind, pl, len, true))
+				atomic_fetch_add(&st->bad_meta, 1);
+		if (it.p != it.end)
+			atomic_fetch_add(&st->bad_meta, 1); /* a torn trailing record */
+	}
 
 	pthread_mutex_lock(&st->mu);
 	if (!st->active) {
