@@ -184,6 +184,8 @@ struct node {
 	struct vec v;
 	int64_t like_id;
 	bool like_res;
+	bool hint_ts;    /* a conjunct fully expressed by the ts range hint */
+	uint32_t filled; /* N_LIT: rows of the buffer already holding the value */
 };
 
 /* ------------------------------------------------------------------ context */
@@ -282,6 +284,7 @@ struct qctx {
 	struct row *rows;
 	size_t nrows, caprows;
 	int nout; /* nsel + hidden order columns */
+	bool vol[MAX_OUT * 2]; /* output column c holds batch-owned (volatile) strings */
 	struct row bound;
 	bool have_bound;
 	bool truncated;
@@ -294,6 +297,8 @@ struct qctx {
 	uint32_t nistr, capistr;
 	uint32_t *ihash;
 	uint32_t nihash;
+	int64_t *dense; /* agg_dense: box index -> group, -1 when not seen in this batch */
+	uint32_t *dense_used;
 };
 
 static int qerr(struct qctx *q, int pos, const char *fmt, ...)
@@ -1528,6 +1533,7 @@ static void node_free_bufs(struct node *n)
 	n->v.s = NULL;
 	n->v.sl = NULL;
 	n->v.nul = NULL;
+	n->filled = 0;
 	free(n->set_i);
 	n->set_i = NULL;
 	node_free_bufs(n->a);
@@ -1586,10 +1592,31 @@ static int fetch_col(struct qctx *q, int col, struct table_vec **out)
 	return 0;
 }
 
+#define CMP_LOOP(EXPR)                                                                             \
+	do {                                                                                       \
+		switch (op) {                                                                      \
+		case T_EQ: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x == y; } break; \
+		case T_NE: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x != y; } break; \
+		case T_LT: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x < y; } break;  \
+		case T_LE: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x <= y; } break; \
+		case T_GT: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x > y; } break;  \
+		default: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x >= y; } break;   \
+		}                                                                                  \
+	} while (0)
+
 static int eval_cmp(struct node *n, uint32_t ns)
 {
 	struct node *a = n->a, *b = n->b;
 	int op = n->op;
+	/* the common case, an integer against a constant, as tight loops */
+	if (b->k == N_LIT && b->vt != V_NULL && (a->vt == V_INT || a->vt == V_SYM || a->vt == V_BOOL) &&
+	    b->vt != V_FLOAT && b->vt != V_STR) {
+		int64_t y = b->li, *o = n->v.i;
+		const int64_t *av = a->v.i;
+		CMP_LOOP(av[i]);
+		memcpy(n->v.nul, a->v.nul, ns);
+		return 0;
+	}
 	for (uint32_t i = 0; i < ns; i++) {
 		n->v.nul[i] = a->v.nul[i] | b->v.nul[i];
 		int c;
@@ -1621,7 +1648,10 @@ static int eval(struct qctx *q, struct node *n, const uint32_t *sel, uint32_t ns
 	int rc;
 	vec_alloc(n);
 	switch (n->k) {
-	case N_LIT:
+	case N_LIT: /* constant: fill once, up to the largest batch seen */
+		if (ns <= n->filled)
+			return 0;
+		n->filled = ns;
 		for (uint32_t i = 0; i < ns; i++) {
 			n->v.i[i] = n->li;
 			n->v.f[i] = n->lf;
@@ -2098,6 +2128,7 @@ static void extract_hints(struct qctx *q)
 				continue;
 			if (v->vt == V_INT)
 				hint_range(q, colname(q, c), op, v->li);
+			n->hint_ts = v->vt == V_INT && !strcmp(colname(q, c), "ts");
 			if (op == T_EQ)
 				hint_set(q, c, &v, 1);
 		} else if (n->k == N_IN && !n->neg && n->a->k == N_COL) {
@@ -2106,6 +2137,7 @@ static void extract_hints(struct qctx *q)
 			   n->c->k == N_LIT && n->b->vt == V_INT && n->c->vt == V_INT) {
 			hint_range(q, colname(q, n->a), T_GE, n->b->li);
 			hint_range(q, colname(q, n->a), T_LE, n->c->li);
+			n->hint_ts = !strcmp(colname(q, n->a), "ts");
 		}
 	}
 }
@@ -2288,8 +2320,12 @@ static int64_t group_of(struct qctx *q, const int64_t *kv, const uint8_t *kn)
 	uint64_t p = h & (g->nslot - 1);
 	while (g->slot[p]) {
 		uint64_t gi = g->slot[p] - 1;
-		if (!memcmp(&g->keys[gi * q->nkeys], kv, sizeof(int64_t) * q->nkeys) &&
-		    !memcmp(&g->knull[gi * q->nkeys], kn, q->nkeys))
+		const int64_t *gk = &g->keys[gi * q->nkeys];
+		const uint8_t *gn = &g->knull[gi * q->nkeys];
+		int k = 0;
+		while (k < q->nkeys && gk[k] == kv[k] && gn[k] == kn[k])
+			k++;
+		if (k == q->nkeys)
 			return (int64_t)gi;
 		p = (p + 1) & (g->nslot - 1);
 	}
@@ -2429,6 +2465,82 @@ static void rows_sort_trim(struct qctx *q, size_t keep)
 		q->nrows = keep;
 }
 
+/* ------------------------------------------------------------------ dense grouping */
+
+/*
+ * When every group key of a batch is an integer (or symbol) without NULLs and the keys span a
+ * small box (a second bucket and a type over one granule, say), rows map to their group by
+ * array index instead of hashing: the hash table is touched once per distinct key per batch.
+ * Returns 0 when done, 1 when the batch does not qualify, or a negative error.
+ */
+#define DENSE_MAX 65536
+
+static int agg_dense(struct qctx *q, uint32_t ns)
+{
+	if (!q->nkeys)
+		return 1;
+	int64_t lo[MAX_KEYS], stride[MAX_KEYS], scale[MAX_KEYS];
+	uint64_t span = 1;
+	for (int k = 0; k < q->nkeys; k++) {
+		struct node *e = q->keys[k];
+		if (e->vt != V_INT && e->vt != V_SYM && e->vt != V_BOOL)
+			return 1;
+		/* bucket(x, step) values are step apart: index them by (v - min) / step */
+		scale[k] = e->k == N_CALL && e->idx == F_BUCKET ? e->b->li : 1;
+		int64_t mn = INT64_MAX, mx = INT64_MIN;
+		uint8_t anynull = 0;
+		for (uint32_t i = 0; i < ns; i++) {
+			int64_t v = e->v.i[i];
+			mn = v < mn ? v : mn;
+			mx = v > mx ? v : mx;
+			anynull |= e->v.nul[i];
+		}
+		if (anynull || ((uint64_t)mx - (uint64_t)mn) / (uint64_t)scale[k] >= DENSE_MAX)
+			return 1;
+		lo[k] = mn;
+		stride[k] = (int64_t)span;
+		span *= ((uint64_t)mx - (uint64_t)mn) / (uint64_t)scale[k] + 1;
+		if (span > DENSE_MAX)
+			return 1;
+	}
+	if (!q->dense) {
+		q->dense = xmalloc(sizeof(int64_t) * DENSE_MAX);
+		for (uint32_t i = 0; i < DENSE_MAX; i++)
+			q->dense[i] = -1;
+		q->dense_used = xmalloc(sizeof(uint32_t) * BATCH_CAP);
+	}
+	uint32_t nused = 0;
+	int64_t kv[MAX_KEYS];
+	uint8_t kn[MAX_KEYS] = {0};
+	int rc = 0;
+	for (uint32_t i = 0; i < ns && !rc; i++) {
+		uint32_t ix = 0;
+		for (int k = 0; k < q->nkeys; k++) {
+			uint64_t d = (uint64_t)q->keys[k]->v.i[i] - (uint64_t)lo[k];
+			ix += (uint32_t)((scale[k] == 1 ? d : d / (uint64_t)scale[k]) * (uint64_t)stride[k]);
+		}
+		int64_t g = q->dense[ix];
+		if (g < 0) {
+			for (int k = 0; k < q->nkeys; k++)
+				kv[k] = q->keys[k]->v.i[i];
+			g = group_of(q, kv, kn);
+			if (g < 0) {
+				rc = (int)g;
+				break;
+			}
+			q->dense[ix] = g;
+			q->dense_used[nused++] = ix;
+		}
+		struct aggst *st = &q->g.st[(uint64_t)g * q->naggs];
+		for (int a = 0; a < q->naggs; a++)
+			if ((rc = agg_update(q, &st[a], &q->aggs[a], q->aggs[a].arg, i)))
+				break;
+	}
+	for (uint32_t k = 0; k < nused; k++)
+		q->dense[q->dense_used[k]] = -1;
+	return rc;
+}
+
 /* ------------------------------------------------------------------ scan callback */
 
 static bool q_cancel(void *arg)
@@ -2456,6 +2568,8 @@ static int on_batch(void *arg, struct table_batch *b)
 		sel[i] = i;
 	for (int c = 0; c < q->nconj && ns; c++) {
 		struct node *e = q->conj[c];
+		if (e->hint_ts && (b->holds & TB_HOLDS_TS))
+			continue; /* the provider vouches that every row is in the ts range */
 		if ((rc = eval(q, e, sel, ns)))
 			return rc;
 		uint32_t k = 0;
@@ -2480,6 +2594,9 @@ static int on_batch(void *arg, struct table_batch *b)
 		int64_t kv[MAX_KEYS];
 		uint8_t kn[MAX_KEYS];
 		int64_t last = -1;
+		rc = agg_dense(q, ns);
+		if (rc <= 0)
+			return rc;
 		for (uint32_t i = 0; i < ns; i++) {
 			bool same = last >= 0;
 			for (int k = 0; k < q->nkeys; k++) {
@@ -2531,8 +2648,8 @@ static int on_batch(void *arg, struct table_batch *b)
 		}
 		struct row keep = {arena_alloc(&q->strs, sizeof(struct query_value) * q->nout)};
 		memcpy(keep.v, tmp, sizeof(struct query_value) * q->nout);
-		for (int c = 0; c < q->nout; c++)
-			if (keep.v[c].type == QV_STR)
+		for (int c = 0; c < q->nout; c++) /* symbols are stable; batch strings are not */
+			if (keep.v[c].type == QV_STR && q->vol[c])
 				keep.v[c].u.s.p = arena_strndup(&q->strs, keep.v[c].u.s.p,
 								keep.v[c].u.s.len);
 		rows_push(q, keep);
@@ -2807,6 +2924,10 @@ static int analyse(struct qctx *q)
 				return rc;
 	}
 	q->nout = q->nsel + q->nord;
+	for (int c = 0; c < q->nsel; c++)
+		q->vol[c] = q->sel[c].e->vt == V_STR;
+	for (int k = 0; k < q->nord; k++)
+		q->vol[q->nsel + k] = q->ord[k].selref < 0 && q->ord[k].e->vt == V_STR;
 	extract_hints(q);
 	return 0;
 }
@@ -2917,14 +3038,14 @@ int query_exec(struct store *st, const char *text, size_t len, const struct quer
 		r->types[c] = out_type(q->sel[c].e);
 	}
 	r->nrows = q->nrows;
-	r->cells = xcalloc(q->nrows * (size_t)q->nsel + 1, sizeof(struct query_value));
+	r->cells = xmalloc((q->nrows * (size_t)q->nsel + 1) * sizeof(struct query_value));
 	for (size_t i = 0; i < q->nrows; i++)
-		for (int c = 0; c < q->nsel; c++) {
-			struct query_value v = q->rows[i].v[c];
-			if (v.type == QV_STR)
-				v.u.s.p = arena_strndup(&pv->strs, v.u.s.p, v.u.s.len);
-			r->cells[i * (size_t)q->nsel + (size_t)c] = v;
-		}
+		memcpy(&r->cells[i * (size_t)q->nsel], q->rows[i].v,
+		       sizeof(struct query_value) * (size_t)q->nsel);
+	/* strings stay where they are: in the query's string arena, which the result now owns,
+	 * or in the store's symbol table (stable until store_close) */
+	pv->strs = q->strs;
+	memset(&q->strs, 0, sizeof(q->strs));
 	r->stats.rows_scanned = q->ss.rows_scanned;
 	r->stats.rows_matched = q->matched;
 	r->stats.granules_total = q->ss.granules_total;
@@ -2969,6 +3090,8 @@ cleanup:
 	free(q->istr);
 	free(q->istrlen);
 	free(q->ihash);
+	free(q->dense);
+	free(q->dense_used);
 	arena_free(&q->ar);
 	arena_free(&q->strs);
 	free(q);
@@ -3007,13 +3130,31 @@ int query_format_parse(const char *name, enum query_format *f)
 	return 0;
 }
 
+static void put_u64(struct kp_buf *b, uint64_t v, bool neg)
+{
+	char t[24];
+	int n = 0;
+	do {
+		t[23 - n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	if (neg)
+		t[23 - n++] = '-';
+	buf_append(b, t + 24 - n, (size_t)n);
+}
+
+static void put_i64(struct kp_buf *b, int64_t v)
+{
+	put_u64(b, v < 0 ? 0 - (uint64_t)v : (uint64_t)v, v < 0);
+}
+
 static void json_val(struct kp_buf *b, const struct query_value *v)
 {
 	switch (v->type) {
-	case QV_NULL: buf_puts(b, "null"); break;
+	case QV_NULL: buf_append(b, "null", 4); break;
 	case QV_BOOL: buf_puts(b, v->u.i ? "true" : "false"); break;
-	case QV_INT: buf_printf(b, "%" PRId64, v->u.i); break;
-	case QV_UINT: buf_printf(b, "%" PRIu64, (uint64_t)v->u.i); break;
+	case QV_INT: put_i64(b, v->u.i); break;
+	case QV_UINT: put_u64(b, (uint64_t)v->u.i, false); break;
 	case QV_FLOAT:
 		if (isfinite(v->u.f))
 			buf_printf(b, "%.17g", v->u.f);
@@ -3064,10 +3205,10 @@ void query_result_write(const struct query_result *r, enum query_format f, struc
 			buf_puts(out, i ? ",[" : "[");
 			for (size_t c = 0; c < nc; c++) {
 				if (c)
-					buf_puts(out, ",");
+					buf_append(out, ",", 1);
 				json_val(out, &r->cells[i * nc + c]);
 			}
-			buf_puts(out, "]");
+			buf_append(out, "]", 1);
 		}
 		buf_printf(out,
 			   "],\"stats\":{\"rows\":%zu,\"rows_scanned\":%" PRIu64
@@ -3105,8 +3246,8 @@ void query_result_write(const struct query_result *r, enum query_format f, struc
 				switch (v->type) {
 				case QV_NULL: break;
 				case QV_BOOL: buf_puts(out, v->u.i ? "true" : "false"); break;
-				case QV_INT: buf_printf(out, "%" PRId64, v->u.i); break;
-				case QV_UINT: buf_printf(out, "%" PRIu64, (uint64_t)v->u.i); break;
+				case QV_INT: put_i64(out, v->u.i); break;
+				case QV_UINT: put_u64(out, (uint64_t)v->u.i, false); break;
 				case QV_FLOAT: buf_printf(out, "%.17g", v->u.f); break;
 				case QV_STR: csv_field(out, v->u.s.p, v->u.s.len); break;
 				}

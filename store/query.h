@@ -93,6 +93,8 @@ void query_opts_from_config(struct query_opts *o, const struct kp_config *cfg);
  */
 int query_exec(struct store *st, const char *text, size_t len, const struct query_opts *opts,
 	       struct query_result **out, struct query_error *err);
+/* Frees a result. Its strings may point into the store's symbol table: free results before
+ * store_close. */
 void query_result_free(struct query_result *r);
 
 /* Writers (append to out):

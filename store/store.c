@@ -1666,6 +1666,7 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 			eb->seg = s;
 			eb->mc = NULL;
 			evbatch_reset(eb, g->rows);
+			eb->b.holds = g->ts_min >= h->ts_min && g->ts_max <= h->ts_max ? TB_HOLDS_TS : 0;
 			ss->rows_scanned += g->rows;
 			rc = fn(arg, &eb->b);
 		}
@@ -1691,6 +1692,10 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 			eb->seg = NULL;
 			eb->mc = k;
 			evbatch_reset(eb, rows);
+			eb->b.holds = rows == STORE_GRANULE && k->ts_min >= h->ts_min &&
+					      k->ts_max <= h->ts_max
+				      ? TB_HOLDS_TS
+				      : 0;
 			ss->rows_scanned += rows;
 			rc = fn(arg, &eb->b);
 		}

@@ -51,8 +51,11 @@ struct table_vec {
 	const uint8_t *null;       /* NULL = no nulls; else 1 byte per row, 1 = NULL */
 };
 
+#define TB_HOLDS_TS 0x1 /* every row's ts is inside the hints' [ts_min, ts_max] */
+
 struct table_batch {
 	uint32_t n;
+	uint32_t holds; /* TB_HOLDS_*: what the provider guarantees about every row */
 	/* Returns 0 or a negative error (STORE_ECORRUPT: the data failed its checksum). */
 	int (*fetch)(struct table_batch *b, int col, struct table_vec *out);
 };
