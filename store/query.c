@@ -1149,7 +1149,7 @@ static int parse_time(const char *s, uint32_t len, int64_t *out)
 	if (*e)
 		return -1;
 	time_t t = timegm(&tm);
-	if (t < 0)
+	if (t < 0 || t >= INT64_MAX / 1000000000 - 1) /* epoch ns end in 2262 */
 		return -1;
 	*out = (int64_t)t * 1000000000 + frac;
 	return 0;
