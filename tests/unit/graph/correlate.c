@@ -488,13 +488,13 @@ TEST_SLOW(correlate_random_vs_model, 120)
 
 /* Lookups from several threads while spans arrive and expire (run it under TSan too). */
 static struct correlate *mt_c;
-static volatile int mt_stop;
+static int mt_stop; /* atomic */
 
 static void *mt_reader(void *arg)
 {
 	(void)arg;
 	uint64_t x = 99;
-	while (!mt_stop) {
+	while (!__atomic_load_n(&mt_stop, __ATOMIC_RELAXED)) {
 		struct corr_tag t;
 		x = x * 6364136223846793005ull + 1;
 		correlate_lookup(mt_c, NULL, 100, (uint32_t)(x >> 60), (x >> 20) % 2000000, 10, &t);
@@ -518,7 +518,7 @@ TEST(correlate_threads_concurrent)
 		if (i % 1000 == 0)
 			correlate_expire(mt_c, (uint64_t)i * 100);
 	}
-	mt_stop = 1;
+	__atomic_store_n(&mt_stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < 3; i++)
 		pthread_join(th[i], NULL);
 	struct corr_stats st;
