@@ -16,7 +16,8 @@
  *     when the parent arrives. Children usually arrive before their parents (they end first),
  *     so adoption is the common case and must not scan.
  *
- * A binary min-heap by end time picks what to evict (max_spans) and what to expire.
+ * A binary min-heap by max(end, arrival time) picks what to evict (max_spans) and what to
+ * expire: a span that arrives hours late still gets its full retention from its arrival.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -46,6 +47,7 @@ struct cspan {
 	uint64_t seq;
 	uint8_t trace_id[16], span_id[8], parent_id[8];
 	uint64_t start, end;
+	uint64_t keep; /* max(end, arrival): retention counts from here */
 	uint64_t host; /* hash of the node name; 0 = unknown */
 	uint32_t pid, tid;
 	char *txn; /* own transaction attribute, or NULL */
@@ -265,11 +267,11 @@ static struct cspan *treap_best(struct cspan *n, const struct query *q)
 	return NULL;
 }
 
-/* ------------------------------------------------------------------------------ heap by end */
+/* ------------------------------------------------------------------------------ heap by keep */
 
 static bool heap_less(const struct cspan *a, const struct cspan *b)
 {
-	return a->end < b->end || (a->end == b->end && a->seq < b->seq);
+	return a->keep < b->keep || (a->keep == b->keep && a->seq < b->seq);
 }
 
 static void heap_set(struct correlate *c, size_t i, struct cspan *s)
@@ -607,7 +609,8 @@ static char *txn_copy(struct correlate *c, const char *txn)
 	return p;
 }
 
-static int span_add(struct correlate *c, const struct otlp_span *sp, struct corr_retag *rt)
+static int span_add(struct correlate *c, const struct otlp_span *sp, uint64_t now_ns,
+		    struct corr_retag *rt)
 {
 	if (span_find(c, sp->trace_id, sp->span_id)) {
 		c->st.dups++;
@@ -633,6 +636,7 @@ static int span_add(struct correlate *c, const struct otlp_span *sp, struct corr
 	memcpy(s->parent_id, sp->parent_id, 8);
 	s->start = sp->start_ns;
 	s->end = sp->end_ns;
+	s->keep = sp->end_ns > now_ns ? sp->end_ns : now_ns;
 	s->pid = sp->pid;
 	s->tid = sp->tid;
 	s->host = host_hash(node_name(sp));
@@ -741,12 +745,12 @@ static int span_add(struct correlate *c, const struct otlp_span *sp, struct corr
 }
 
 int correlate_add_spans(struct correlate *c, const struct otlp_span *spans, size_t n,
-			struct corr_retag *retag)
+			uint64_t now_ns, struct corr_retag *retag)
 {
 	int rc = 0;
 	pthread_rwlock_wrlock(&c->lock);
 	for (size_t i = 0; i < n && rc == 0; i++)
-		rc = span_add(c, &spans[i], retag);
+		rc = span_add(c, &spans[i], now_ns, retag);
 	pthread_rwlock_unlock(&c->lock);
 	retag_merge(retag);
 	return rc;
@@ -789,7 +793,7 @@ size_t correlate_expire(struct correlate *c, uint64_t now_ns)
 	uint64_t horizon = now_ns - c->o.retention_ns;
 	size_t n = 0;
 	pthread_rwlock_wrlock(&c->lock);
-	while (c->heap_n && c->heap[0]->end < horizon) {
+	while (c->heap_n && c->heap[0]->keep < horizon) {
 		span_remove(c, c->heap[0]);
 		n++;
 	}

@@ -32,8 +32,10 @@
  * re-runs correlate_lookup on the events it holds there and updates their span, trace and
  * transaction columns. The ranges are a superset; the lookup is the authority.
  *
- * Memory is bounded: at most max_spans spans (the oldest-ending are evicted first), and spans
- * that ended more than retention ago are dropped by correlate_expire. An event arriving later
+ * Memory is bounded: at most max_spans spans, and correlate_expire drops a span once retention
+ * has passed since it ended, or since it arrived when it arrived later than it ended (so a span
+ * delivered hours late is still joined to the events that come after it). When full, the span
+ * that would expire first is evicted. Neither untags stored events; an event arriving later
  * than that finds nothing (it keeps whatever tag the store gave it).
  *
  * Thread safety: one internal read-write lock. correlate_lookup may run on many threads at
@@ -87,7 +89,7 @@ struct corr_stats {
 	uint64_t added;	  /* spans ever added */
 	uint64_t dups;	  /* spans received again (same trace and span id): ignored */
 	uint64_t no_pid;  /* spans without process.pid: kept for ids and transactions only */
-	uint64_t evicted; /* dropped to stay under max_spans */
+	uint64_t evicted; /* dropped to stay within max_spans */
 	uint64_t expired; /* dropped by correlate_expire */
 	uint64_t txn_cut; /* transaction ids longer than CORR_TXN_MAX */
 	uint64_t lookups, hits;
@@ -100,10 +102,12 @@ void correlate_free(struct correlate *c);
 /*
  * Indexes spans (a decoded batch; nothing in it is kept by reference) and appends to retag the
  * ranges whose stored events must be looked up again, merged and sorted by (pid, tid, t0).
- * Returns 0 or -ENOMEM (the spans before the failure are indexed, retag covers them).
+ * now_ns is the appliance's clock (epoch ns; retention counts from max(end, now_ns)). Apply the
+ * retag before the next correlate_expire. Returns 0 or -ENOMEM (the spans before the failure
+ * are indexed, retag covers them).
  */
 int correlate_add_spans(struct correlate *c, const struct otlp_span *spans, size_t n,
-			struct corr_retag *retag);
+			uint64_t now_ns, struct corr_retag *retag);
 
 /*
  * The span an event belongs to (the rule above). host: the event's node name, or NULL / "" when
@@ -112,7 +116,7 @@ int correlate_add_spans(struct correlate *c, const struct otlp_span *spans, size
 int correlate_lookup(struct correlate *c, const char *host, uint32_t pid, uint32_t tid, uint64_t ts,
 		     uint64_t dur, struct corr_tag *out);
 
-/* Drops spans that ended before now_ns - retention. Returns how many. */
+/* Drops spans whose max(end, arrival) is before now_ns - retention. Returns how many. */
 size_t correlate_expire(struct correlate *c, uint64_t now_ns);
 
 void correlate_stats(struct correlate *c, struct corr_stats *st);

@@ -18,6 +18,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -203,6 +204,7 @@ struct dctx {
 	uint64_t spans_seen;
 	char errs[KEEP_ERRS][SPAN_ERRLEN + 200];
 	struct kp_buf tmp; /* value rendering scratch */
+	struct span_b *sb; /* see span_begin */
 };
 
 static void fatal(struct dctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -356,11 +358,23 @@ static void res_finish(struct dctx *c, struct attrs_b *b, struct res *r)
 
 struct span_b {
 	struct otlp_span s;
-	struct attrs_b at;
 	bool have_trace, have_span, have_start, have_end;
 	const char *name, *status_msg; /* arena */
 	char err[SPAN_ERRLEN];	       /* first problem, "" if none */
+	struct attrs_b at;	       /* last: span_begin clears only its counts */
 };
+
+/* The one span builder of a decode (a few KiB: reused, not allocated per span). */
+static struct span_b *span_begin(struct dctx *c)
+{
+	if (!c->sb)
+		c->sb = xmalloc(sizeof(*c->sb));
+	struct span_b *b = c->sb;
+	memset(b, 0, offsetof(struct span_b, at));
+	b->at.n = 0;
+	b->at.dropped = 0;
+	return b;
+}
 
 static void span_err(struct span_b *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void span_err(struct span_b *b, const char *fmt, ...)
@@ -884,7 +898,7 @@ static void pb_span(struct dctx *c, struct pb *r, const struct pb_field *sf, con
 		reject(c, m);
 		return;
 	}
-	struct span_b *b = xcalloc(1, sizeof(*b));
+	struct span_b *b = span_begin(c);
 	struct pb sp = pb_sub(r, sf);
 	struct pb_field f;
 	char err[SPAN_ERRLEN] = "";
@@ -976,7 +990,6 @@ static void pb_span(struct dctx *c, struct pb *r, const struct pb_field *sf, con
 			span_err(b, "%s", err);
 	}
 	span_finish(c, b, res, scope, where);
-	free(b);
 }
 
 /* ---- the levels above the span: errors here are fatal */
@@ -1412,7 +1425,7 @@ static void js_span(struct dctx *c, const struct json *sp, const struct res *res
 		reject(c, m);
 		return;
 	}
-	struct span_b *b = xcalloc(1, sizeof(*b));
+	struct span_b *b = span_begin(c);
 	if (sp->type != JSON_OBJ) {
 		span_err(b, "span is %s, expected an object", jtype_name(sp));
 		goto done;
@@ -1473,7 +1486,6 @@ static void js_span(struct dctx *c, const struct json *sp, const struct res *res
 	}
 done:
 	span_finish(c, b, res, scope, pth);
-	free(b);
 }
 
 /* An optional array member: NULL when absent or null; -EINVAL (fatal) when not an array. */
@@ -1593,6 +1605,7 @@ int otlp_decode(enum otlp_format fmt, const void *body, size_t len, const struct
 	else
 		rc = js_request(&c, body, len);
 	buf_free(&c.tmp);
+	free(c.sb);
 	if (rc < 0) {
 		/* Undecodable: nothing in it is trusted, not even the spans before the damage. */
 		out->n_spans = 0;

@@ -49,7 +49,7 @@ static struct otlp_span sp(int t, int s, int p, uint32_t pid, uint32_t tid, uint
 
 static void add1(struct correlate *c, struct otlp_span s, struct corr_retag *rt)
 {
-	CHECK_EQ_INT(correlate_add_spans(c, &s, 1, rt), 0);
+	CHECK_EQ_INT(correlate_add_spans(c, &s, 1, 0, rt), 0);
 }
 
 /* The span id byte an event joins (0 = none) and its transaction. */
@@ -276,6 +276,15 @@ TEST(correlate_bounded)
 	CHECK_EQ_INT(st.spans, 0);
 	CHECK_EQ_INT(st.traces, 0);
 	CHECK_EQ_INT(correlate_expire(c, 5), 0); /* before the retention: nothing, no underflow */
+
+	/* A span delivered late keeps its full retention from its arrival. */
+	struct otlp_span late = sp(9, 1, 0, 100, 0, 5000, 6000, NULL);
+	CHECK_EQ_INT(correlate_add_spans(c, &late, 1, 50000000, &rt), 0);
+	add1(c, sp(9, 2, 0, 100, 0, 7000, 8000, NULL), &rt);	 /* arrived in time */
+	CHECK_EQ_INT(correlate_expire(c, 50000000 + 999999), 1); /* the punctual one goes */
+	CHECK_EQ_INT(who(c, 100, 1, 5500, 0, NULL), 1);
+	CHECK_EQ_INT(correlate_expire(c, 50000000 + 1000001), 1);
+	CHECK_EQ_INT(who(c, 100, 1, 5500, 0, NULL), 0);
 	correlate_retag_free(&rt);
 	correlate_free(c);
 }
@@ -427,7 +436,7 @@ TEST_SLOW(correlate_random_vs_model, 120)
 				batch[nb++] = m->s;
 			}
 			struct corr_retag rt = {0};
-			CHECK_EQ_INT(correlate_add_spans(c, batch, (size_t)nb, &rt), 0);
+			CHECK_EQ_INT(correlate_add_spans(c, batch, (size_t)nb, 0, &rt), 0);
 			/* every stored event: the lookup agrees with the model, and if its answer
 			 * changed, it lies in a returned range */
 			for (int i = 0; i < NEV; i++) {
@@ -479,13 +488,13 @@ TEST_SLOW(correlate_random_vs_model, 120)
 
 /* Lookups from several threads while spans arrive and expire (run it under TSan too). */
 static struct correlate *mt_c;
-static volatile int mt_stop;
+static int mt_stop; /* atomic */
 
 static void *mt_reader(void *arg)
 {
 	(void)arg;
 	uint64_t x = 99;
-	while (!mt_stop) {
+	while (!__atomic_load_n(&mt_stop, __ATOMIC_RELAXED)) {
 		struct corr_tag t;
 		x = x * 6364136223846793005ull + 1;
 		correlate_lookup(mt_c, NULL, 100, (uint32_t)(x >> 60), (x >> 20) % 2000000, 10, &t);
@@ -504,12 +513,12 @@ TEST(correlate_threads_concurrent)
 		struct otlp_span s =
 			sp(1 + i % 250, 1 + i / 250, i % 3 ? 1 + (i + 1) / 250 : 0, 100,
 			   (uint32_t)(i % 4), (uint64_t)i * 100, (uint64_t)i * 100 + 5000, "t");
-		CHECK_EQ_INT(correlate_add_spans(mt_c, &s, 1, &rt), 0);
+		CHECK_EQ_INT(correlate_add_spans(mt_c, &s, 1, (uint64_t)i * 100, &rt), 0);
 		correlate_retag_free(&rt);
 		if (i % 1000 == 0)
 			correlate_expire(mt_c, (uint64_t)i * 100);
 	}
-	mt_stop = 1;
+	__atomic_store_n(&mt_stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < 3; i++)
 		pthread_join(th[i], NULL);
 	struct corr_stats st;
