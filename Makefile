@@ -31,7 +31,7 @@ endif
 
 # --------------------------------------------------------------------- sources per module
 COMMON_SRC := $(wildcard common/*.c)
-WIRE_SRC   := agent/wire.c
+WIRE_SRC   := agent/wire.c agent/loop.c # shared by kprobe-agent and kprobed (ingest)
 AGENT_SRC  := $(filter-out $(WIRE_SRC),$(wildcard agent/*.c))
 STORE_SRC  := $(wildcard store/*.c)
 GRAPH_SRC  := $(wildcard graph/*.c)
