@@ -86,10 +86,11 @@ $(OUTPUT)/%.o: %.c | $(SKELS)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# Archives also depend on the Makefile: moving a source between archives must rebuild both.
 define archive
-$(1): $(call obj,$(2))
+$(1): $(call obj,$(2)) Makefile
 	$$(call msg,AR,$$@)
-	$$(Q)rm -f $$@ && ar rcs $$@ $$^
+	$$(Q)rm -f $$@ && ar rcs $$@ $$(filter %.o,$$^)
 endef
 $(eval $(call archive,$(LIB_COMMON),$(COMMON_SRC)))
 $(eval $(call archive,$(LIB_WIRE),$(WIRE_SRC)))

@@ -100,6 +100,8 @@ struct kp_strlist {
 	  "agents connected at once; more are refused")                                            \
 	X(INT, ingest_commit_us, "ingest.groupCommitUs", 2000, 0, 1000000,                         \
 	  "WAL group commit: wait at most this long to gather frames into one fsync")             \
+	X(INT, ingest_frame_timeout_ms, "ingest.frameTimeoutMs", 30000, 100, 3600000,             \
+	  "a frame must arrive whole within this once started; slower peers are disconnected")    \
 	X(STR, store_data_dir, "store.dataDir", "/var/lib/kprobe", 0, 0,                           \
 	  "WAL, segments and graph")                                                               \
 	X(INT, store_retention_days, "store.retentionDays", 30, 1, 36500,                          \
