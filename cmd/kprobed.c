@@ -30,7 +30,8 @@ static void usage(FILE *out)
 		"dashboard, /metrics) and otlp.port (OTLP/HTTP spans); data in store.dataDir.\n"
 		"Stops cleanly on SIGINT/SIGTERM: what was received is synced to the WAL first.\n"
 		"\n"
-		"  --config FILE       configuration file (default: $KPROBE_CONFIG, ./kprobe.conf)\n"
+		"  --config FILE       configuration file (default: $KPROBE_CONFIG, "
+		"./kprobe.conf)\n"
 		"  --set key=value     override one configuration key (repeatable)\n"
 		"  --ingest-only       run the agent ingest (WAL) only (all that is built so far)\n"
 		"  --port-file FILE    write the ingest port there once listening (for scripts)\n"
@@ -46,9 +47,8 @@ static void usage(FILE *out)
 
 static const char *type_name(unsigned t)
 {
-	static const char *n[] = {"none",   "read",    "write",   "fsync",      "tcp_send",
-				  "tcp_recv", "conn",  "retransmit", "offcpu",  "reclaim",
-				  "faults", "proc"};
+	static const char *n[] = {"none", "read",	"write",  "fsync",   "tcp_send", "tcp_recv",
+				  "conn", "retransmit", "offcpu", "reclaim", "faults",	 "proc"};
 	return t < KP_ARRAY_SIZE(n) ? n[t] : "?";
 }
 
@@ -161,7 +161,8 @@ static int run(const struct kp_config *cfg, const char *port_file)
 	if ((r = wal_open(&wal, waldir, NULL, &rec)) < 0) {
 		log_error("cannot open the WAL in %s: %s", waldir, wal_strerror(r));
 		if (r == -EBUSY)
-			log_error("another kprobed uses %s (set store.dataDir)", cfg->store_data_dir);
+			log_error("another kprobed uses %s (set store.dataDir)",
+				  cfg->store_data_dir);
 		goto cleanup;
 	}
 	log_info("WAL %s: %" PRIu64 " records (LSN %" PRIu64 "..%" PRIu64 ") in %" PRIu64
@@ -181,8 +182,8 @@ static int run(const struct kp_config *cfg, const char *port_file)
 		log_error("cannot start the ingest thread: %s", strerror(-r));
 		goto cleanup;
 	}
-	log_info("ingest listening on %s:%d (WAL %s, group commit %" PRId64 " us)", cfg->ingest_bind,
-		 ingest_port(in), waldir, cfg->ingest_commit_us);
+	log_info("ingest listening on %s:%d (WAL %s, group commit %" PRId64 " us)",
+		 cfg->ingest_bind, ingest_port(in), waldir, cfg->ingest_commit_us);
 	if (port_file) {
 		char tmp[4200];
 		snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);

@@ -28,12 +28,12 @@
 #include "agent/loop.h"
 #include "store/ingest.h"
 
-#define RBUF_INIT          (64u << 10)
-#define RBUF_SHRINK        (1u << 20)
-#define CONN_MAX_ACKS      4096        /* acks waiting for durability before reads pause */
-#define CONN_MAX_PENDING   (64u << 20) /* decoded bytes of one connection waiting */
+#define RBUF_INIT	    (64u << 10)
+#define RBUF_SHRINK	    (1u << 20)
+#define CONN_MAX_ACKS	    4096	/* acks waiting for durability before reads pause */
+#define CONN_MAX_PENDING    (64u << 20) /* decoded bytes of one connection waiting */
 #define DEFAULT_MAX_PENDING (256ull << 20)
-#define LOG_BURST          20 /* rejection log lines per second before suppression */
+#define LOG_BURST	    20 /* rejection log lines per second before suppression */
 
 struct pend_ack {
 	uint64_t seq, lsn, bytes;
@@ -209,7 +209,8 @@ static void conn_reject(struct conn *c, int reason, const char *what)
 	ST_ADD(in, rejected[reason], 1);
 	if (log_ok(in)) {
 		if (c->have_hdr)
-			log_warn("ingest: rejected frame from %s: %s (node %016" PRIx64 " seq %" PRIu64
+			log_warn("ingest: rejected frame from %s: %s (node %016" PRIx64
+				 " seq %" PRIu64
 				 ", %u body bytes); connection closed, nothing written",
 				 c->peer, what, c->hdr.node_id, c->hdr.seq, c->hdr.body_len);
 		else
@@ -228,8 +229,7 @@ static void conn_reject(struct conn *c, int reason, const char *what)
 	conn_close(c);
 }
 
-static void push_ack(struct conn *c, uint64_t seq, uint64_t lsn, uint32_t status,
-		     uint64_t bytes)
+static void push_ack(struct conn *c, uint64_t seq, uint64_t lsn, uint32_t status, uint64_t bytes)
 {
 	if (c->acount == c->acap) {
 		size_t ncap = c->acap ? c->acap * 2 : 64;
@@ -360,9 +360,10 @@ static int conn_frame(struct conn *c, const uint8_t *p, size_t len)
 		free(raw);
 		ST_ADD(in, wal_errors, 1);
 		if (log_ok(in))
-			log_error("ingest: cannot append a frame from %s to the WAL: %s; closing the "
-				  "connection (the agent keeps the frame and retries)",
-				  c->peer, wal_strerror(r));
+			log_error(
+				"ingest: cannot append a frame from %s to the WAL: %s; closing the "
+				"connection (the agent keeps the frame and retries)",
+				c->peer, wal_strerror(r));
 		conn_close(c);
 		return -1;
 	}
@@ -792,27 +793,44 @@ static int listen_on(const char *host, int port, int *fd_out, int *port_out)
 		return -EINVAL;
 	}
 	int err = -EADDRNOTAVAIL;
-	for (struct addrinfo *a = res; a; a = a->ai_next) {
-		int fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd < 0) {
-			err = -errno;
-			continue;
+	/*
+	 * A kprobed that just died may still hold the port for a moment: io_uring releases the
+	 * files of its in-flight requests (our accept) asynchronously after the process exits.
+	 * Retry EADDRINUSE for a few seconds, as a supervisor's quick restart would need.
+	 */
+	for (int attempt = 0; attempt < 50; attempt++) {
+		if (attempt) {
+			if (attempt == 1)
+				log_info("ingest: %s:%d is still in use; retrying for 5 s", host,
+					 port);
+			usleep(100000);
 		}
-		int one = 1;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, a->ai_addr, a->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
-			err = -errno;
-			close(fd);
-			continue;
+		for (struct addrinfo *a = res; a; a = a->ai_next) {
+			int fd =
+				socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+			if (fd < 0) {
+				err = -errno;
+				continue;
+			}
+			int one = 1;
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			if (bind(fd, a->ai_addr, a->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+				err = -errno;
+				close(fd);
+				continue;
+			}
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+			getsockname(fd, (struct sockaddr *)&ss, &sl);
+			*port_out = ntohs(ss.ss_family == AF_INET6
+						  ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						  : ((struct sockaddr_in *)&ss)->sin_port);
+			*fd_out = fd;
+			freeaddrinfo(res);
+			return 0;
 		}
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		getsockname(fd, (struct sockaddr *)&ss, &sl);
-		*port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-							   : ((struct sockaddr_in *)&ss)->sin_port);
-		*fd_out = fd;
-		freeaddrinfo(res);
-		return 0;
+		if (err != -EADDRINUSE)
+			break;
 	}
 	freeaddrinfo(res);
 	log_error("ingest: cannot listen on %s:%d: %s%s", host, port, strerror(-err),
@@ -931,36 +949,42 @@ void ingest_metrics(const struct ingest *in, struct kp_buf *b)
 {
 	struct ingest_stats s;
 	ingest_stats(in, &s);
-	buf_printf(b, "# HELP kprobe_ingest_frames_total Agent frames accepted and written.\n"
-		      "# TYPE kprobe_ingest_frames_total counter\n"
-		      "kprobe_ingest_frames_total %" PRIu64 "\n",
+	buf_printf(b,
+		   "# HELP kprobe_ingest_frames_total Agent frames accepted and written.\n"
+		   "# TYPE kprobe_ingest_frames_total counter\n"
+		   "kprobe_ingest_frames_total %" PRIu64 "\n",
 		   s.frames);
-	buf_printf(b, "# TYPE kprobe_ingest_events_total counter\n"
-		      "kprobe_ingest_events_total %" PRIu64 "\n",
+	buf_printf(b,
+		   "# TYPE kprobe_ingest_events_total counter\n"
+		   "kprobe_ingest_events_total %" PRIu64 "\n",
 		   s.events);
-	buf_printf(b, "# TYPE kprobe_ingest_bytes_total counter\n"
-		      "kprobe_ingest_bytes_total %" PRIu64 "\n",
+	buf_printf(b,
+		   "# TYPE kprobe_ingest_bytes_total counter\n"
+		   "kprobe_ingest_bytes_total %" PRIu64 "\n",
 		   s.bytes);
-	buf_printf(b, "# HELP kprobe_ingest_duplicates_total Resent frames already held.\n"
-		      "# TYPE kprobe_ingest_duplicates_total counter\n"
-		      "kprobe_ingest_duplicates_total %" PRIu64 "\n",
+	buf_printf(b,
+		   "# HELP kprobe_ingest_duplicates_total Resent frames already held.\n"
+		   "# TYPE kprobe_ingest_duplicates_total counter\n"
+		   "kprobe_ingest_duplicates_total %" PRIu64 "\n",
 		   s.dups);
 	buf_puts(b, "# HELP kprobe_ingest_rejected_total Bad frames, by reason.\n"
 		    "# TYPE kprobe_ingest_rejected_total counter\n");
 	for (int i = 0; i < INGEST_REJ_MAX; i++)
 		buf_printf(b, "kprobe_ingest_rejected_total{reason=\"%s\"} %" PRIu64 "\n",
 			   reject_names[i], s.rejected[i]);
-	buf_printf(b, "# TYPE kprobe_ingest_connections_total counter\n"
-		      "kprobe_ingest_connections_total %" PRIu64 "\n"
-		      "# TYPE kprobe_ingest_connections_refused_total counter\n"
-		      "kprobe_ingest_connections_refused_total %" PRIu64 "\n"
-		      "# TYPE kprobe_ingest_connections gauge\n"
-		      "kprobe_ingest_connections %" PRIu64 "\n",
+	buf_printf(b,
+		   "# TYPE kprobe_ingest_connections_total counter\n"
+		   "kprobe_ingest_connections_total %" PRIu64 "\n"
+		   "# TYPE kprobe_ingest_connections_refused_total counter\n"
+		   "kprobe_ingest_connections_refused_total %" PRIu64 "\n"
+		   "# TYPE kprobe_ingest_connections gauge\n"
+		   "kprobe_ingest_connections %" PRIu64 "\n",
 		   s.conns_accepted, s.conns_refused, s.conns_open);
-	buf_printf(b, "# TYPE kprobe_ingest_wal_errors_total counter\n"
-		      "kprobe_ingest_wal_errors_total %" PRIu64 "\n"
-		      "# TYPE kprobe_ingest_pending_bytes gauge\n"
-		      "kprobe_ingest_pending_bytes %" PRIu64 "\n",
+	buf_printf(b,
+		   "# TYPE kprobe_ingest_wal_errors_total counter\n"
+		   "kprobe_ingest_wal_errors_total %" PRIu64 "\n"
+		   "# TYPE kprobe_ingest_pending_bytes gauge\n"
+		   "kprobe_ingest_pending_bytes %" PRIu64 "\n",
 		   s.wal_errors, s.pending_bytes);
 	buf_puts(b, "# HELP kprobe_ingest_fsync_seconds WAL group-commit fdatasync latency.\n"
 		    "# TYPE kprobe_ingest_fsync_seconds histogram\n");
@@ -969,15 +993,18 @@ void ingest_metrics(const struct ingest *in, struct kp_buf *b)
 	for (int i = 0; i < INGEST_FSYNC_BUCKETS; i++, bound *= 2) {
 		cum += s.fsync_hist[i];
 		if (i == INGEST_FSYNC_BUCKETS - 1)
-			buf_printf(b, "kprobe_ingest_fsync_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+			buf_printf(b,
+				   "kprobe_ingest_fsync_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
 				   cum);
 		else
 			buf_printf(b, "kprobe_ingest_fsync_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
 				   bound, cum);
 	}
-	buf_printf(b, "kprobe_ingest_fsync_seconds_sum %.9f\nkprobe_ingest_fsync_seconds_count %" PRIu64
-		      "\n",
-		   (double)s.fsync_ns_sum / 1e9, s.fsyncs);
+	buf_printf(
+		b,
+		"kprobe_ingest_fsync_seconds_sum %.9f\nkprobe_ingest_fsync_seconds_count %" PRIu64
+		"\n",
+		(double)s.fsync_ns_sum / 1e9, s.fsyncs);
 }
 
 /* ---- replay ---- */
@@ -990,8 +1017,8 @@ struct replay_ctx {
 	int64_t n;
 };
 
-static int replay_rec(void *arg, uint64_t lsn, uint64_t node_id, uint64_t seq,
-		      const void *payload, uint32_t len)
+static int replay_rec(void *arg, uint64_t lsn, uint64_t node_id, uint64_t seq, const void *payload,
+		      uint32_t len)
 {
 	struct replay_ctx *rc = arg;
 	struct wire_hdr h;

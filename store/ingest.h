@@ -45,12 +45,12 @@ typedef void (*ingest_consumer_fn)(void *ctx, uint64_t lsn, const struct wire_hd
 				   const void *raw);
 
 struct ingest_opts {
-	const char *bind;           /* address to listen on (IPv4 or IPv6 literal, or a name) */
-	int port;                   /* 0: an ephemeral port (see ingest_port) */
-	int max_conns;              /* more concurrent connections are refused */
-	int commit_us;              /* group commit: gather this long before the fdatasync */
-	int frame_timeout_ms;       /* a started frame must be complete within this */
-	uint64_t max_pending_bytes; /* decoded bytes awaiting fsync/consumer before reads pause */
+	const char *bind;	     /* address to listen on (IPv4 or IPv6 literal, or a name) */
+	int port;		     /* 0: an ephemeral port (see ingest_port) */
+	int max_conns;		     /* more concurrent connections are refused */
+	int commit_us;		     /* group commit: gather this long before the fdatasync */
+	int frame_timeout_ms;	     /* a started frame must be complete within this */
+	uint64_t max_pending_bytes;  /* decoded bytes awaiting fsync/consumer before reads pause */
 	ingest_consumer_fn consumer; /* may be NULL */
 	void *consumer_ctx;
 };
@@ -95,12 +95,12 @@ const char *ingest_reject_name(int reason); /* "magic", "checksum", ... */
 /* Counters (cumulative since ingest_open unless noted). Safe to read from any thread. */
 struct ingest_stats {
 	uint64_t frames, events, bytes; /* accepted and written (bytes as received) */
-	uint64_t dups;                  /* resends answered WIRE_ACK_DUP */
+	uint64_t dups;			/* resends answered WIRE_ACK_DUP */
 	uint64_t rejected[INGEST_REJ_MAX];
 	uint64_t acks_sent;
-	uint64_t delivered;             /* frames handed to the consumer */
+	uint64_t delivered; /* frames handed to the consumer */
 	uint64_t conns_accepted, conns_refused, conns_open /* now */;
-	uint64_t wal_errors;            /* appends or fsyncs that failed */
+	uint64_t wal_errors; /* appends or fsyncs that failed */
 	uint64_t fsyncs, fsync_ns_sum, fsync_ns_max;
 	uint64_t fsync_hist[INGEST_FSYNC_BUCKETS]; /* non-cumulative counts per bucket */
 	uint64_t pending_bytes /* now */, pauses;

@@ -60,12 +60,12 @@
  *   +--------+---------+-----+--------------+---------+-----+----------------------+--------+
  *    0        4         6     8              16        20    24                     24+16n
  */
-#define WAL_FILE_MAGIC   0x3157504bu /* "KPW1" */
-#define WAL_REC_MAGIC    0x3152504bu /* "KPR1" */
-#define WAL_CKPT_MAGIC   0x3143504bu /* "KPC1" */
-#define WAL_VERSION      1
-#define WAL_FILE_HDR     32
-#define WAL_REC_HDR      40
+#define WAL_FILE_MAGIC	 0x3157504bu /* "KPW1" */
+#define WAL_REC_MAGIC	 0x3152504bu /* "KPR1" */
+#define WAL_CKPT_MAGIC	 0x3143504bu /* "KPC1" */
+#define WAL_VERSION	 1
+#define WAL_FILE_HDR	 32
+#define WAL_REC_HDR	 40
 #define WAL_DEFAULT_FILE (64ull << 20)
 
 static inline void put16(uint8_t *p, uint16_t v)
@@ -223,7 +223,7 @@ struct wal_file {
 	uint64_t first_lsn, last_lsn; /* last_lsn = first_lsn - 1 while empty */
 	uint64_t size;
 	uint64_t gen;
-	int fd; /* open while appended to or not yet synced; -1 otherwise */
+	int fd;			 /* open while appended to or not yet synced; -1 otherwise */
 	struct file_node *nodes; /* per-node maxima of this file's records (for release) */
 	size_t nnodes, capnodes;
 };
@@ -639,10 +639,11 @@ static int recover(struct wal *w, struct wal_recovery *rec)
 	}
 
 	if (stop_file < n) {
-		/* Torn tail or damage? Damage when a valid record or file follows the stop point. */
+		/* Torn tail or damage? Damage when a valid record or file follows the stop point.
+		 */
 		struct scan_file *s = &sf[stop_file];
-		int damaged = s->map && stop_off >= WAL_FILE_HDR &&
-			      has_valid_record(s, stop_off + 1, st);
+		int damaged =
+			s->map && stop_off >= WAL_FILE_HDR && has_valid_record(s, stop_off + 1, st);
 		for (size_t j = stop_file + 1; j < n && !damaged; j++) {
 			if ((r = scan_map(w, &sf[j])) < 0)
 				goto cleanup;
@@ -658,14 +659,15 @@ static int recover(struct wal *w, struct wal_recovery *rec)
 				rec->torn_bytes += cut;
 			snprintf(rec->note, sizeof(rec->note),
 				 "%s at %016" PRIx64 ".wal offset %zu: %" PRIu64 " bytes %s",
-				 damaged ? "damaged record" : "torn tail", s->name_lsn, stop_off, cut,
+				 damaged ? "damaged record" : "torn tail", s->name_lsn, stop_off,
+				 cut,
 				 w->read_only ? "ignored (read-only)"
-					      : damaged ? "moved to wal/aside/" : "cut");
+				 : damaged    ? "moved to wal/aside/"
+					      : "cut");
 		}
 		if (damaged)
 			log_error("WAL: damaged record in %s/%016" PRIx64 ".wal at offset %zu; "
-				  "recovery stops there, the %" PRIu64
-				  " bytes after it are %s",
+				  "recovery stops there, the %" PRIu64 " bytes after it are %s",
 				  w->dir, s->name_lsn, stop_off, cut,
 				  w->read_only ? "ignored" : "kept in wal/aside/ for inspection");
 		else if (cut)
@@ -674,7 +676,8 @@ static int recover(struct wal *w, struct wal_recovery *rec)
 				 cut, s->name_lsn, w->read_only ? "ignored" : "cut");
 		if (!w->read_only) {
 			char aside[PATH_MAX + 16], path[PATH_MAX + 64];
-			/* One directory per recovery, so nothing set aside earlier is overwritten. */
+			/* One directory per recovery, so nothing set aside earlier is overwritten.
+			 */
 			snprintf(aside, sizeof(aside), "%s/aside/%" PRIu64, w->dir, now_real_ns());
 			if (damaged && (r = mkdir_p(aside, 0755)) < 0)
 				goto cleanup;
@@ -896,8 +899,8 @@ static void wal_fail(struct wal *w, int err, const char *what)
 	w->failed = WAL_EFAILED;
 }
 
-int wal_append(struct wal *w, uint64_t node_id, uint64_t seq, const struct iovec *iov,
-	       int iovcnt, uint64_t *lsn)
+int wal_append(struct wal *w, uint64_t node_id, uint64_t seq, const struct iovec *iov, int iovcnt,
+	       uint64_t *lsn)
 {
 	if (w->read_only)
 		return WAL_ERDONLY;
@@ -1168,8 +1171,8 @@ int wal_release(struct wal *w, uint64_t upto_lsn)
 			released = KP_MAX(released, dead[i]->last_lsn);
 		}
 		if ((r = ckpt_write(w, &w->ckpt, released)) < 0) {
-			log_error("WAL %s: cannot write the checkpoint: %s; nothing released", w->dir,
-				  wal_strerror(r));
+			log_error("WAL %s: cannot write the checkpoint: %s; nothing released",
+				  w->dir, wal_strerror(r));
 			goto cleanup;
 		}
 		w->released_lsn = released;
@@ -1181,7 +1184,8 @@ int wal_release(struct wal *w, uint64_t upto_lsn)
 			char path[PATH_MAX + 32];
 			file_path(w, dead[i]->first_lsn, path, sizeof(path));
 			if (unlink(path) < 0 && errno != ENOENT)
-				log_warn("WAL: cannot delete released %s: %s", path, strerror(errno));
+				log_warn("WAL: cannot delete released %s: %s", path,
+					 strerror(errno));
 			file_free(dead[i]);
 		}
 		fsync(w->dirfd);

@@ -33,13 +33,13 @@ struct wal;
 
 /* Distinct errors (negative, apart from -errno). */
 enum wal_err {
-	WAL_EMAGIC = -5101,      /* a file in the WAL directory is not a kprobe WAL file */
-	WAL_EVERSION = -5102,    /* written by a newer/older format version */
+	WAL_EMAGIC = -5101,	 /* a file in the WAL directory is not a kprobe WAL file */
+	WAL_EVERSION = -5102,	 /* written by a newer/older format version */
 	WAL_ECHECKPOINT = -5103, /* the checkpoint file is damaged (see wal_strerror) */
-	WAL_EFAILED = -5104,     /* an earlier write or fdatasync failed: the WAL refuses appends
+	WAL_EFAILED = -5104,	 /* an earlier write or fdatasync failed: the WAL refuses appends
 				  * until kprobed is restarted (recovery re-validates every record) */
-	WAL_ETOOBIG = -5105,     /* record payload over WAL_MAX_PAYLOAD */
-	WAL_ERDONLY = -5106,     /* opened read-only */
+	WAL_ETOOBIG = -5105,	 /* record payload over WAL_MAX_PAYLOAD */
+	WAL_ERDONLY = -5106,	 /* opened read-only */
 };
 const char *wal_strerror(int err);
 
@@ -53,7 +53,7 @@ struct wal_io {
 
 struct wal_opts {
 	uint64_t file_max_bytes; /* start a new file past this size (0: 64 MiB) */
-	int read_only;           /* inspect only (kprobed --dump-wal): no lock, no repair, no
+	int read_only;		 /* inspect only (kprobed --dump-wal): no lock, no repair, no
 				  * appends; a torn tail is reported and ignored */
 	const struct wal_io *io; /* NULL: the real system calls */
 };
@@ -61,11 +61,11 @@ struct wal_opts {
 /* What wal_open found. */
 struct wal_recovery {
 	uint64_t files, records, bytes; /* valid records kept (bytes = payload bytes) */
-	uint64_t first_lsn, last_lsn;   /* of the records kept; 0 when none */
-	uint64_t torn_bytes;            /* cut from the tail (an interrupted append) */
-	uint64_t aside_bytes;           /* valid-looking data after a damaged record, moved aside */
-	uint64_t nodes;                 /* nodes known to the dedup table */
-	char note[256];                 /* human-readable summary of any repair, "" if none */
+	uint64_t first_lsn, last_lsn;	/* of the records kept; 0 when none */
+	uint64_t torn_bytes;		/* cut from the tail (an interrupted append) */
+	uint64_t aside_bytes;		/* valid-looking data after a damaged record, moved aside */
+	uint64_t nodes;			/* nodes known to the dedup table */
+	char note[256];			/* human-readable summary of any repair, "" if none */
 };
 
 /*
@@ -88,8 +88,8 @@ void wal_close(struct wal *w);
  * and the error returned; if even that fails, or after any fdatasync failure, the WAL is
  * failed (WAL_EFAILED from then on).
  */
-int wal_append(struct wal *w, uint64_t node_id, uint64_t seq, const struct iovec *iov,
-	       int iovcnt, uint64_t *lsn);
+int wal_append(struct wal *w, uint64_t node_id, uint64_t seq, const struct iovec *iov, int iovcnt,
+	       uint64_t *lsn);
 
 /*
  * Group commit, split so the caller can run the fdatasyncs where it likes (kprobed: as
@@ -115,7 +115,7 @@ int wal_sync(struct wal *w);
 uint64_t wal_last_lsn(const struct wal *w);    /* last appended; 0 if none ever */
 uint64_t wal_durable_lsn(const struct wal *w); /* everything <= it is fdatasynced */
 uint64_t wal_first_lsn(const struct wal *w);   /* oldest record still held; 0 if none */
-int wal_failed(const struct wal *w);           /* 0, or the error that failed it */
+int wal_failed(const struct wal *w);	       /* 0, or the error that failed it */
 
 /*
  * The dedup table: the highest seq held for node_id (also of released records) and the LSN

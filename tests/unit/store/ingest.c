@@ -105,7 +105,8 @@ static int client(const struct srv *s)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	CHECK(fd >= 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ingest_port(s->in))};
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)ingest_port(s->in))};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	CHECK_EQ_INT(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	struct timeval tv = {5, 0};

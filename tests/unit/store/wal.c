@@ -52,8 +52,7 @@ struct seen {
 	int bad;
 };
 
-static int on_rec(void *ctx, uint64_t lsn, uint64_t node, uint64_t seq, const void *p,
-		  uint32_t len)
+static int on_rec(void *ctx, uint64_t lsn, uint64_t node, uint64_t seq, const void *p, uint32_t len)
 {
 	struct seen *s = ctx;
 	uint8_t buf[4096];
@@ -362,11 +361,11 @@ TEST(wal_release_keeps_dedup_and_lsn_across_restarts)
  */
 #define MODEL_MAX 6000
 struct model {
-	uint64_t n;                     /* records appended (LSN = index + 1) */
+	uint64_t n; /* records appended (LSN = index + 1) */
 	uint64_t node[MODEL_MAX], seq[MODEL_MAX];
-	uint64_t durable;               /* highest LSN known durable */
-	uint64_t released;              /* highest LSN passed to wal_release */
-	uint64_t synced_size;           /* size of the newest file at the last sync */
+	uint64_t durable;     /* highest LSN known durable */
+	uint64_t released;    /* highest LSN passed to wal_release */
+	uint64_t synced_size; /* size of the newest file at the last sync */
 	char synced_file[600];
 };
 
@@ -447,8 +446,8 @@ TEST_SLOW(wal_model_random_ops_and_crashes, 120)
 {
 	char dir[512];
 	wal_dir(dir, sizeof(dir));
-	struct model *m = mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-			       -1, 0);
+	struct model *m =
+		mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	CHECK(m != MAP_FAILED);
 	memset(m, 0, sizeof(*m));
 	int crashes = 0;
@@ -469,7 +468,8 @@ TEST_SLOW(wal_model_random_ops_and_crashes, 120)
 		CHECKF(r == 0, "open after round %u: %s", round, wal_strerror(r));
 		uint64_t last = wal_last_lsn(w);
 		CHECKF(last >= m->durable && last <= m->n,
-		       "round %u: recovered up to %" PRIu64 ", durable %" PRIu64 ", appended %" PRIu64,
+		       "round %u: recovered up to %" PRIu64 ", durable %" PRIu64
+		       ", appended %" PRIu64,
 		       round, last, m->durable, m->n);
 		CHECK_EQ_UINT(rec.aside_bytes, 0);
 		crashes += last < m->n || rec.torn_bytes > 0;
@@ -486,8 +486,8 @@ TEST_SLOW(wal_model_random_ops_and_crashes, 120)
 			uint64_t want = model_max_seq(m, node, m->n);
 			int known = wal_node_max(w, node, &seq, &lsn);
 			CHECKF(want == 0 ? !known || seq == 0 : known && seq == want,
-			       "round %u node %" PRIu64 ": wal %" PRIu64 " model %" PRIu64, round, node,
-			       seq, want);
+			       "round %u node %" PRIu64 ": wal %" PRIu64 " model %" PRIu64, round,
+			       node, seq, want);
 		}
 		wal_close(w);
 		(void)n_before;
