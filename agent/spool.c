@@ -44,12 +44,12 @@
  * `state` (32 bytes, replaced with rename):
  *   magic "KPT1" u32 | version u16 | pad u16 | reserved_seq u64 | acked_seq u64 | xxh3 u64
  */
-#define SPOOL_MAGIC    0x3153504bu /* "KPS1" */
-#define STATE_MAGIC    0x3154504bu /* "KPT1" */
-#define SPOOL_VERSION  1
-#define FILE_HDR       24
-#define REC_HDR        24
-#define REC_MAX        (WIRE_HDR_LEN + WIRE_MAX_BODY)
+#define SPOOL_MAGIC   0x3153504bu /* "KPS1" */
+#define STATE_MAGIC   0x3154504bu /* "KPT1" */
+#define SPOOL_VERSION 1
+#define FILE_HDR      24
+#define REC_HDR	      24
+#define REC_MAX	      (WIRE_HDR_LEN + WIRE_MAX_BODY)
 
 struct spool_file {
 	uint64_t first_seq, last_seq, size;
@@ -65,7 +65,7 @@ struct spool {
 	uint64_t max_bytes, file_max;
 	struct spool_file *files; /* by first_seq */
 	size_t n, cap;
-	int tail_open;  /* files[n-1] takes appends */
+	int tail_open;	/* files[n-1] takes appends */
 	size_t rd_file; /* read cursor */
 	uint64_t rd_off;
 	uint64_t bytes;
@@ -254,8 +254,8 @@ static void drop_oldest(struct spool *sp)
 	sp->st.dropped_events += events;
 	if (frames && log_ok(sp))
 		log_warn("spool full (agent.spoolMaxMb = %" PRIu64 "): dropped the oldest %" PRIu64
-			 " frames (%" PRIu64 " events, seq %" PRIu64 "..%" PRIu64
-			 "); %" PRIu64 " frames dropped so far. The appliance is unreachable or "
+			 " frames (%" PRIu64 " events, seq %" PRIu64 "..%" PRIu64 "); %" PRIu64
+			 " frames dropped so far. The appliance is unreachable or "
 			 "too slow: check agent.appliance, or raise agent.spoolMaxMb",
 			 sp->max_bytes >> 20, frames, events, f->first_seq, f->last_seq,
 			 sp->st.dropped_frames);
@@ -312,8 +312,8 @@ static void set_aside(struct spool *sp, uint64_t seq, const char *why, struct sp
 }
 
 /* Validates one file, cuts its torn tail; fills f. Returns 0, 1 (set aside) or -errno. */
-static int scan_file(struct spool *sp, uint64_t seq, struct spool_file *f,
-		     struct spool_info *info, struct kp_buf *buf)
+static int scan_file(struct spool *sp, uint64_t seq, struct spool_file *f, struct spool_info *info,
+		     struct kp_buf *buf)
 {
 	char path[PATH_MAX + 32];
 	file_path(sp, seq, path, sizeof(path));
@@ -335,10 +335,10 @@ static int scan_file(struct spool *sp, uint64_t seq, struct spool_file *f,
 		unlink(path);
 		return 1;
 	}
-	int bad = get32(h) != SPOOL_MAGIC			? SPOOL_EMAGIC
-		  : get16(h + 4) != SPOOL_VERSION		? SPOOL_EVERSION
+	int bad = get32(h) != SPOOL_MAGIC				       ? SPOOL_EMAGIC
+		  : get16(h + 4) != SPOOL_VERSION			       ? SPOOL_EVERSION
 		  : XXH3_64bits(h, 16) != get64(h + 16) || get64(h + 8) != seq ? SPOOL_EMAGIC
-										 : 0;
+									       : 0;
 	if (bad) {
 		close(fd);
 		set_aside(sp, seq, spool_strerror(bad), info);
@@ -530,8 +530,7 @@ void spool_seal(struct spool *sp)
 	file_maybe_delete(sp, sp->n - 1);
 }
 
-int spool_append(struct spool *sp, const void *frame, uint32_t len, uint64_t seq,
-		 uint32_t n_events)
+int spool_append(struct spool *sp, const void *frame, uint32_t len, uint64_t seq, uint32_t n_events)
 {
 	uint64_t need = REC_HDR + (uint64_t)len;
 	if (need + FILE_HDR > sp->max_bytes) {
@@ -611,8 +610,9 @@ int spool_write_older(struct spool *sp, const void *const *frames, const uint32_
 		return 0;
 	int fd, r = file_create(sp, seqs[first], &fd);
 	if (r < 0) {
-		log_error("spool: cannot create a file for %zu frames at shutdown: %s; they are lost",
-			  n - first, strerror(-r));
+		log_error(
+			"spool: cannot create a file for %zu frames at shutdown: %s; they are lost",
+			n - first, strerror(-r));
 		sp->st.write_errors++;
 		sp->st.dropped_frames += n - first;
 		return r;

@@ -25,18 +25,19 @@
 struct spool;
 
 enum spool_err {
-	SPOOL_EMAGIC = -5201,   /* a .kps file that is not a spool file (skipped, renamed .bad) */
-	SPOOL_EVERSION = -5202, /* spool written by another format version (skipped, renamed .bad) */
+	SPOOL_EMAGIC = -5201, /* a .kps file that is not a spool file (skipped, renamed .bad) */
+	SPOOL_EVERSION =
+		-5202, /* spool written by another format version (skipped, renamed .bad) */
 };
 const char *spool_strerror(int err);
 
 /* What spool_open found. */
 struct spool_info {
 	uint64_t files, frames, events, bytes; /* unacked frames waiting in the spool */
-	uint64_t skipped_acked;                /* frames already acknowledged, not resent */
-	uint64_t torn_bytes;                   /* cut from tails */
-	uint64_t bad_files;                    /* unreadable files set aside as *.bad */
-	uint64_t max_seq;                      /* highest frame seq found (0 if none) */
+	uint64_t skipped_acked;		       /* frames already acknowledged, not resent */
+	uint64_t torn_bytes;		       /* cut from tails */
+	uint64_t bad_files;		       /* unreadable files set aside as *.bad */
+	uint64_t max_seq;		       /* highest frame seq found (0 if none) */
 };
 
 /*
@@ -105,7 +106,7 @@ uint64_t spool_seq_floor(const struct spool *sp);
 int spool_seq_reserve(struct spool *sp, uint64_t upto);
 
 struct spool_stats {
-	uint64_t frames, bytes; /* unacked frames held on disk, and the files' size */
+	uint64_t frames, bytes;	 /* unacked frames held on disk, and the files' size */
 	uint64_t unread, events; /* frames not yet read back, and their events */
 	uint64_t files;
 	uint64_t appended, dropped_frames, dropped_events, torn_bytes, write_errors;
