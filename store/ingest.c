@@ -389,8 +389,11 @@ static int conn_frame(struct conn *c, const uint8_t *p, size_t len)
 	return 0;
 }
 
-/* Consumes every complete frame in rbuf; keeps the one in progress at the front. */
-static void conn_parse(struct conn *c)
+/*
+ * Consumes every complete frame in rbuf; keeps the one in progress at the front. Returns 0, or
+ * -1 when c was closed (and may be freed already: do not touch it then).
+ */
+static int conn_parse(struct conn *c)
 {
 	size_t pos = 0;
 	int progress = 0;
@@ -403,7 +406,7 @@ static void conn_parse(struct conn *c)
 			if (r) {
 				c->have_hdr = r != WIRE_EMAGIC; /* the fields mean something */
 				conn_reject(c, reject_reason(r), wire_strerror(r));
-				return;
+				return -1;
 			}
 			c->have_hdr = 1;
 		}
@@ -411,7 +414,7 @@ static void conn_parse(struct conn *c)
 		if (c->rlen - pos < need)
 			break;
 		if (conn_frame(c, c->rbuf + pos, need) < 0)
-			return;
+			return -1;
 		pos += need;
 		c->have_hdr = 0;
 		progress = 1;
@@ -424,6 +427,7 @@ static void conn_parse(struct conn *c)
 		c->partial_since = 0;
 	else if (progress || !c->partial_since)
 		c->partial_since = now_mono_ns();
+	return 0;
 }
 
 static void on_recv(struct loop *l, struct loop_op *op, int res, uint32_t flags)
@@ -453,8 +457,7 @@ static void on_recv(struct loop *l, struct loop_op *op, int res, uint32_t flags)
 		return;
 	}
 	c->rlen += (size_t)res;
-	conn_parse(c);
-	if (!c->closing)
+	if (conn_parse(c) == 0)
 		conn_arm_recv(c);
 }
 
@@ -464,6 +467,27 @@ static int conn_backpressure(const struct conn *c)
 	return c->acount >= CONN_MAX_ACKS || c->pending_bytes > CONN_MAX_PENDING ||
 	       in->pending_bytes > in->o.max_pending_bytes ||
 	       c->out.len + c->wout.len > (1u << 20); /* the peer does not read its acks */
+}
+
+/*
+ * Makes room in rbuf for the next receive and returns how much. It grows with what arrives,
+ * never ahead of it: a header claiming 8 MiB costs nothing until the bytes are here. Never 0:
+ * a frame in progress is at most need bytes and the buffer is grown past that.
+ */
+static size_t conn_rbuf_prepare(struct conn *c)
+{
+	if (!c->rlen && c->rcap > RBUF_SHRINK) { /* idle after a big frame: give it back */
+		free(c->rbuf);
+		c->rbuf = xmalloc(RBUF_INIT);
+		c->rcap = RBUF_INIT;
+	}
+	size_t need = c->have_hdr ? WIRE_HDR_LEN + (size_t)c->hdr.body_len : RBUF_INIT;
+	if (c->rcap - c->rlen < 16384 && c->rcap < need + RBUF_INIT) {
+		size_t ncap = KP_MIN(KP_MAX(c->rcap * 2, c->rlen + RBUF_INIT), need + RBUF_INIT);
+		c->rbuf = xrealloc(c->rbuf, ncap);
+		c->rcap = ncap;
+	}
+	return c->rcap - c->rlen;
 }
 
 static void conn_arm_recv(struct conn *c)
@@ -479,24 +503,12 @@ static void conn_arm_recv(struct conn *c)
 		return;
 	}
 	c->paused = 0;
-	if (!c->rlen && c->rcap > RBUF_SHRINK) { /* idle after a big frame: give it back */
-		free(c->rbuf);
-		c->rbuf = xmalloc(RBUF_INIT);
-		c->rcap = RBUF_INIT;
-	}
-	/* Grow with what arrives, never ahead of it: a header claiming 8 MiB costs nothing
-	 * until the bytes are here. */
-	size_t need = c->have_hdr ? WIRE_HDR_LEN + (size_t)c->hdr.body_len : RBUF_INIT;
-	if (c->rcap - c->rlen < 16384 && c->rcap < need + RBUF_INIT) {
-		size_t ncap = KP_MIN(KP_MAX(c->rcap * 2, c->rlen + RBUF_INIT), need + RBUF_INIT);
-		c->rbuf = xrealloc(c->rbuf, ncap);
-		c->rcap = ncap;
-	}
+	size_t room = conn_rbuf_prepare(c);
 	struct io_uring_sqe *sqe = loop_sqe(in->loop);
 	if (in->has_recv_op)
-		io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+		io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rlen, room, 0);
 	else
-		io_uring_prep_read(sqe, c->fd, c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen), 0);
+		io_uring_prep_read(sqe, c->fd, c->rbuf + c->rlen, (unsigned)room, 0);
 	loop_op_set(sqe, &c->recv_op);
 	c->recv_armed = 1;
 }
