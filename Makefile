@@ -40,7 +40,7 @@ REPLAY_SRC := $(wildcard replay/*.c)
 BPF_SRC    := $(wildcard bpf/*.bpf.c)
 TEST_SRC   := tests/runner.c $(wildcard tests/unit/*/*.c) $(wildcard tests/integration/*.c)
 TPROG_SRC  := $(wildcard tests/progs/*.c)
-BENCH_SRC  := $(wildcard bench/*.c)
+BENCH_SRC  := $(wildcard bench/*/*.c)
 
 obj = $(patsubst %.c,$(OUTPUT)/%.o,$(1))
 SKELS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/bpf/%.skel.h,$(BPF_SRC))
@@ -59,9 +59,10 @@ LIBS_ALL    := $(sort $(LIBS_AGENT) $(LIBS_SERVER))
 
 BINS := bin/kprobe-agent bin/kprobed bin/kprobe
 TPROGS := $(patsubst tests/progs/%.c,bin/tests/%,$(TPROG_SRC))
+BENCH_BINS := $(patsubst bench/%.c,bin/bench/%,$(BENCH_SRC))
 
 .PHONY: all
-all: $(BINS) bin/kprobe-test $(TPROGS) dashboard
+all: $(BINS) bin/kprobe-test $(TPROGS) $(BENCH_BINS) dashboard
 
 # --------------------------------------------------------------------- BPF
 $(OUTPUT)/vmlinux.h:
@@ -120,6 +121,12 @@ bin/kprobe: $(call obj,cmd/kprobe.c) $(ALL_LIBS)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_ALL) -o $@
 
 bin/kprobe-test: $(call obj,$(TEST_SRC)) $(ALL_LIBS)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_ALL) -o $@
+
+# Benchmark drivers: bench/<name>/<prog>.c -> bin/bench/<name>/<prog>, linked like bin/kprobe.
+bin/bench/%: $(OUTPUT)/bench/%.o $(ALL_LIBS)
 	$(call msg,LINK,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_ALL) -o $@

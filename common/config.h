@@ -95,7 +95,8 @@ struct kp_strlist {
 	  "how much of a process's command line travels as metadata")                              \
 	X(STR, ingest_bind, "ingest.bind", "127.0.0.1", 0, 0,                                      \
 	  "address kprobed accepts agent frames on")                                               \
-	X(INT, ingest_port, "ingest.port", 7077, 1, 65535, "agent frames (TCP)")                   \
+	X(INT, ingest_port, "ingest.port", 7077, 0, 65535,                                         \
+	  "agent frames (TCP); 0 = any free port (kprobed --port-file tells which)")              \
 	X(INT, ingest_max_conns, "ingest.maxConnections", 1024, 1, 65536,                          \
 	  "agents connected at once; more are refused")                                            \
 	X(INT, ingest_commit_us, "ingest.groupCommitUs", 2000, 0, 1000000,                         \
