@@ -34,6 +34,7 @@
 #define CONN_MAX_PENDING    (64u << 20) /* decoded bytes of one connection waiting */
 #define DEFAULT_MAX_PENDING (256ull << 20)
 #define LOG_BURST	    20 /* rejection log lines per second before suppression */
+#define LINGER_NS	    (2 * NSEC_PER_SEC) /* after a rejection, wait this long for EOF */
 
 struct pend_ack {
 	uint64_t seq, lsn, bytes;
@@ -61,6 +62,9 @@ struct conn {
 	size_t woff;
 
 	int recv_armed, send_armed, closing, paused;
+	int lingering;	       /* rejected: sending WIRE_ACK_BAD, then discarding input */
+	int shut_wr;	       /* FIN sent after the BAD ack */
+	uint64_t linger_until; /* monotonic ns */
 };
 
 struct delivery {
@@ -203,6 +207,9 @@ static void conn_close(struct conn *c)
 	conn_maybe_free(c);
 }
 
+static void conn_arm_discard(struct conn *c);
+
+/* Rejects the frame in progress and ends the connection (see below). */
 static void conn_reject(struct conn *c, int reason, const char *what)
 {
 	struct ingest *in = c->in;
@@ -218,15 +225,30 @@ static void conn_reject(struct conn *c, int reason, const char *what)
 				 "written",
 				 c->peer, what);
 	}
-	/* Answer WIRE_ACK_BAD when it cannot interleave with an ack send in flight. */
-	if (!c->send_armed && reason != INGEST_REJ_TRUNCATED) {
-		uint8_t a[WIRE_ACK_LEN];
-		wire_ack_encode(a, c->have_hdr ? c->hdr.seq : 0, WIRE_ACK_BAD);
-		if (send(c->fd, a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-			/* best effort: the peer may be gone already */
-		}
+	if (reason == INGEST_REJ_TRUNCATED) { /* the peer is gone: nobody to tell */
+		conn_close(c);
+		return;
 	}
-	conn_close(c);
+	/*
+	 * Tell the agent, reliably: a plain close() with unread input sends an RST, which can
+	 * destroy the BAD ack before the agent reads it, and an agent that never learns its frame
+	 * is bad resends it forever. So: BAD goes out after the acks already due (acks of frames
+	 * not yet durable are dropped: resent, they will be duplicates), then FIN, and input is
+	 * discarded until the agent closes or LINGER_NS passes.
+	 */
+	uint64_t seq = c->have_hdr ? c->hdr.seq : 0;
+	c->lingering = 1;
+	c->linger_until = now_mono_ns() + LINGER_NS;
+	c->partial_since = 0;
+	c->have_hdr = 0;
+	c->rlen = 0;
+	c->acount = 0;
+	c->pending_bytes = 0;
+	uint8_t a[WIRE_ACK_LEN];
+	wire_ack_encode(a, seq, WIRE_ACK_BAD);
+	buf_append(&c->out, a, sizeof(a));
+	conn_kick_send(c);
+	conn_arm_discard(c);
 }
 
 static void push_ack(struct conn *c, uint64_t seq, uint64_t lsn, uint32_t status, uint64_t bytes)
@@ -273,6 +295,14 @@ static void on_send(struct loop *l, struct loop_op *op, int res, uint32_t flags)
 	c->send_armed = 0;
 	if (c->closing) {
 		conn_maybe_free(c);
+		return;
+	}
+	if (c->lingering && res >= 0 && c->woff + (size_t)res >= c->wout.len && !c->out.len) {
+		c->wout.len = c->woff = 0;
+		if (!c->shut_wr) {
+			c->shut_wr = 1;
+			shutdown(c->fd, SHUT_WR); /* the BAD ack is out: FIN after it */
+		}
 		return;
 	}
 	if (res < 0) {
@@ -438,6 +468,13 @@ static void on_recv(struct loop *l, struct loop_op *op, int res, uint32_t flags)
 		conn_maybe_free(c);
 		return;
 	}
+	if (c->lingering) {
+		if (res > 0 || res == -EINTR || res == -EAGAIN)
+			conn_arm_discard(c);
+		else
+			conn_close(c); /* the agent read the BAD ack and closed */
+		return;
+	}
 	if (res == -EINTR || res == -EAGAIN) {
 		conn_arm_recv(c);
 		return;
@@ -459,6 +496,22 @@ static void on_recv(struct loop *l, struct loop_op *op, int res, uint32_t flags)
 	c->rlen += (size_t)res;
 	if (conn_parse(c) == 0)
 		conn_arm_recv(c);
+}
+
+/* While lingering: receive into rbuf and throw it away. */
+static void conn_arm_discard(struct conn *c)
+{
+	struct ingest *in = c->in;
+	if (c->recv_armed || c->closing)
+		return;
+	c->rlen = 0;
+	struct io_uring_sqe *sqe = loop_sqe(in->loop);
+	if (in->has_recv_op)
+		io_uring_prep_recv(sqe, c->fd, c->rbuf, c->rcap, 0);
+	else
+		io_uring_prep_read(sqe, c->fd, c->rbuf, (unsigned)c->rcap, 0);
+	loop_op_set(sqe, &c->recv_op);
+	c->recv_armed = 1;
 }
 
 static int conn_backpressure(const struct conn *c)
@@ -493,7 +546,7 @@ static size_t conn_rbuf_prepare(struct conn *c)
 static void conn_arm_recv(struct conn *c)
 {
 	struct ingest *in = c->in;
-	if (c->recv_armed || c->closing || in->stopping)
+	if (c->recv_armed || c->closing || c->lingering || in->stopping)
 		return;
 	if (conn_backpressure(c)) {
 		if (!c->paused) {
@@ -532,7 +585,7 @@ static void release_durable(struct ingest *in)
 	}
 	for (struct conn *c = in->conns, *next; c; c = next) {
 		next = c->next;
-		if (!c->closing) {
+		if (!c->closing && !c->lingering) {
 			conn_flush_acks(c, durable);
 			if (c->paused)
 				conn_arm_recv(c);
@@ -611,13 +664,9 @@ static void start_commit(struct ingest *in)
 			release_durable(in);
 		return;
 	}
-	if (!in->has_fsync_op) {
+	if (!in->has_fsync_op || in->o.sync_inline) {
 		/* Fallback without IORING_OP_FSYNC: fdatasync on the loop thread. */
-		int err = 0;
-		for (int i = 0; i < in->req.nfds && !err; i++)
-			if (fdatasync(in->req.fds[i]) < 0)
-				err = -errno;
-		commit_done(in, err);
+		commit_done(in, wal_sync_run(in->wal, &in->req));
 		return;
 	}
 	in->commit_inflight = 1;
@@ -732,7 +781,12 @@ static void on_sweep(struct loop *l, struct loop_timer *t)
 	uint64_t now = now_mono_ns(), limit = (uint64_t)in->o.frame_timeout_ms * NSEC_PER_MSEC;
 	for (struct conn *c = in->conns, *next; c; c = next) {
 		next = c->next;
-		if (!c->closing && c->partial_since && now - c->partial_since > limit) {
+		if (!c->closing && c->lingering && now > c->linger_until) {
+			conn_close(c);
+			continue;
+		}
+		if (!c->closing && !c->lingering && c->partial_since &&
+		    now - c->partial_since > limit) {
 			char what[160];
 			snprintf(what, sizeof(what),
 				 "frame not complete after %d ms (%zu bytes received); "

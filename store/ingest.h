@@ -51,6 +51,9 @@ struct ingest_opts {
 	int commit_us;		     /* group commit: gather this long before the fdatasync */
 	int frame_timeout_ms;	     /* a started frame must be complete within this */
 	uint64_t max_pending_bytes;  /* decoded bytes awaiting fsync/consumer before reads pause */
+	int sync_inline;	     /* fdatasync on the ingest thread, through the WAL's I/O
+				      * functions, instead of IORING_OP_FSYNC (fault-injection
+				      * tests; also the fallback when the kernel lacks the op) */
 	ingest_consumer_fn consumer; /* may be NULL */
 	void *consumer_ctx;
 };

@@ -1020,15 +1020,20 @@ int wal_sync_finish(struct wal *w, const struct wal_sync_req *req, int res)
 	return 0;
 }
 
+int wal_sync_run(struct wal *w, const struct wal_sync_req *req)
+{
+	for (int i = 0; i < req->nfds; i++)
+		if (w->io.fdatasync(req->fds[i]) < 0)
+			return -errno;
+	return 0;
+}
+
 int wal_sync(struct wal *w)
 {
 	struct wal_sync_req req;
 	int r;
 	while ((r = wal_sync_prepare(w, &req)) == 1) {
-		int res = 0;
-		for (int i = 0; i < req.nfds && !res; i++)
-			if (w->io.fdatasync(req.fds[i]) < 0)
-				res = -errno;
+		int res = wal_sync_run(w, &req);
 		if ((r = wal_sync_finish(w, &req, res)) < 0)
 			return r;
 		if (req.upto_lsn >= w->last_lsn && !w->dir_dirty)

@@ -109,6 +109,8 @@ struct wal_sync_req {
 };
 int wal_sync_prepare(struct wal *w, struct wal_sync_req *req);
 int wal_sync_finish(struct wal *w, const struct wal_sync_req *req, int res);
+/* Runs req's fdatasyncs synchronously through the WAL's I/O functions: 0 or -errno. */
+int wal_sync_run(struct wal *w, const struct wal_sync_req *req);
 /* prepare + fdatasync each + finish, synchronously. Returns 0 or a negative error. */
 int wal_sync(struct wal *w);
 

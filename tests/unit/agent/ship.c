@@ -4,9 +4,14 @@
  * frame; with the appliance away frames go to the spool and drain when it appears; the spool
  * bound drops (and counts) frames instead of growing; the stats line has every counter.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -236,4 +241,107 @@ TEST(ship_stats_line_and_bad_config)
 	s.ops->close(s.ctx, 0);
 	loop_free(l);
 	config_free(&cfg);
+}
+
+/*
+ * A hostile appliance: rejects the 3rd frame it ever sees (WIRE_ACK_BAD, then closes), answers
+ * the first frame of its 2nd connection with an ack for a frame that does not exist, and acks
+ * everything else. The sink must drop the rejected frame (and never send it again), reconnect
+ * after the bogus ack, and get every other frame acknowledged.
+ */
+struct fake {
+	int lfd, port;
+	volatile int stop;
+	pthread_t t;
+	int conns, frames;
+	uint64_t bad_seq;
+	int bad_seen_again;
+	uint64_t seqs[4096];
+	int nseqs;
+};
+
+static void *fake_main(void *arg)
+{
+	struct fake *f = arg;
+	while (!f->stop) {
+		struct pollfd p = {f->lfd, POLLIN, 0};
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		int fd = accept(f->lfd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		f->conns++;
+		int first_on_conn = 1;
+		for (;;) {
+			uint8_t h[WIRE_HDR_LEN];
+			struct wire_hdr hdr;
+			if (read_full(fd, h, sizeof(h)) < 0 || wire_hdr_decode(h, &hdr) != 0)
+				break;
+			void *body = xmalloc(hdr.body_len + 1);
+			int r = read_full(fd, body, hdr.body_len);
+			free(body);
+			if (r < 0)
+				break;
+			f->frames++;
+			if (f->nseqs < 4096)
+				f->seqs[f->nseqs++] = hdr.seq;
+			if (f->bad_seq && hdr.seq == f->bad_seq)
+				f->bad_seen_again = 1;
+			uint8_t a[WIRE_ACK_LEN];
+			if (f->frames == 3) {
+				f->bad_seq = hdr.seq;
+				wire_ack_encode(a, hdr.seq, WIRE_ACK_BAD);
+				write_full(fd, a, sizeof(a));
+				/* as kprobed does: FIN after the BAD ack, read until the agent
+				 * closes (a close with unread input would RST the ack away) */
+				shutdown(fd, SHUT_WR);
+				char sink[4096];
+				while (read(fd, sink, sizeof(sink)) > 0)
+					;
+				break;
+			}
+			if (f->conns == 2 && first_on_conn)
+				wire_ack_encode(a, hdr.seq + 1000000, WIRE_ACK_OK);
+			else
+				wire_ack_encode(a, hdr.seq, WIRE_ACK_OK);
+			first_on_conn = 0;
+			if (write_full(fd, a, sizeof(a)) < 0)
+				break;
+		}
+		close(fd);
+	}
+	return NULL;
+}
+
+TEST_SLOW(ship_drops_rejected_frames_and_survives_bogus_acks, 60)
+{
+	static struct fake f;
+	f.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK_EQ_INT(bind(f.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	CHECK_EQ_INT(listen(f.lfd, 16), 0);
+	socklen_t l = sizeof(a);
+	getsockname(f.lfd, (struct sockaddr *)&a, &l);
+	CHECK_EQ_INT(pthread_create(&f.t, NULL, fake_main, &f), 0);
+
+	struct shipgen_opts o;
+	shipgen_defaults(&o);
+	snprintf(o.appliance, sizeof(o.appliance), "127.0.0.1:%d", ntohs(a.sin_port));
+	o.count = 3000;
+	o.batch_events = 100;
+	o.per_ms = 100; /* a frame or so per millisecond: acks interleave with sends */
+	struct shipgen_shared *sh = shipgen_shared_new();
+	CHECK_EQ_INT(shipgen_run(&o, sh), 0);
+	f.stop = 1;
+	pthread_join(f.t, NULL);
+	close(f.lfd);
+	CHECK(sh->idle);
+	CHECK_EQ_UINT(sh->st.frames_rejected, 1);
+	CHECK_EQ_UINT(sh->st.frames_acked, sh->st.frames_cut - 1);
+	CHECK_EQ_UINT(sh->st.events_acked, o.count - 100);
+	CHECK_GE_UINT(sh->st.reconnects, 2);
+	CHECK_GE_INT(f.conns, 3);
+	CHECK(f.bad_seq != 0);
+	CHECK(!f.bad_seen_again); /* a rejected frame is never sent again */
 }

@@ -74,6 +74,8 @@ struct srv {
 	char dir[512];
 };
 
+static int g_sync_inline;
+
 static void srv_start(struct srv *s, int frame_timeout_ms, int max_conns, uint64_t max_pending,
 		      const struct wal_opts *wo)
 {
@@ -87,7 +89,8 @@ static void srv_start(struct srv *s, int frame_timeout_ms, int max_conns, uint64
 				.frame_timeout_ms = frame_timeout_ms,
 				.max_pending_bytes = max_pending,
 				.consumer = on_frame,
-				.consumer_ctx = &s->got};
+				.consumer_ctx = &s->got,
+				.sync_inline = g_sync_inline};
 	CHECK_EQ_INT(ingest_open(&s->in, s->wal, &o), 0);
 	CHECK_GT_INT(ingest_port(s->in), 0);
 	CHECK_EQ_INT(ingest_start(s->in), 0);
@@ -138,19 +141,18 @@ static void expect_ack(int fd, uint64_t seq, uint32_t status)
 	CHECK_EQ_UINT(st, status);
 }
 
-/* The peer answers BAD (when it can) and closes. */
-static void expect_bad_and_close(int fd)
+/* The peer answers WIRE_ACK_BAD (for seq) and closes, even with our input still unread. */
+static void expect_bad_and_close(int fd, uint64_t seq)
 {
 	uint8_t a[WIRE_ACK_LEN];
+	CHECK_EQ_INT(read_full(fd, a, sizeof(a)), 0);
+	uint64_t s;
+	uint32_t st;
+	CHECK_EQ_INT(wire_ack_decode(a, &s, &st), 0);
+	CHECK_EQ_UINT(st, WIRE_ACK_BAD);
+	CHECK_EQ_UINT(s, seq);
 	ssize_t n = read(fd, a, sizeof(a));
-	if (n == WIRE_ACK_LEN) {
-		uint64_t seq;
-		uint32_t st;
-		CHECK_EQ_INT(wire_ack_decode(a, &seq, &st), 0);
-		CHECK_EQ_UINT(st, WIRE_ACK_BAD);
-		n = read(fd, a, sizeof(a));
-	}
-	CHECKF(n == 0 || (n < 0 && errno == ECONNRESET), "expected close, got %zd (%s)", n,
+	CHECKF(n == 0, "expected EOF after the BAD ack, got %zd (%s)", n,
 	       n < 0 ? strerror(errno) : "data");
 	close(fd);
 }
@@ -284,7 +286,7 @@ TEST(ingest_rejects_bad_input_and_keeps_serving)
 	f.data[0] ^= 0xff;
 	fd = client(&s);
 	send_all(fd, f.data, f.len);
-	expect_bad_and_close(fd);
+	expect_bad_and_close(fd, 0);
 	good_roundtrip(good);
 
 	/* unsupported version */
@@ -292,14 +294,14 @@ TEST(ingest_rejects_bad_input_and_keeps_serving)
 	f.data[4] = 9;
 	fd = client(&s);
 	send_all(fd, f.data, f.len);
-	expect_bad_and_close(fd);
+	expect_bad_and_close(fd, 2);
 
 	/* oversize length: rejected on the header alone, before any body is read */
 	make_frame(&f, NODE_A, 3, 4);
 	put_u32(&f, 36, 9u << 20);
 	fd = client(&s);
 	send_all(fd, f.data, WIRE_HDR_LEN);
-	expect_bad_and_close(fd);
+	expect_bad_and_close(fd, 3);
 	good_roundtrip(good);
 
 	/* corrupt body: checksum */
@@ -307,7 +309,7 @@ TEST(ingest_rejects_bad_input_and_keeps_serving)
 	f.data[WIRE_HDR_LEN + 7] ^= 0x10;
 	fd = client(&s);
 	send_all(fd, f.data, f.len);
-	expect_bad_and_close(fd);
+	expect_bad_and_close(fd, 4);
 
 	/* a body that checks but does not decompress */
 	make_frame(&f, NODE_A, 5, 40);
@@ -317,7 +319,7 @@ TEST(ingest_rejects_bad_input_and_keeps_serving)
 	reseal(&f);
 	fd = client(&s);
 	send_all(fd, f.data, f.len);
-	expect_bad_and_close(fd);
+	expect_bad_and_close(fd, 5);
 	good_roundtrip(good);
 
 	/* layout: event type 0, body uncompressed and correctly checksummed */
@@ -331,7 +333,7 @@ TEST(ingest_rejects_bad_input_and_keeps_serving)
 	}
 	fd = client(&s);
 	send_all(fd, f.data, f.len);
-	expect_bad_and_close(fd);
+	expect_bad_and_close(fd, 6);
 
 	/* garbage bytes */
 	char junk[1000];
@@ -339,7 +341,7 @@ TEST(ingest_rejects_bad_input_and_keeps_serving)
 		junk[i] = (char)(i * 7 + 3);
 	fd = client(&s);
 	send_all(fd, junk, sizeof(junk));
-	expect_bad_and_close(fd);
+	expect_bad_and_close(fd, 0);
 	good_roundtrip(good);
 
 	/* truncated: header and half the body, then the client goes away */
@@ -361,7 +363,7 @@ TEST(ingest_rejects_bad_input_and_keeps_serving)
 	good_roundtrip(good);
 	usleep(100000);
 	send_all(fd, f.data + 10, 5); /* dribbling does not reset the clock */
-	expect_bad_and_close(fd);
+	expect_bad_and_close(fd, 0);
 	uint64_t waited = (now_mono_ns() - t0) / NSEC_PER_MSEC;
 	CHECKF(waited >= 350 && waited < 3000, "cut after %" PRIu64 " ms", waited);
 	good_roundtrip(good);
@@ -481,5 +483,72 @@ TEST(ingest_wal_append_failure_is_not_acked)
 	close(fd);
 	srv_stop(&s);
 	CHECK_EQ_UINT(s.got.frames, 2);
+	buf_free(&f);
+}
+
+static int fail_syncs;
+static int flaky_fdatasync(int fd)
+{
+	if (__atomic_load_n(&fail_syncs, __ATOMIC_RELAXED)) {
+		errno = EIO;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
+TEST(ingest_fsync_failure_acks_nothing_more)
+{
+	static struct srv s;
+	static const struct wal_io io = {pwritev, flaky_fdatasync};
+	struct wal_opts wo = {.io = &io};
+	g_sync_inline = 1;
+	srv_start(&s, 30000, 16, 0, &wo);
+	int fd = client(&s);
+	struct kp_buf f = {0};
+	make_frame(&f, NODE_A, 1, 8);
+	send_all(fd, f.data, f.len);
+	expect_ack(fd, 1, WIRE_ACK_OK);
+	/* The disk fails under the next group commit: frame 2 is appended, never acked; the
+	 * WAL refuses more; every connection is closed. */
+	__atomic_store_n(&fail_syncs, 1, __ATOMIC_RELAXED);
+	make_frame(&f, NODE_A, 2, 8);
+	send_all(fd, f.data, f.len);
+	uint64_t seq;
+	uint32_t status;
+	CHECK_EQ_INT(read_ack(fd, &seq, &status), -1);
+	close(fd);
+	struct ingest_stats st = stats_of(&s);
+	CHECK_GE_UINT(st.wal_errors, 1);
+	CHECK_EQ_UINT(s.got.frames, 1); /* only the durable frame reached the consumer */
+	fd = client(&s);
+	make_frame(&f, NODE_A, 3, 8);
+	send_all(fd, f.data, f.len);
+	CHECK_EQ_INT(read_ack(fd, &seq, &status), -1); /* still refused */
+	close(fd);
+	srv_stop(&s);
+	__atomic_store_n(&fail_syncs, 0, __ATOMIC_RELAXED);
+	g_sync_inline = 0;
+
+	/* Restart on a healthy disk: recovery finds frame 2 in the file and makes it durable,
+	 * so the agent's resend is a duplicate; frame 3 is new. */
+	static struct srv s2;
+	srv_start(&s2, 30000, 16, 0, NULL);
+	fd = client(&s2);
+	make_frame(&f, NODE_A, 2, 8);
+	send_all(fd, f.data, f.len);
+	expect_ack(fd, 2, WIRE_ACK_DUP);
+	make_frame(&f, NODE_A, 3, 8);
+	send_all(fd, f.data, f.len);
+	expect_ack(fd, 3, WIRE_ACK_OK);
+	close(fd);
+	srv_stop(&s2);
+	struct wal *w;
+	struct wal_opts ro = {.read_only = 1};
+	CHECK_EQ_INT(wal_open(&w, s2.dir, &ro, NULL), 0);
+	static struct got g;
+	CHECK_EQ_INT(ingest_replay(w, 1, on_frame, &g), 3);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ_UINT(g.seq[i], (uint64_t)i + 1);
+	wal_close(w);
 	buf_free(&f);
 }
