@@ -766,6 +766,9 @@ static void ship_close(void *ctx, int drain_ms)
 			 " frames still unacknowledged after %d ms; keeping them in "
 			 "the spool",
 			 s->q_tail - s->q_acked + spool_unread(s), drain_ms);
+	/* Events that arrived while the loop ran the drain (a source not yet stopped) are kept
+	 * too: they go to the spool with the rest. */
+	cut(s);
 	s->closing = 1;
 	loop_timer_cancel(s->loop, &s->reconnect_timer);
 	loop_timer_cancel(s->loop, &s->connect_timer);
