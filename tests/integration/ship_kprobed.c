@@ -251,7 +251,7 @@ TEST_SLOW(kprobed_dump_wal_and_help, 60)
 			events++;
 		l = e ? e + 1 : NULL;
 	}
-	CHECK_EQ_UINT(frames, 3);
+	CHECK_GE_UINT(frames, 3); /* 1000-event frames, or cut earlier by the batch timer */
 	CHECK_EQ_UINT(events, o.count);
 	CHECK_CONTAINS(out, "frame lsn=1 node=");
 	free(out);
