@@ -175,6 +175,10 @@ static void enqueue(struct ship *s, uint8_t *data, uint32_t len, uint64_t seq, u
 	if (spool_unread(s) || s->mem_bytes + len > s->mem_max) {
 		int r = spool_append(s->spool, data, len, seq, nev);
 		free(data);
+		if (r < 0 && r != -EFBIG) { /* (-EFBIG is counted by the spool) */
+			s->st.dropped_frames++;
+			s->st.dropped_events += nev;
+		}
 		if (r < 0 && log_ok(s))
 			log_error("ship: cannot spool frame %" PRIu64
 				  " (%u events): %s; it is lost. "
@@ -401,8 +405,8 @@ static int handle_ack(struct ship *s, uint64_t seq, uint32_t status)
 		return 0;
 	}
 	if (status == WIRE_ACK_BAD) {
-		/* kprobed answers a bad frame at once, ahead of acks still waiting for its fsync.
-		 */
+		/* A rejection can overtake acks: kprobed drops the acks of frames not yet durable
+		 * when it rejects one (resent, they come back as duplicates). */
 		for (uint64_t i = s->q_acked; i < s->q_send; i++)
 			if (qat(s, i)->seq == seq && !qat(s, i)->bad) {
 				reject(s, qat(s, i));
