@@ -225,8 +225,8 @@ static void cut(struct ship *s)
 	 * behind the events here lets LZ4 read the events where they are. Same bytes on the wire.
 	 */
 	buf_append(&b->events, b->meta.data, b->meta.len);
-	struct wire_batch flat = {.events = b->events, .n_events = b->n_events,
-				  .n_meta = b->n_meta};
+	struct wire_batch flat = {
+		.events = b->events, .n_events = b->n_events, .n_meta = b->n_meta};
 	s->enc.len = 0;
 	int r = wire_frame_encode(&flat, s->node_id, seq, 1, &s->enc);
 	wire_batch_reset(b);

@@ -22,9 +22,9 @@ struct {
 } benchgen_rb SEC(".maps");
 
 struct benchgen_args {
-	__u32 n;      /* records to write in this run */
+	__u32 n; /* records to write in this run */
 	__u32 pad;
-	__u64 seq;    /* running record counter (stamped into each record) */
+	__u64 seq;		/* running record counter (stamped into each record) */
 	__u64 written, dropped; /* out */
 };
 
@@ -106,7 +106,8 @@ static long gen_one(__u32 i, void *ctx)
 SEC("syscall")
 int benchgen_run(struct benchgen_args *args)
 {
-	struct gen_state s = {.seq = args->seq, .now = bpf_ktime_get_ns(),
+	struct gen_state s = {.seq = args->seq,
+			      .now = bpf_ktime_get_ns(),
 			      .x = args->seq * 0x9E3779B97F4A7C15ull + 1};
 	bpf_loop(args->n, gen_one, &s, 0);
 	args->seq = s.seq;

@@ -38,8 +38,8 @@ struct benchgen_args { /* as in bpf/benchgen.bpf.c */
 	uint64_t seq, written, dropped;
 };
 
-#define SAMPLE_EVENTS (256u << 10) /* 16 MiB of events for the LZ4 reference */
-#define CONSUME_BUDGET 16384       /* records per ring_buffer__consume before the loop runs */
+#define SAMPLE_EVENTS  (256u << 10) /* 16 MiB of events for the LZ4 reference */
+#define CONSUME_BUDGET 16384	    /* records per ring_buffer__consume before the loop runs */
 
 struct bench {
 	struct sink sink;
@@ -55,21 +55,21 @@ static uint64_t produced, ring_drops;
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: drain --appliance HOST:PORT --spool DIR [options]\n"
-		"\n"
-		"Measures the agent's drain rate: BPF ring buffer -> ship sink -> kprobed -> acked.\n"
-		"Needs root (BPF). Start kprobed first (bench/agent/run.sh does all of it).\n"
-		"\n"
-		"  --appliance H:P     kprobed ingest address\n"
-		"  --spool DIR         the sink's spool directory (fresh)\n"
-		"  --seconds S         measured time (default 5)\n"
-		"  --warmup S          warm-up before measuring (default 1)\n"
-		"  --batch N           events per frame, agent.batchEvents (default 4096)\n"
-		"  --ring-mb M         ring buffer size (default 64)\n"
-		"  --cpu C             pin the consumer (the agent) to CPU C (default 0)\n"
-		"  --producer-cpu C    pin the BPF producer thread to CPU C (default 1)\n"
-		"  -h, --help          this help\n");
+	fprintf(out, "usage: drain --appliance HOST:PORT --spool DIR [options]\n"
+		     "\n"
+		     "Measures the agent's drain rate: BPF ring buffer -> ship sink -> kprobed -> "
+		     "acked.\n"
+		     "Needs root (BPF). Start kprobed first (bench/agent/run.sh does all of it).\n"
+		     "\n"
+		     "  --appliance H:P     kprobed ingest address\n"
+		     "  --spool DIR         the sink's spool directory (fresh)\n"
+		     "  --seconds S         measured time (default 5)\n"
+		     "  --warmup S          warm-up before measuring (default 1)\n"
+		     "  --batch N           events per frame, agent.batchEvents (default 4096)\n"
+		     "  --ring-mb M         ring buffer size (default 64)\n"
+		     "  --cpu C             pin the consumer (the agent) to CPU C (default 0)\n"
+		     "  --producer-cpu C    pin the BPF producer thread to CPU C (default 1)\n"
+		     "  -h, --help          this help\n");
 }
 
 static void pin(int cpu)
@@ -144,8 +144,7 @@ static int64_t epoch_offset(void)
 }
 
 /* LZ4_compress_default over the sample in frames of batch events, for >= 1 s. */
-static double lz4_events_per_s(const struct kp_event *ev, uint64_t n, uint32_t batch,
-			       double *ratio)
+static double lz4_events_per_s(const struct kp_event *ev, uint64_t n, uint32_t batch, double *ratio)
 {
 	int src = (int)(batch * sizeof(*ev));
 	char *dst = xmalloc((size_t)LZ4_compressBound(src));
@@ -172,24 +171,44 @@ int main(int argc, char **argv)
 	const char *appliance = NULL, *spool = NULL;
 	double seconds = 5, warmup = 1;
 	int batch = 4096, ring_mb = 64, cpu = 0, pcpu = 1;
-	static const struct option opts[] = {
-		{"appliance", 1, 0, 'a'}, {"spool", 1, 0, 's'},	 {"seconds", 1, 0, 'S'},
-		{"warmup", 1, 0, 'w'},	  {"batch", 1, 0, 'b'},	 {"ring-mb", 1, 0, 'r'},
-		{"cpu", 1, 0, 'c'},	  {"producer-cpu", 1, 0, 'p'}, {"help", 0, 0, 'h'},
-		{0, 0, 0, 0}};
+	static const struct option opts[] = {{"appliance", 1, 0, 'a'}, {"spool", 1, 0, 's'},
+					     {"seconds", 1, 0, 'S'},   {"warmup", 1, 0, 'w'},
+					     {"batch", 1, 0, 'b'},     {"ring-mb", 1, 0, 'r'},
+					     {"cpu", 1, 0, 'c'},       {"producer-cpu", 1, 0, 'p'},
+					     {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
 	int o;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (o) {
-		case 'a': appliance = optarg; break;
-		case 's': spool = optarg; break;
-		case 'S': seconds = atof(optarg); break;
-		case 'w': warmup = atof(optarg); break;
-		case 'b': batch = atoi(optarg); break;
-		case 'r': ring_mb = atoi(optarg); break;
-		case 'c': cpu = atoi(optarg); break;
-		case 'p': pcpu = atoi(optarg); break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'a':
+			appliance = optarg;
+			break;
+		case 's':
+			spool = optarg;
+			break;
+		case 'S':
+			seconds = atof(optarg);
+			break;
+		case 'w':
+			warmup = atof(optarg);
+			break;
+		case 'b':
+			batch = atoi(optarg);
+			break;
+		case 'r':
+			ring_mb = atoi(optarg);
+			break;
+		case 'c':
+			cpu = atoi(optarg);
+			break;
+		case 'p':
+			pcpu = atoi(optarg);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (!appliance || !spool) {
@@ -207,8 +226,9 @@ int main(int argc, char **argv)
 	}
 	bpf_map__set_max_entries(skel->maps.benchgen_rb, (uint32_t)ring_mb << 20);
 	if (benchgen_bpf__load(skel)) {
-		fprintf(stderr, "drain: cannot load bpf/benchgen.bpf.c (root and a 5.17+ kernel "
-				"with bpf_loop are needed): %s\n",
+		fprintf(stderr,
+			"drain: cannot load bpf/benchgen.bpf.c (root and a 5.17+ kernel "
+			"with bpf_loop are needed): %s\n",
 			strerror(errno));
 		return 1;
 	}
@@ -216,9 +236,9 @@ int main(int argc, char **argv)
 	struct kp_config cfg;
 	config_init(&cfg);
 	char set[1024], err[256];
-	const char *sets[] = {"agent.appliance=%s", "agent.spoolDir=%s", "agent.batchEvents=%d",
-			      "agent.nodeName=bench-drain", "agent.memoryQueueMb=256",
-			      "agent.batchMs=50"};
+	const char *sets[] = {"agent.appliance=%s",	 "agent.spoolDir=%s",
+			      "agent.batchEvents=%d",	 "agent.nodeName=bench-drain",
+			      "agent.memoryQueueMb=256", "agent.batchMs=50"};
 	for (size_t i = 0; i < KP_ARRAY_SIZE(sets); i++) {
 		if (i == 0)
 			snprintf(set, sizeof(set), sets[i], appliance);
@@ -241,8 +261,8 @@ int main(int argc, char **argv)
 	b.epoch_off = epoch_offset();
 	if (ship_sink_open(&cfg, l, &b.sink) < 0)
 		return 1;
-	struct ring_buffer *rb = ring_buffer__new(bpf_map__fd(skel->maps.benchgen_rb), on_record,
-						  &b, NULL);
+	struct ring_buffer *rb =
+		ring_buffer__new(bpf_map__fd(skel->maps.benchgen_rb), on_record, &b, NULL);
 	if (!rb) {
 		fprintf(stderr, "drain: ring_buffer__new: %s\n", strerror(errno));
 		return 1;
@@ -299,7 +319,8 @@ int main(int argc, char **argv)
 			b.sink.ops->tick(b.sink.ctx, now_mono_ns());
 			last_tick = z;
 		}
-		if (z - last_epoch >= 1.0) { /* the agent re-samples the clock offset every second */
+		if (z - last_epoch >=
+		    1.0) { /* the agent re-samples the clock offset every second */
 			b.epoch_off = epoch_offset();
 			last_epoch = z;
 		}

@@ -48,8 +48,7 @@ static void put_file(const char *name, const uint8_t *p, size_t n)
 	close(fd);
 }
 
-static int count(void *ctx, uint64_t lsn, uint64_t node, uint64_t seq, const void *p,
-		 uint32_t len)
+static int count(void *ctx, uint64_t lsn, uint64_t node, uint64_t seq, const void *p, uint32_t len)
 {
 	uint64_t *c = ctx;
 	if (lsn <= c[1])
