@@ -31,7 +31,7 @@ endif
 
 # --------------------------------------------------------------------- sources per module
 COMMON_SRC := $(wildcard common/*.c)
-WIRE_SRC   := agent/wire.c
+WIRE_SRC   := agent/wire.c agent/loop.c # shared by kprobe-agent and kprobed (ingest)
 AGENT_SRC  := $(filter-out $(WIRE_SRC),$(wildcard agent/*.c))
 STORE_SRC  := $(wildcard store/*.c)
 GRAPH_SRC  := $(wildcard graph/*.c)
@@ -41,7 +41,7 @@ CLI_SRC    := $(wildcard cli/*.c)
 BPF_SRC    := $(wildcard bpf/*.bpf.c)
 TEST_SRC   := tests/runner.c $(wildcard tests/unit/*/*.c) $(wildcard tests/integration/*.c)
 TPROG_SRC  := $(wildcard tests/progs/*.c)
-BENCH_SRC  := $(wildcard bench/*.c)
+BENCH_SRC  := $(wildcard bench/*/*.c)
 
 obj = $(patsubst %.c,$(OUTPUT)/%.o,$(1))
 SKELS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/bpf/%.skel.h,$(BPF_SRC))
@@ -61,9 +61,10 @@ LIBS_ALL    := $(sort $(LIBS_AGENT) $(LIBS_SERVER))
 
 BINS := bin/kprobe-agent bin/kprobed bin/kprobe
 TPROGS := $(patsubst tests/progs/%.c,bin/tests/%,$(TPROG_SRC))
+BENCH_BINS := $(patsubst bench/%.c,bin/bench/%,$(BENCH_SRC))
 
 .PHONY: all
-all: $(BINS) bin/kprobe-test $(TPROGS) dashboard
+all: $(BINS) bin/kprobe-test $(TPROGS) $(BENCH_BINS) dashboard
 
 # --------------------------------------------------------------------- BPF
 $(OUTPUT)/vmlinux.h:
@@ -88,10 +89,11 @@ $(OUTPUT)/%.o: %.c | $(SKELS)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# Archives also depend on the Makefile: moving a source between archives must rebuild both.
 define archive
-$(1): $(call obj,$(2))
+$(1): $(call obj,$(2)) Makefile
 	$$(call msg,AR,$$@)
-	$$(Q)rm -f $$@ && ar rcs $$@ $$^
+	$$(Q)rm -f $$@ && ar rcs $$@ $$(filter %.o,$$^)
 endef
 $(eval $(call archive,$(LIB_COMMON),$(COMMON_SRC)))
 $(eval $(call archive,$(LIB_WIRE),$(WIRE_SRC)))
@@ -125,6 +127,14 @@ bin/kprobe-test: $(call obj,$(TEST_SRC)) $(ALL_LIBS)
 	$(call msg,LINK,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_ALL) -o $@
+
+# Benchmark drivers: bench/<name>/<prog>.c -> bin/bench/<name>/<prog>, linked like bin/kprobe,
+# plus the peers some benchmarks link (SQLite for the graph benchmark).
+LIBS_BENCH := -lsqlite3
+bin/bench/%: $(OUTPUT)/bench/%.o $(ALL_LIBS)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_ALL) $(LIBS_BENCH) -o $@
 
 # Small programs the tests run (workloads, replay subjects): one file each, libc only.
 bin/tests/%: tests/progs/%.c

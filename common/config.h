@@ -95,11 +95,14 @@ struct kp_strlist {
 	  "how much of a process's command line travels as metadata")                              \
 	X(STR, ingest_bind, "ingest.bind", "127.0.0.1", 0, 0,                                      \
 	  "address kprobed accepts agent frames on")                                               \
-	X(INT, ingest_port, "ingest.port", 7077, 0, 65535, "agent frames (TCP); 0 = ephemeral")                   \
+	X(INT, ingest_port, "ingest.port", 7077, 0, 65535,                                         \
+	  "agent frames (TCP); 0 = any free port (kprobed writes the ports it got)")              \
 	X(INT, ingest_max_conns, "ingest.maxConnections", 1024, 1, 65536,                          \
 	  "agents connected at once; more are refused")                                            \
 	X(INT, ingest_commit_us, "ingest.groupCommitUs", 2000, 0, 1000000,                         \
 	  "WAL group commit: wait at most this long to gather frames into one fsync")             \
+	X(INT, ingest_frame_timeout_ms, "ingest.frameTimeoutMs", 30000, 100, 3600000,             \
+	  "a frame must arrive whole within this once started; slower peers are disconnected")    \
 	X(STR, store_data_dir, "store.dataDir", "/var/lib/kprobe", 0, 0,                           \
 	  "WAL, segments and graph")                                                               \
 	X(INT, store_retention_days, "store.retentionDays", 30, 1, 36500,                          \
