@@ -38,6 +38,7 @@ GRAPH_SRC  := $(wildcard graph/*.c)
 HTTPD_SRC  := $(wildcard httpd/*.c)
 REPLAY_SRC := $(wildcard replay/*.c)
 CLI_SRC    := $(wildcard cli/*.c)
+APPL_SRC   := $(wildcard appliance/*.c)
 BPF_SRC    := $(wildcard bpf/*.bpf.c)
 TEST_SRC   := tests/runner.c $(wildcard tests/unit/*/*.c) $(wildcard tests/integration/*.c)
 TPROG_SRC  := $(wildcard tests/progs/*.c)
@@ -54,6 +55,7 @@ LIB_GRAPH  := $(OUTPUT)/libkp_graph.a
 LIB_HTTPD  := $(OUTPUT)/libkp_httpd.a
 LIB_REPLAY := $(OUTPUT)/libkp_replay.a
 LIB_CLI    := $(OUTPUT)/libkp_cli.a
+LIB_APPL   := $(OUTPUT)/libkp_appliance.a
 
 LIBS_AGENT  := -lbpf -lelf -lz -luring -llz4 -lxxhash
 LIBS_SERVER := -luring -llz4 -lxxhash -llmdb -lh2o-evloop -lwslay -lssl -lcrypto -lz -lm
@@ -103,8 +105,9 @@ $(eval $(call archive,$(LIB_GRAPH),$(GRAPH_SRC)))
 $(eval $(call archive,$(LIB_HTTPD),$(HTTPD_SRC)))
 $(eval $(call archive,$(LIB_REPLAY),$(REPLAY_SRC)))
 $(eval $(call archive,$(LIB_CLI),$(CLI_SRC)))
+$(eval $(call archive,$(LIB_APPL),$(APPL_SRC)))
 
-ALL_LIBS := $(LIB_CLI) $(LIB_HTTPD) $(LIB_GRAPH) $(LIB_STORE) $(LIB_REPLAY) $(LIB_AGENT) $(LIB_WIRE) \
+ALL_LIBS := $(LIB_CLI) $(LIB_APPL) $(LIB_HTTPD) $(LIB_GRAPH) $(LIB_STORE) $(LIB_REPLAY) $(LIB_AGENT) $(LIB_WIRE) \
 	    $(LIB_COMMON)
 
 bin/kprobe-agent: $(call obj,cmd/kprobe-agent.c) $(LIB_AGENT) $(LIB_WIRE) $(LIB_COMMON)
@@ -112,7 +115,7 @@ bin/kprobe-agent: $(call obj,cmd/kprobe-agent.c) $(LIB_AGENT) $(LIB_WIRE) $(LIB_
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_AGENT) -o $@
 
-bin/kprobed: $(call obj,cmd/kprobed.c) $(LIB_HTTPD) $(LIB_GRAPH) $(LIB_STORE) $(LIB_WIRE) \
+bin/kprobed: $(call obj,cmd/kprobed.c) $(LIB_APPL) $(LIB_HTTPD) $(LIB_GRAPH) $(LIB_STORE) $(LIB_WIRE) \
 	     $(LIB_COMMON)
 	$(call msg,LINK,$@)
 	$(Q)mkdir -p $(@D)

@@ -49,6 +49,8 @@ static void cell_text(const struct json *v, struct kp_buf *o)
 		buf_puts(o, v->u.num.text);
 	else if (v->type == JSON_BOOL)
 		buf_puts(o, v->u.b ? "true" : "false");
+	else if (v->type == JSON_OBJ && json_get(v, "name")) /* a column: {"name", "type"} */
+		cell_text(json_get(v, "name"), o);
 	else
 		buf_puts(o, "…");
 	if (!o->data)

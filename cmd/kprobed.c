@@ -2,19 +2,21 @@
  * kprobed - the appliance: receives agent frames and OTLP spans, stores events, runs the causal
  * engine, serves queries, the live stream and the dashboard. Thin: flags and config here.
  *
- * Built so far: the agent ingest (store/ingest.h) with its WAL (store/wal.h) under
- * store.dataDir/wal. Frames are made durable and acknowledged; the consumer that will feed the
- * store only counts until the store is hooked in (see ingest.h for the startup order).
+ * The appliance itself is appliance/appliance.h; --ingest-only runs just the agent ingest with
+ * its WAL (a receiver that makes frames durable and acks them, e.g. for relays and tests).
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "appliance/appliance.h"
 #include "common/config.h"
 #include "common/util.h"
 #include "store/ingest.h"
@@ -33,8 +35,11 @@ static void usage(FILE *out)
 		"  --config FILE       configuration file (default: $KPROBE_CONFIG, "
 		"./kprobe.conf)\n"
 		"  --set key=value     override one configuration key (repeatable)\n"
-		"  --ingest-only       run the agent ingest (WAL) only (all that is built so far)\n"
-		"  --port-file FILE    write the ingest port there once listening (for scripts)\n"
+		"  --ingest-only       run only the agent ingest with its WAL (a receiver)\n"
+		"  --port-file FILE    write the ingest port there once listening (for scripts;\n"
+		"                      the full appliance also writes store.dataDir/kprobed.ports)\n"
+		"  --dashboard DIR     serve the dashboard from DIR (default: api.dashboardDir, else\n"
+		"                      dashboard/dist next to the binaries)\n"
 		"  --dump-wal DIR      print the frames held in a WAL (DIR = store.dataDir or its\n"
 		"                      wal/ directory), one line per frame, read-only, and exit\n"
 		"  --events            with --dump-wal: also one line per event\n"
@@ -137,7 +142,7 @@ static void log_ingest(struct ingest *in, const char *when)
 		 s.wal_errors);
 }
 
-static int run(const struct kp_config *cfg, const char *port_file)
+static int run_ingest_only(const struct kp_config *cfg, const char *port_file)
 {
 	char waldir[4096];
 	snprintf(waldir, sizeof(waldir), "%s/wal", cfg->store_data_dir);
@@ -219,6 +224,69 @@ cleanup:
 	return rc;
 }
 
+/* dashboard/dist next to the binaries (bin/../dashboard/dist), if built. */
+static const char *default_dashboard(const struct kp_config *cfg)
+{
+	static char dir[4096];
+	if (cfg->api_dashboard_dir[0])
+		return cfg->api_dashboard_dir;
+	char exe[4000];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = '\0';
+	char *s = strrchr(exe, '/');
+	if (!s)
+		return NULL;
+	*s = '\0';
+	snprintf(dir, sizeof(dir), "%s/../dashboard/dist", exe);
+	struct stat st;
+	return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? dir : NULL;
+}
+
+static int run_appliance(const struct kp_config *cfg, const char *port_file, const char *dash)
+{
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (!dash)
+		dash = default_dashboard(cfg);
+	if (!dash)
+		log_warn("no dashboard found (run make with npm installed, or --dashboard DIR); the "
+			 "API works without it");
+	struct appliance *a;
+	char err[1024];
+	int r = appliance_open(cfg, dash, &a, err, sizeof(err));
+	if (r < 0) {
+		log_error("%s", err);
+		return 1;
+	}
+	if (port_file) {
+		char tmp[4200];
+		snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
+		FILE *f = fopen(tmp, "w");
+		if (!f || fprintf(f, "%d\n", appliance_port(a, "ingest")) < 0 || fclose(f) != 0 ||
+		    rename(tmp, port_file) != 0)
+			log_error("cannot write --port-file %s: %s", port_file, strerror(errno));
+	}
+	for (;;) {
+		struct timespec ts = {0, 200 * 1000 * 1000};
+		int sig = sigtimedwait(&sigs, NULL, &ts);
+		if (sig == SIGINT || sig == SIGTERM) {
+			log_info("%s: stopping (sealing the memtable, syncing the graph)",
+				 sig == SIGINT ? "SIGINT" : "SIGTERM");
+			break;
+		}
+		appliance_tick(a);
+	}
+	appliance_close(a);
+	log_info("stopped");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	log_init("kprobed");
@@ -239,8 +307,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kprobed: %s\n", err);
 		return 2;
 	}
-	const char *dump = NULL, *port_file = NULL;
-	int events = 0;
+	const char *dump = NULL, *port_file = NULL, *dash = NULL;
+	int events = 0, ingest_only = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--print-config")) {
 			config_print(&cfg, stdout);
@@ -253,7 +321,9 @@ int main(int argc, char **argv)
 		} else if (!strcmp(argv[i], "--port-file") && i + 1 < argc) {
 			port_file = argv[++i];
 		} else if (!strcmp(argv[i], "--ingest-only")) {
-			/* the default for now: nothing else is built */
+			ingest_only = 1;
+		} else if (!strcmp(argv[i], "--dashboard") && i + 1 < argc) {
+			dash = argv[++i];
 		} else {
 			fprintf(stderr, "kprobed: unknown argument '%s' (see kprobed --help)\n",
 				argv[i]);
@@ -261,7 +331,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	int rc = dump ? dump_wal(dump, events) : run(&cfg, port_file);
+	int rc = dump	     ? dump_wal(dump, events)
+		 : ingest_only ? run_ingest_only(&cfg, port_file)
+			       : run_appliance(&cfg, port_file, dash);
 	config_free(&cfg);
 	return rc;
 }

@@ -118,6 +118,8 @@ struct kp_strlist {
 	X(BOOL, api_auth_enabled, "api.auth.enabled", 0, 0, 0,                                     \
 	  "require a bearer token from api.auth.tokens on every request")                          \
 	X(LIST, api_auth_tokens, "api.auth.tokens", "", 0, 0, "accepted bearer tokens")            \
+	X(STR, api_dashboard_dir, "api.dashboardDir", "", 0, 0,                                    \
+	  "the dashboard's built files; empty = dashboard/dist next to the binaries")              \
 	X(INT, otlp_port, "otlp.port", 4318, 0, 65535, "OTLP/HTTP spans (/v1/traces); 0 = ephemeral")          \
 	X(STR, otlp_bind, "otlp.bind", "127.0.0.1", 0, 0, "OTLP/HTTP address")                     \
 	X(INT, otlp_max_body_mb, "otlp.maxBodyMb", 16, 1, 1024,                                    \
