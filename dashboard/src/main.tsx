@@ -1,0 +1,6 @@
+// main.tsx - entry point: mounts the console.
+import { createRoot } from 'react-dom/client';
+import { App } from './App';
+import './styles.css';
+
+createRoot(document.getElementById('root')!).render(<App />);
