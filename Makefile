@@ -155,11 +155,15 @@ dashboard:
 	fi
 
 DASH_SRC := $(shell find dashboard/src dashboard/index.html dashboard/package.json \
-		dashboard/vite.config.ts -type f 2>/dev/null)
+		dashboard/package-lock.json dashboard/vite.config.ts dashboard/tsconfig.json -type f \
+		2>/dev/null)
+# npm ci (from the lockfile) when node_modules is missing or older than the lockfile; then a type
+# check and the Vite build. Unit tests (vitest) run with the browser tests (tests/e2e/run.sh).
 dashboard/dist/index.html: $(DASH_SRC)
 	$(call msg,VITE,dashboard/dist)
-	$(Q)cd dashboard && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; } \
-		&& npx vite build --logLevel error
+	$(Q)cd dashboard && { [ node_modules/.package-lock.json -nt package-lock.json ] || \
+		npm ci --no-audit --no-fund --loglevel=error; } \
+		&& npx --no-install tsc --noEmit && npx --no-install vite build --logLevel error
 
 # --------------------------------------------------------------------- top-level jobs
 .PHONY: deps test run bench fuzz format clean

@@ -1,14 +1,16 @@
 // App.tsx - the console's shell: top bar (views, search, time zone, access token), routing by
 // URL hash, and the global keys ("/" focuses search).
-import { Component, type ReactNode, useEffect, useRef, useState } from 'react';
+import { Component, type ReactNode, Suspense, lazy, useEffect, useRef, useState } from 'react';
 import { ApiError, api, getToken, onAuthError, setToken } from './lib/api';
 import { setTimeZone, timeZone, type Zone } from './lib/ns';
 import { href, navigate, txnHref, useRoute } from './lib/route';
 import { Incidents } from './views/Incidents';
 import { Live } from './views/Live';
 import { Query } from './views/Query';
-import { TimelineView } from './views/Timeline';
 import { Txn } from './views/Txn';
+
+// ECharts is only needed by the timeline: its own chunk, loaded on first use.
+const TimelineView = lazy(() => import('./views/Timeline').then((m) => ({ default: m.TimelineView })));
 
 export function App() {
   const route = useRoute();
@@ -90,7 +92,9 @@ export function App() {
         <div className="banner">kprobed refused the request: it needs an access token (api.auth.enabled). Set one with the key button.</div>
       )}
       <main>
-        <ErrorBoundary key={route.view + route.arg}>{view}</ErrorBoundary>
+        <ErrorBoundary key={route.view + route.arg}>
+          <Suspense fallback={<div className="page loading">Loading…</div>}>{view}</Suspense>
+        </ErrorBoundary>
       </main>
     </div>
   );
@@ -150,7 +154,11 @@ function TokenBox({ forceOpen, onSaved }: { forceOpen: boolean; onSaved: () => v
   return (
     <div className="token">
       <button className={`icon-btn ${getToken() ? 'on' : ''}`} title="access token (api.auth.tokens)" onClick={() => setOpen(!isOpen)}>
-        ⚿
+        <svg width="14" height="14" viewBox="0 0 16 16" aria-hidden="true">
+          <circle cx="5" cy="8" r="3.2" fill="none" stroke="currentColor" strokeWidth="1.6" />
+          <path d="M8 8h7M12.5 8v3M15 8v2" stroke="currentColor" strokeWidth="1.6" fill="none" />
+        </svg>
+        <span className="sr-only">access token</span>
       </button>
       {isOpen && (
         <form

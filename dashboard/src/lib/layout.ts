@@ -105,7 +105,7 @@ export function layeredLayout(nodes: LayoutIn[], edges: LayoutEdgeIn[], o: Layou
 
   // x: centred slots, then (for unwrapped layers) pulled toward parents' mean x where room allows.
   const slot = o.nodeWidth + o.hGap;
-  const per = o.maxPerRow > 0 ? o.maxPerRow : Infinity;
+  const per = o.maxPerRow > 0 ? o.maxPerRow : Number.MAX_SAFE_INTEGER;
   const xs = new Map<string, number>();
   const rowOf = new Map<string, number>();
   for (const layer of layers) {

@@ -8,7 +8,7 @@ import { streamUrl } from '../lib/api';
 import { parseJson } from '../lib/json';
 import { big, fmtDur, fmtTime } from '../lib/ns';
 import { href, navigate } from '../lib/route';
-import { TYPE_COLORS } from './Timeline';
+import { TYPE_COLORS } from '../lib/evtypes';
 
 const TYPES = Object.keys(TYPE_COLORS);
 const KEEP = 400; // lines on screen

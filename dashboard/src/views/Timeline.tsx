@@ -16,20 +16,8 @@ import { href, navigate } from '../lib/route';
 import { Empty, ErrorBox } from '../lib/ui';
 import { type Win, around, pan, recenter, span, zoomAt } from '../lib/window';
 
-export const TYPE_COLORS: Record<string, string> = {
-  read: '#3fb6a8',
-  write: '#4f8cff',
-  fsync: '#d29922',
-  tcp_send: '#a371f7',
-  tcp_recv: '#c297ff',
-  conn: '#8b949e',
-  retransmit: '#f778ba',
-  offcpu: '#f85149',
-  reclaim: '#ff7b00',
-  faults: '#e3b341',
-  proc: '#7ee787',
-};
-const TYPES = Object.keys(TYPE_COLORS);
+import { EVENT_TYPES as TYPES, TYPE_COLORS } from '../lib/evtypes';
+
 const LANE_H = 22;
 const GRID_LEFT = 260;
 
@@ -400,6 +388,9 @@ export function TimelineView({ params }: { params: URLSearchParams }) {
                 <tr
                   key={`${f.lane}:${f.start}:${f.bar.type}:${f.end}`}
                   className={`clickable ${selected === f ? 'selected' : ''}`}
+                  data-dur={(f.end - f.start).toString()}
+                  data-type={f.bar.type}
+                  data-count={f.bar.count}
                   onClick={() => setSelected(f)}
                   onDoubleClick={() => setWin(around(f.start, f.end))}
                 >

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# run.sh - the dashboard's end-to-end tests (called by scripts/test.sh, i.e. `make test`).
+#
+#   1. the console's unit tests (vitest: exact-ns JSON, time formatting, layout, window math);
+#   2. a real appliance: a 2,000-node causal graph written in the store format
+#      (bin/bench/dashboard/synthgraph), then `kprobe up --demo` — kprobed + the agent recording
+#      this host, and the demo incident (payment-handler -> settlement-svc, batch-job contending)
+#      recorded by the real probe;
+#   3. dashboard.test.mjs: playwright-core driving Debian's chromium headless against it.
+#
+# Needs root (the probe loads BPF), chromium, npm and a built dashboard/dist. Without them the
+# run says SKIP (and fails under KPROBE_REQUIRE_BPF=1). Screenshots and logs go to
+# tests/artifacts/e2e/. Prints a closing "N passed, N failed, N skipped" line; exits non-zero on
+# any failure.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+ART=$ROOT/tests/artifacts/e2e
+mkdir -p "$ART"
+passed=0 failed=0 skipped=0
+
+finish() {
+	echo "e2e: $passed passed, $failed failed, $skipped skipped"
+	[ "$failed" -eq 0 ]
+	exit $?
+}
+skip_all() {
+	if [ "${KPROBE_REQUIRE_BPF:-0}" = 1 ]; then
+		echo "not ok - e2e: cannot run: $1 (KPROBE_REQUIRE_BPF=1 makes this a failure)"
+		failed=$((failed + 1))
+	else
+		echo "SKIP e2e: $1"
+		skipped=$((skipped + 1))
+	fi
+	finish
+}
+
+command -v npm >/dev/null || skip_all "npm is not installed (scripts/deps.sh installs it)"
+[ -x /usr/bin/chromium ] || skip_all "/usr/bin/chromium is missing (scripts/deps.sh installs Debian's chromium)"
+[ -f dashboard/dist/index.html ] || skip_all "dashboard/dist is not built (run make)"
+for b in bin/kprobe bin/kprobed bin/kprobe-agent bin/bench/dashboard/synthgraph; do
+	[ -x "$b" ] || skip_all "$b is not built (run make)"
+done
+
+# --- 1. unit tests of the console's logic
+echo "e2e: vitest (dashboard unit tests)"
+if (cd dashboard && npx --no-install vitest run --reporter=dot >"$ART/vitest.log" 2>&1); then
+	echo "ok - dashboard unit tests ($(grep -Eo 'Tests +[0-9]+ passed' "$ART/vitest.log" | grep -Eo '[0-9]+') tests)"
+	passed=$((passed + 1))
+else
+	echo "not ok - dashboard unit tests (see $ART/vitest.log)"
+	tail -30 "$ART/vitest.log"
+	failed=$((failed + 1))
+fi
+
+[ "$(id -u)" -eq 0 ] || skip_all "not root: the demo incident loads BPF programs"
+[ -e /sys/kernel/btf/vmlinux ] || skip_all "no BTF (/sys/kernel/btf/vmlinux)"
+
+# --- playwright-core from the lockfile
+if [ ! tests/e2e/node_modules/.package-lock.json -nt tests/e2e/package-lock.json ]; then
+	(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error) || {
+		echo "not ok - npm ci in tests/e2e failed"
+		failed=$((failed + 1))
+		finish
+	}
+fi
+
+# --- 2. the appliance with a real incident
+DATA=$(mktemp -d /tmp/kprobe-e2e.XXXXXX)
+UP_PID=
+cleanup() {
+	if [ -n "$UP_PID" ] && kill -0 "$UP_PID" 2>/dev/null; then
+		kill -TERM "$UP_PID" 2>/dev/null
+		for _ in $(seq 1 150); do kill -0 "$UP_PID" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL -- -"$UP_PID" 2>/dev/null
+	fi
+	cp "$DATA/kprobe.log" "$ART/kprobe.log" 2>/dev/null
+	rm -rf "$DATA"
+}
+trap cleanup EXIT
+
+if ! bin/bench/dashboard/synthgraph --data "$DATA" --nodes 2000 --key synth-2000 >"$ART/synthgraph.txt" 2>&1; then
+	echo "not ok - synthgraph could not write the 2,000-node graph:"; cat "$ART/synthgraph.txt"
+	failed=$((failed + 1))
+	finish
+fi
+
+echo "e2e: kprobe up --demo (appliance + agent on this host, the demo incident; ~30 s)"
+setsid bin/kprobe up --data "$DATA" --demo --set api.port=0 --set ingest.port=0 --set otlp.port=0 \
+	--set 'engine.rules.files=*/ledger/*=ledger write' >"$ART/up.txt" 2>&1 &
+UP_PID=$!
+ok=
+for _ in $(seq 1 1500); do
+	if grep -q "to explore it" "$ART/up.txt"; then ok=1; break; fi
+	if grep -q "did not complete" "$ART/up.txt" || ! kill -0 "$UP_PID" 2>/dev/null; then break; fi
+	sleep 0.1
+done
+if [ -z "$ok" ]; then
+	echo "not ok - the demo incident did not complete; kprobe up said:"
+	tail -20 "$ART/up.txt"
+	failed=$((failed + 1))
+	finish
+fi
+API=$(sed -n 's/.*dashboard  http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$ART/up.txt" | head -1)
+echo "e2e: appliance on 127.0.0.1:$API, data in $DATA"
+
+# --- 3. the browser
+node tests/e2e/dashboard.test.mjs --url "http://127.0.0.1:$API" --artifacts "$ART" | tee "$ART/browser.txt"
+p=$(sed -n 's/^browser: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p' "$ART/browser.txt")
+f=$(sed -n 's/^browser: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' "$ART/browser.txt")
+if [ -z "$p" ]; then
+	echo "not ok - the browser tests did not finish"
+	failed=$((failed + 1))
+else
+	passed=$((passed + p))
+	failed=$((failed + f))
+fi
+finish
