@@ -3,6 +3,7 @@
  * graph, then the root-cause walk. (The end-to-end version with the real probe and the demo
  * workload is in tests/integration/demo.c.)
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
@@ -356,6 +357,98 @@ TEST(engine_graph_as_tables)
 
 	engine_close(e);
 	store_close(st);
+	gstore_close(g);
+	wire_batch_free(&s.meta);
+	config_free(&cfg);
+}
+
+#include "graph/pathq.h"
+
+static struct query_result *pq(struct gstore *g, const char *text)
+{
+	struct query_result *res = NULL;
+	struct query_error qe;
+	int r = pathq_exec(g, text, strlen(text), 8, &res, &qe);
+	CHECKF(r == 0, "%s: %s at %d", text, qe.message, qe.position);
+	struct kp_buf b = {0};
+	query_result_write(res, QUERY_CSV, &b);
+	kt_note("%s ->\n%s", text, b.data);
+	buf_free(&b);
+	return res;
+}
+
+static const char *cell(const struct query_result *r, size_t row, int col)
+{
+	static char b[256];
+	const struct query_value *v = &r->cells[row * (size_t)r->ncols + (size_t)col];
+	snprintf(b, sizeof(b), "%.*s", v->type == QV_STR ? (int)v->u.s.len : 0,
+		 v->type == QV_STR ? v->u.s.p : "");
+	return b;
+}
+
+TEST(engine_path_statements)
+{
+	struct kp_config cfg;
+	config_init(&cfg);
+	struct gstore *g = open_graph();
+	struct engine *e;
+	CHECK_EQ_INT(engine_open(&cfg, g, &e), 0);
+	static struct stream s;
+	memset(&s, 0, sizeof(s));
+	build(&s, 0);
+	engine_submit_frame(e, HOST, s.ev, s.n, s.meta.meta.data, s.meta.meta.len);
+	struct otlp_span sp[1];
+	span(&sp[0], 1, CLIENT, T0 + 1 * MS - 20000, T0 + 751 * MS, 1, "pay-00001");
+	engine_submit_spans(e, sp, 1);
+	CHECK_EQ_INT(engine_sync(e, 5000), 0);
+
+	CHECK(pathq_is("  rootcause of 'x'", 17));
+	CHECK(!pathq_is("SELECT 1", 8));
+	struct query_result *r = pq(g, "ROOTCAUSE OF 'pay-00001'");
+	CHECK_EQ_INT(r->nrows, 7);
+	CHECK_EQ_STR(cell(r, 6, 1), "process");
+	CHECK_EQ_STR(cell(r, 6, 2), "memory-pressure-from");
+	CHECK_EQ_STR(cell(r, 6, 5), "batch-job");
+	query_result_free(r);
+
+	r = pq(g, "rootcause of 'pay-00001' steps 2;");
+	CHECK_EQ_INT(r->nrows, 3);
+	query_result_free(r);
+
+	r = pq(g, "ANCESTORS OF 'pay-00001' DEPTH 8");
+	int procs = 0;
+	for (size_t i = 0; i < r->nrows; i++)
+		procs += !strcmp(cell(r, i, 2), "process");
+	CHECK_EQ_INT(procs, 1);
+	query_result_free(r);
+
+	r = pq(g, "DESCENDANTS OF 'pid:300' DEPTH 8");
+	int symptoms = 0;
+	for (size_t i = 0; i < r->nrows; i++)
+		symptoms += !strcmp(cell(r, i, 2), "symptom");
+	CHECK_EQ_INT(symptoms, 1); /* batch-job's effects reach the timeout */
+	query_result_free(r);
+
+	/* From the symptom to the culprit: runs against the edges, reported FROM -> TO. */
+	r = pq(g, "PATH FROM 'pay-00001' TO 'pid:300'");
+	CHECK_GE_INT(r->nrows, 3);
+	CHECK_EQ_STR(cell(r, 0, 4), "symptom");
+	CHECK_EQ_STR(cell(r, r->nrows - 1, 4), "process");
+	query_result_free(r);
+
+	struct query_error qe;
+	struct query_result *res;
+	const char *bad[] = {"ROOTCAUSE 'x'", "ROOTCAUSE OF x", "ROOTCAUSE OF 'unterminated",
+			     "ANCESTORS OF 'pay-00001' DEPTH 999", "PATH FROM 'a'",
+			     "ROOTCAUSE OF 'pay-00001' extra"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECKF(pathq_exec(g, bad[i], strlen(bad[i]), 8, &res, &qe) == -EINVAL, "%s",
+		       bad[i]);
+		CHECK_GE_INT(qe.position, 0);
+	}
+	CHECK_EQ_INT(pathq_exec(g, "ROOTCAUSE OF 'nope'", 19, 8, &res, &qe), -ENOENT);
+	CHECK_CONTAINS(qe.message, "nothing in the causal graph");
+	engine_close(e);
 	gstore_close(g);
 	wire_batch_free(&s.meta);
 	config_free(&cfg);
