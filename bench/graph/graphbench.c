@@ -39,7 +39,7 @@
 #define DEPTH     6
 
 static uint64_t seed = 42, n_nodes = 1000000, batch = 10000;
-static int n_sym = 1000;
+static int n_sym = 1000, passes = 3, rounds = 2;
 static const char *dir;
 
 static double now_s(void)
@@ -151,6 +151,22 @@ static void write_expected(void)
 
 /* ================================================================== LMDB (gstore) */
 
+/* Best load of each system over the rounds (loads alternate between systems). */
+struct loadres {
+	double rate, secs;
+	uint64_t bytes;
+};
+static struct loadres ld_lmdb, ld_sq_index, ld_sq_clustered;
+static uint64_t n_edges;
+
+static void keep_best(struct loadres *b, double secs, uint64_t edges, uint64_t bytes)
+{
+	double rate = (double)edges / secs;
+	if (rate > b->rate)
+		*b = (struct loadres){rate, secs, bytes};
+	n_edges = edges;
+}
+
 static void lmdb_load(struct gstore *g)
 {
 	struct gstore_wtxn *w = NULL;
@@ -199,9 +215,7 @@ static void lmdb_load(struct gstore *g)
 	double dt = now_s() - t0;
 	struct gstore_stats st;
 	gstore_stats(g, &st);
-	printf("edges %" PRIu64 "\nnodes %" PRIu64 "\n", edges, n_nodes);
-	printf("lmdb_load_s %.2f\nlmdb_edges_per_s %.0f\nlmdb_bytes %" PRIu64 "\n", dt,
-	       (double)edges / dt, st.map_used);
+	keep_best(&ld_lmdb, dt, edges, st.map_used);
 	fprintf(stderr, "  lmdb: loaded %" PRIu64 " nodes + %" PRIu64 " edges in %.1f s: %.0f edges/s,"
 			" %.0f MB\n",
 		n_nodes, edges, dt, (double)edges / dt, (double)st.map_used / 1e6);
@@ -260,10 +274,15 @@ static void lmdb_queries(struct gstore *g)
 	fprintf(stderr, "  mean ancestor set %.1f nodes, mean chain %.2f nodes\n",
 		(double)tot / n_sym, (double)chain / n_sym);
 	for (int q = 0; q < 3; q++) {
-		for (int i = 0; i < n_sym; i++) {
-			a = want[i];
-			lat[i] = lmdb_one(r, &sg, q, syms[i], &a);
-			check_answer("lmdb", i, &a, q == 0, q != 0);
+		for (int i = 0; i < n_sym; i++)
+			lat[i] = UINT64_MAX;
+		for (int pass = 0; pass < passes; pass++) {
+			for (int i = 0; i < n_sym; i++) {
+				a = want[i];
+				uint64_t t = lmdb_one(r, &sg, q, syms[i], &a);
+				lat[i] = t < lat[i] ? t : lat[i];
+				check_answer("lmdb", i, &a, q == 0, q != 0);
+			}
 		}
 		report_pct(names[q], lat, n_sym);
 	}
@@ -380,8 +399,7 @@ static void sqlite_load(const char *name, int clustered, const char *tag)
 	struct stat sb;
 	snprintf(p, sizeof(p), "%s/%s", dir, name);
 	stat(p, &sb);
-	printf("%s_load_s %.2f\n%s_edges_per_s %.0f\n%s_bytes %lld\n", tag, dt, tag,
-	       (double)edges / dt, tag, (long long)sb.st_size);
+	keep_best(clustered ? &ld_sq_clustered : &ld_sq_index, dt, edges, (uint64_t)sb.st_size);
 	fprintf(stderr, "  %s: loaded in %.1f s: %.0f edges/s, %.0f MB\n", tag, dt,
 		(double)edges / dt, (double)sb.st_size / 1e6);
 	fflush(stdout);
@@ -559,11 +577,16 @@ static void sqlite_queries(const char *name, int clustered, const char *tag)
 	for (size_t k = 0; k < KP_ARRAY_SIZE(q); k++) {
 		for (int i = 0; i < n_sym; i++) /* warm-up */
 			q[k].fn(&s, syms[i], &a);
-		for (int i = 0; i < n_sym; i++) {
-			uint64_t t0 = now_ns();
-			q[k].fn(&s, syms[i], &a);
-			lat[i] = now_ns() - t0;
-			check_answer(tag, i, &a, q[k].chain, !q[k].chain);
+		for (int i = 0; i < n_sym; i++)
+			lat[i] = UINT64_MAX;
+		for (int pass = 0; pass < passes; pass++) {
+			for (int i = 0; i < n_sym; i++) {
+				uint64_t t0 = now_ns();
+				q[k].fn(&s, syms[i], &a);
+				uint64_t t = now_ns() - t0;
+				lat[i] = t < lat[i] ? t : lat[i];
+				check_answer(tag, i, &a, q[k].chain, !q[k].chain);
+			}
 		}
 		snprintf(nm, sizeof(nm), "%s_%s", tag, q[k].what);
 		report_pct(nm, lat, n_sym);
@@ -584,9 +607,12 @@ static void sqlite_queries(const char *name, int clustered, const char *tag)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: graphbench --dir DIR [--nodes N] [--symptoms S] [--batch EDGES]"
-		   " [--seed X] [--csv] [--skip-sqlite] [--reuse-lmdb]\n"
+		   " [--seed X] [--passes P] [--load-rounds L] [--csv] [--skip-sqlite]"
+		   " [--reuse-lmdb]\n"
 		   "Loads the synthetic causal graph into LMDB (gstore) and SQLite, times root-cause"
-		   " walks and\n6-hop ancestor sets over S symptoms, prints 'key value' lines.\n");
+		   " walks and\n6-hop ancestor sets over S symptoms (each query P times in P separate"
+		   " passes, the\nfastest kept: filters preemptions on a shared machine), prints"
+		   " 'key value' lines.\nLoads run L rounds, alternating systems, best rate kept.\n");
 }
 
 int main(int argc, char **argv)
@@ -595,7 +621,8 @@ int main(int argc, char **argv)
 					     {"symptoms", 1, 0, 's'}, {"batch", 1, 0, 'b'},
 					     {"seed", 1, 0, 'x'},     {"csv", 0, 0, 'c'},
 					     {"skip-sqlite", 0, 0, 'q'}, {"help", 0, 0, 'h'},
-					     {"reuse-lmdb", 0, 0, 'r'},
+					     {"reuse-lmdb", 0, 0, 'r'}, {"passes", 1, 0, 'p'},
+					     {"load-rounds", 1, 0, 'l'},
 					     {0, 0, 0, 0}};
 	int c, csv = 0, skip_sqlite = 0, reuse = 0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -624,6 +651,12 @@ int main(int argc, char **argv)
 		case 'r':
 			reuse = 1;
 			break;
+		case 'p':
+			passes = atoi(optarg);
+			break;
+		case 'l':
+			rounds = atoi(optarg);
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -632,7 +665,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!dir || n_nodes < 10000 || n_sym < 10 || batch < 1) {
+	if (!dir || n_nodes < 10000 || n_sym < 10 || batch < 1 || passes < 1 ||
+	    rounds < 1) {
 		usage(stderr);
 		return 2;
 	}
@@ -640,29 +674,59 @@ int main(int argc, char **argv)
 	syms = calloc((size_t)n_sym, 8);
 	want = calloc((size_t)n_sym, sizeof(*want));
 	n_sym = gen_symptoms(seed, n_nodes, syms, n_sym);
-	printf("symptoms %d\nbatch %" PRIu64 "\n", n_sym, batch);
+	printf("symptoms %d\nbatch %" PRIu64 "\npasses %d\n", n_sym, batch, passes);
 	if (csv) {
 		fprintf(stderr, "graphbench: writing CSV for Kuzu\n");
 		write_csv();
 	}
 
 	char p[1024], err[256], cmd[1100];
-	snprintf(p, sizeof(p), "%s/lmdb", dir);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p);
-	if (!reuse && system(cmd) != 0)
-		die("removing the old LMDB directory", -EIO);
 	struct gstore *g;
 	struct gstore_opts o = {.map_size = 16ull << 30}; /* durable commits: fdatasync each */
-	int rc = gstore_open(p, &o, &g, err, sizeof(err));
-	if (rc) {
+	int rc;
+	snprintf(p, sizeof(p), "%s/lmdb", dir);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p);
+	/* Loads alternate between the systems, rounds times; each keeps its best rate. */
+	for (int round = 0; round < (reuse ? 0 : rounds); round++) {
+		fprintf(stderr, "graphbench: load round %d/%d\n", round + 1, rounds);
+		if (system(cmd) != 0)
+			die("removing the old LMDB directory", -EIO);
+		if ((rc = gstore_open(p, &o, &g, err, sizeof(err)))) {
+			fprintf(stderr, "graphbench: %s\n", err);
+			return 1;
+		}
+		fprintf(stderr, "graphbench: LMDB load (%" PRIu64 " nodes, commit every %" PRIu64
+				" edges, fdatasync per commit)\n",
+			n_nodes, batch);
+		lmdb_load(g);
+		gstore_close(g);
+		if (skip_sqlite)
+			continue;
+		fprintf(stderr, "graphbench: SQLite load, covering index (WAL, synchronous=FULL)\n");
+		sqlite_load("sqlite-index.db", 0, "sqlite_index");
+		fprintf(stderr, "graphbench: SQLite load, edges clustered WITHOUT ROWID\n");
+		sqlite_load("sqlite-clustered.db", 1, "sqlite_clustered");
+	}
+	if (!reuse) {
+		printf("edges %" PRIu64 "\nnodes %" PRIu64 "\nload_rounds %d\n", n_edges, n_nodes,
+		       rounds);
+		const struct {
+			const char *tag;
+			struct loadres *r;
+		} lr[] = {{"lmdb", &ld_lmdb},
+			  {"sqlite_index", &ld_sq_index},
+			  {"sqlite_clustered", &ld_sq_clustered}};
+		for (size_t i = 0; i < KP_ARRAY_SIZE(lr); i++)
+			if (lr[i].r->rate > 0)
+				printf("%s_load_s %.2f\n%s_edges_per_s %.0f\n%s_bytes %" PRIu64 "\n",
+				       lr[i].tag, lr[i].r->secs, lr[i].tag, lr[i].r->rate, lr[i].tag,
+				       lr[i].r->bytes);
+		fflush(stdout);
+	}
+	if ((rc = gstore_open(p, &o, &g, err, sizeof(err)))) {
 		fprintf(stderr, "graphbench: %s\n", err);
 		return 1;
 	}
-	fprintf(stderr, "graphbench: LMDB load (%" PRIu64 " nodes, commit every %" PRIu64
-			" edges, fdatasync per commit)\n",
-		n_nodes, batch);
-	if (!reuse)
-		lmdb_load(g);
 	fprintf(stderr, "graphbench: LMDB queries over %d symptoms\n", n_sym);
 	lmdb_queries(g);
 	gstore_close(g);
@@ -671,12 +735,8 @@ int main(int argc, char **argv)
 	if (skip_sqlite)
 		return 0;
 
-	fprintf(stderr, "graphbench: SQLite load, covering index (WAL, synchronous=FULL)\n");
-	sqlite_load("sqlite-index.db", 0, "sqlite_index");
 	fprintf(stderr, "graphbench: SQLite queries, covering index\n");
 	sqlite_queries("sqlite-index.db", 0, "sqlite_index");
-	fprintf(stderr, "graphbench: SQLite load, edges clustered WITHOUT ROWID\n");
-	sqlite_load("sqlite-clustered.db", 1, "sqlite_clustered");
 	fprintf(stderr, "graphbench: SQLite queries, clustered\n");
 	sqlite_queries("sqlite-clustered.db", 1, "sqlite_clustered");
 	return 0;
