@@ -65,13 +65,22 @@ const ancStmt = conn.prepareSync(
   "MATCH (a:N)-[:E*1..6]->(b:N) WHERE b.id = $id RETURN count(DISTINCT a.id) AS n",
 );
 
+// Runs a prepared statement and returns its rows, closing the result (an unclosed result keeps
+// its buffers pinned until the pool is full).
+function rows(stmt, params) {
+  const res = conn.executeSync(stmt, params);
+  const all = res.getAllSync();
+  res.close();
+  return all;
+}
+
 function rootcause(sym) {
   const chain = [sym];
-  const head = conn.executeSync(nodeStmt, { id: sym }).getAllSync()[0];
+  const head = rows(nodeStmt, { id: sym })[0];
   let pidSum = Number(head.pid);
   for (let step = 0; step < 8; step++) {
-    const rows = conn.executeSync(stepStmt, { id: chain[chain.length - 1] }).getAllSync();
-    const next = rows.find((r) => !chain.includes(Number(r.id)));
+    const causes = rows(stepStmt, { id: chain[chain.length - 1] });
+    const next = causes.find((r) => !chain.includes(Number(r.id)));
     if (!next) break;
     chain.push(Number(next.id));
     pidSum += Number(next.pid);
@@ -80,7 +89,7 @@ function rootcause(sym) {
 }
 
 function ancestors(sym) {
-  const r = conn.executeSync(ancStmt, { id: sym }).getAllSync()[0];
+  const r = rows(ancStmt, { id: sym })[0];
   return Number(r.n) + 1; // + the symptom itself, as LMDB and SQLite count
 }
 
