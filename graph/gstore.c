@@ -81,14 +81,6 @@ static inline void put_be56(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)v;
 }
 
-static inline uint64_t get_be56(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 7; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 static inline void item_encode(uint8_t *it, uint64_t weight, uint64_t peer, uint8_t kind)
 {
 	if (weight > GSTORE_WEIGHT_MAX)
@@ -99,14 +91,15 @@ static inline void item_encode(uint8_t *it, uint64_t weight, uint64_t peer, uint
 	it[15] = 0;
 }
 
+/* Decoders read one 8-byte word each (items are 16 bytes, so both reads stay inside). */
 static inline uint64_t item_weight(const uint8_t *it)
 {
-	return GSTORE_WEIGHT_MAX - get_be56(it);
+	return GSTORE_WEIGHT_MAX - (get_be64(it) >> 8);
 }
 
 static inline uint64_t item_peer(const uint8_t *it)
 {
-	return GSTORE_ID_MAX - get_be56(it + 7);
+	return GSTORE_ID_MAX - (get_be64(it + 7) >> 8);
 }
 
 /*
@@ -356,18 +349,32 @@ struct gstore_wtxn {
  * instead of calling memcmp: key and duplicate comparisons were the largest single cost of
  * loading (perf: ~12% in memcmp).
  */
-static int cmp_be(const MDB_val *a, const MDB_val *b)
+static int cmp_mem(const MDB_val *a, const MDB_val *b)
 {
-	if (KP_UNLIKELY(a->mv_size != b->mv_size || (a->mv_size != 8 && a->mv_size != 16))) {
-		int c = memcmp(a->mv_data, b->mv_data, KP_MIN(a->mv_size, b->mv_size));
-		return c ? c : (a->mv_size > b->mv_size) - (a->mv_size < b->mv_size);
-	}
+	int c = memcmp(a->mv_data, b->mv_data, KP_MIN(a->mv_size, b->mv_size));
+	return c ? c : (a->mv_size > b->mv_size) - (a->mv_size < b->mv_size);
+}
+
+/* 8-byte keys (ids) and 8-byte duplicates (by_key ids). */
+static int cmp_be8(const MDB_val *a, const MDB_val *b)
+{
+	if (KP_UNLIKELY((a->mv_size | b->mv_size) != 8))
+		return cmp_mem(a, b); /* defensive: no such keys are ever written */
+	uint64_t u = get_be64(a->mv_data), v = get_be64(b->mv_data);
+	return (u > v) - (u < v);
+}
+
+/* 16-byte keys (time | id) and adjacency items. */
+static int cmp_be16(const MDB_val *a, const MDB_val *b)
+{
+	if (KP_UNLIKELY(a->mv_size != 16 || b->mv_size != 16))
+		return cmp_mem(a, b);
 	const uint8_t *x = a->mv_data, *y = b->mv_data;
 	uint64_t u = get_be64(x), v = get_be64(y);
-	if (u != v || a->mv_size == 8)
-		return (u > v) - (u < v);
-	u = get_be64(x + 8);
-	v = get_be64(y + 8);
+	if (u == v) {
+		u = get_be64(x + 8);
+		v = get_be64(y + 8);
+	}
 	return (u > v) - (u < v);
 }
 
@@ -422,11 +429,14 @@ static int open_dbs(struct gstore *g, char *err, size_t errlen)
 			goto cleanup;
 		}
 		/* every fixed-size big-endian key, and the adjacency items */
-		if (i == DB_NODES || i == DB_OUT || i == DB_IN || i == DB_NODEKEYS ||
-		    i == DB_BYTIME || i == DB_AGE)
-			mdb_set_compare(txn, g->dbi[i], cmp_be);
-		if (i == DB_OUT || i == DB_IN || i == DB_BYKEY)
-			mdb_set_dupsort(txn, g->dbi[i], cmp_be);
+		if (i == DB_NODES || i == DB_OUT || i == DB_IN || i == DB_NODEKEYS)
+			mdb_set_compare(txn, g->dbi[i], cmp_be8);
+		if (i == DB_BYTIME || i == DB_AGE)
+			mdb_set_compare(txn, g->dbi[i], cmp_be16);
+		if (i == DB_OUT || i == DB_IN)
+			mdb_set_dupsort(txn, g->dbi[i], cmp_be16);
+		if (i == DB_BYKEY)
+			mdb_set_dupsort(txn, g->dbi[i], cmp_be8);
 	}
 	MDB_val fk = {sizeof(META_FORMAT) - 1, (void *)META_FORMAT}, fv;
 	rc = mdb_get(txn, g->dbi[DB_META], &fk, &fv);
@@ -460,7 +470,8 @@ static int open_dbs(struct gstore *g, char *err, size_t errlen)
 			goto cleanup;
 		}
 	}
-	rc = merr(g->read_only ? (mdb_txn_abort(txn), 0) : mdb_txn_commit(txn));
+	/* commit even when read-only: aborting would close the database handles just opened */
+	rc = merr(mdb_txn_commit(txn));
 	txn = NULL;
 	if (rc)
 		snprintf(err, errlen, "committing the format record: %s", gstore_strerror(rc));

@@ -109,9 +109,28 @@ TEST(gstore_open_formats)
 	CHECK_CONTAINS(err, "version 99");
 	CHECK_CONTAINS(gstore_strerror(GSTORE_EVERSION), "version");
 
+	/* Read-only open of a graph (tools): reads work, writes are refused. */
+	snprintf(dir, sizeof(dir), "%s/ro", kt_tmpdir());
+	g = open_store("ro", 0);
+	struct gstore_wtxn *w;
+	CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
+	struct gstore_node nd = {.kind = GN_SPAN, .start_ns = 1, .end_ns = 2, .service = "s"};
+	uint64_t id;
+	CHECK_EQ_INT(gstore_node_add(w, &nd, &id), 0);
+	CHECK_EQ_INT(gstore_wcommit(w), 0);
+	gstore_close(g);
+	struct gstore_opts ro = {.read_only = true};
+	CHECK_EQ_INT(gstore_open(dir, &ro, &g, err, sizeof(err)), 0);
+	struct gstore_rtxn *r;
+	CHECK_EQ_INT(gstore_rbegin(g, &r), 0);
+	CHECK_EQ_INT(gstore_node_get(r, id, &nd), 0);
+	CHECK_EQ_STR(nd.service, "s");
+	gstore_rend(r);
+	CHECK_EQ_INT(gstore_wbegin(g, &w), -EROFS);
+	gstore_close(g);
+
 	/* Read-only open of a directory without a graph. */
 	snprintf(dir, sizeof(dir), "%s/nothing", kt_tmpdir());
-	struct gstore_opts ro = {.read_only = true};
 	CHECK(gstore_open(dir, &ro, &g, err, sizeof(err)) < 0);
 }
 
