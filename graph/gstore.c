@@ -219,7 +219,8 @@ const char *gstore_strerror(int err)
 	case GSTORE_EVERSION:
 		return "graph format version not supported by this kprobed: migrate or move it away";
 	case GSTORE_ECORRUPT:
-		return "graph store is corrupt: run `kprobe graph-check` and restore or remove it";
+		return "graph store is corrupt: stop kprobed and move the graph directory away "
+		       "(recorded events are kept; a new graph starts empty)";
 	case -ENOSPC:
 		return "graph map is full: raise store.graphMaxMb or shorten retention";
 	case -ENOBUFS:

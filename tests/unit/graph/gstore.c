@@ -769,6 +769,48 @@ TEST(gstore_map_full_fault)
 	gstore_close(g);
 }
 
+/* JSON stays valid whatever bytes labels and services hold. */
+TEST(gstore_json_escapes)
+{
+	struct gstore_labels l = {0};
+	CHECK_EQ_INT(gstore_labels_add(&l, "path", "/var/lib/\"ledger\"\n\xff\x01"), 0);
+	CHECK_EQ_INT(gstore_labels_add(&l, "we\"ird", "x"), 0);
+	struct gstore_node n = {.id = 9,
+				.kind = GN_SYSCALL,
+				.pid = 1,
+				.start_ns = 5,
+				.end_ns = 6,
+				.service = "a\\b",
+				.labels = l.buf,
+				.labels_len = l.len};
+	struct kp_buf b = {0};
+	gstore_json_node(&b, &n);
+	struct json *root;
+	char err[128];
+	size_t pos;
+	struct json_doc *doc = json_parse(b.data, b.len, &root, err, sizeof(err), &pos);
+	CHECKF(doc != NULL, "%s at %zu in %.*s", err, pos, (int)b.len, b.data);
+	const struct json *labels = json_get(root, "labels");
+	CHECK(labels && labels->type == JSON_OBJ);
+	CHECK_EQ_INT(labels->u.arr.n, 2);
+	CHECK_CONTAINS(json_get(labels, "path")->u.str.s, "\"ledger\"\n");
+	CHECK_EQ_STR(json_get(root, "service")->u.str.s, "a\\b");
+	CHECK_EQ_STR(json_get(root, "kind")->u.str.s, "syscall");
+	json_free(doc);
+	/* a chain that stopped at its start */
+	struct gstore_chain c = {.n = 1, .stop = GSTORE_STOP_LEAF};
+	c.steps[0] = (struct gstore_step){.id = 9, .kind = GN_SYMPTOM};
+	b.len = 0;
+	gstore_json_chain(&b, NULL, &c);
+	doc = json_parse(b.data, b.len, &root, err, sizeof(err), &pos);
+	CHECKF(doc != NULL, "%s", err);
+	CHECK(json_get(root, "key")->type == JSON_NULL);
+	CHECK_EQ_INT(json_get(root, "chain")->u.arr.n, 0);
+	CHECK(json_get(root, "root_cause")->type == JSON_NULL);
+	json_free(doc);
+	buf_free(&b);
+}
+
 TEST(gstore_kind_names)
 {
 	for (int k = 1; k < GN__COUNT; k++)
