@@ -20,6 +20,16 @@
  * Ownership: strings inside a struct gstore_node filled by a read point into the LMDB map and
  * stay valid until the transaction that read them ends (as mdb_get's data). Results of
  * traversals (gstore_chain, gstore_subgraph, gstore_path) are plain copies owned by the caller.
+ *
+ * Costs (bench/graph, 1M nodes / 3M edges, this 2-vCPU VM): a root-cause walk ~7 us, a 6-hop
+ * ancestor set of ~500 nodes ~75 us (~100-150 ns per node expanded even with everything in
+ * cache: one B-tree descent each), ~0.6-1M edges/s ingested with a durable commit every 10k
+ * edges. A commit costs ~3 ms of fdatasync: batch thousands of writes per transaction.
+ *
+ * Using it in kprobed: open once (dir = store.dataDir + "/graph", map_size = store.graphMaxMb
+ * MiB); one writer thread owns every gstore_wtxn, commits once per engine window and runs
+ * gstore_expire in small batches; HTTP threads each keep a gstore_rtxn and gstore_rrenew it per
+ * request (a reader never waits for the writer, and the writer never waits for readers).
  */
 #ifndef KP_GSTORE_H
 #define KP_GSTORE_H
@@ -156,7 +166,11 @@ int gstore_stats(struct gstore *g, struct gstore_stats *st);
 
 struct gstore_wtxn;
 
-/* Begins the write transaction (only one at a time; a second waits for the first). */
+/*
+ * Begins the write transaction. One at a time per environment: a second gstore_wbegin (another
+ * thread or process) waits until the first commits or aborts; the same thread must not begin a
+ * second one while it holds the first (it would wait for itself).
+ */
 int gstore_wbegin(struct gstore *g, struct gstore_wtxn **out);
 /* Commits (durable unless opts.no_sync) and frees w, whatever the result. */
 int gstore_wcommit(struct gstore_wtxn *w);
