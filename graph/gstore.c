@@ -114,8 +114,8 @@ static inline uint64_t item_peer(const uint8_t *it)
  *      labels  (lab_len bytes: "k\0v\0k\0v\0")
  */
 #define REC_VERSION 1
-#define REC_HDR     48
-#define REC_MAX     (REC_HDR + GSTORE_SERVICE_MAX + 1 + GSTORE_LABELS_MAX)
+#define REC_HDR	    48
+#define REC_MAX	    (REC_HDR + GSTORE_SERVICE_MAX + 1 + GSTORE_LABELS_MAX)
 
 static int rec_encode(const struct gstore_node *n, uint8_t *rec, size_t *len)
 {
@@ -217,7 +217,8 @@ const char *gstore_strerror(int err)
 	case GSTORE_EMAGIC:
 		return "not a kprobe graph (wrong magic): point store.dataDir elsewhere";
 	case GSTORE_EVERSION:
-		return "graph format version not supported by this kprobed: migrate or move it away";
+		return "graph format version not supported by this kprobed: migrate or move it "
+		       "away";
 	case GSTORE_ECORRUPT:
 		return "graph store is corrupt: stop kprobed and move the graph directory away "
 		       "(recorded events are kept; a new graph starts empty)";
@@ -233,15 +234,18 @@ const char *gstore_strerror(int err)
 }
 
 static const char *const node_kind_names[GN__COUNT] = {
-	[GN_SPAN] = "span",	      [GN_REQUEST] = "request", [GN_SYSCALL] = "syscall",
-	[GN_OFFCPU] = "offcpu",	      [GN_RECLAIM] = "reclaim", [GN_FAULTS] = "faults",
-	[GN_TCP] = "tcp",	      [GN_RETRANSMIT] = "retransmit",
-	[GN_PROCESS] = "process",     [GN_SYMPTOM] = "symptom",
+	[GN_SPAN] = "span",	  [GN_REQUEST] = "request",	  [GN_SYSCALL] = "syscall",
+	[GN_OFFCPU] = "offcpu",	  [GN_RECLAIM] = "reclaim",	  [GN_FAULTS] = "faults",
+	[GN_TCP] = "tcp",	  [GN_RETRANSMIT] = "retransmit", [GN_PROCESS] = "process",
+	[GN_SYMPTOM] = "symptom",
 };
 static const char *const edge_kind_names[GE__COUNT] = {
-	[GE_CHILD_OF] = "child-of",	[GE_CONTAINS] = "contains",
-	[GE_DELAYED_BY] = "delayed-by", [GE_PREEMPTED_BY] = "preempted-by",
-	[GE_WOKEN_BY] = "woken-by",	[GE_SENT_TO] = "sent-to",
+	[GE_CHILD_OF] = "child-of",
+	[GE_CONTAINS] = "contains",
+	[GE_DELAYED_BY] = "delayed-by",
+	[GE_PREEMPTED_BY] = "preempted-by",
+	[GE_WOKEN_BY] = "woken-by",
+	[GE_SENT_TO] = "sent-to",
 	[GE_MEMORY_PRESSURE_FROM] = "memory-pressure-from",
 };
 
@@ -330,7 +334,7 @@ struct gstore_rtxn {
 	struct gstore *g;
 	MDB_txn *txn;
 	MDB_cursor *cur[DB__N]; /* opened on first use, renewed with the transaction */
-	bool view;              /* borrowed from a write transaction */
+	bool view;		/* borrowed from a write transaction */
 };
 
 struct gstore_wtxn {
@@ -338,7 +342,8 @@ struct gstore_wtxn {
 	MDB_txn *txn;
 	uint64_t next_id, next_id0;
 	bool deleted; /* a node was deleted in this transaction */
-	MDB_cursor *wc[DB__N]; /* write cursors, kept so that puts near the last one skip descents */
+	MDB_cursor
+		*wc[DB__N]; /* write cursors, kept so that puts near the last one skip descents */
 	struct gstore_rtxn view;
 	uint8_t *scratch; /* node_del copies adjacency here */
 	size_t scratch_cap;
@@ -508,8 +513,8 @@ int gstore_open(const char *dir, const struct gstore_opts *opts, struct gstore *
 	    (rc = merr(mdb_env_set_maxreaders(g->env, o.max_readers))))
 		goto fail;
 	/*
-	 * NOTLS: a read transaction belongs to its handle, not to a thread, so HTTP threads can hold
-	 * several and pass them around. NORDAHEAD: the graph is read randomly.
+	 * NOTLS: a read transaction belongs to its handle, not to a thread, so HTTP threads can
+	 * hold several and pass them around. NORDAHEAD: the graph is read randomly.
 	 */
 	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (o.no_sync ? MDB_NOSYNC : 0) |
 			 (o.read_only ? MDB_RDONLY : 0);
@@ -948,8 +953,7 @@ int gstore_node_del(struct gstore_wtxn *w, uint64_t id)
 	return merr(mdb_del(w->txn, w->g->dbi[DB_NODES], &k, NULL));
 }
 
-int gstore_expire(struct gstore_wtxn *w, uint64_t cutoff_ns, unsigned max_nodes,
-		  unsigned *deleted)
+int gstore_expire(struct gstore_wtxn *w, uint64_t cutoff_ns, unsigned max_nodes, unsigned *deleted)
 {
 	MDB_cursor *c = NULL;
 	MDB_val k, v;
@@ -1120,8 +1124,8 @@ int gstore_degree(struct gstore_rtxn *r, uint64_t id, enum gstore_dir dir, uint6
 	return 0;
 }
 
-int gstore_key_lookup(struct gstore_rtxn *r, const void *key, size_t len, uint64_t *ids,
-		      size_t cap, size_t *n)
+int gstore_key_lookup(struct gstore_rtxn *r, const void *key, size_t len, uint64_t *ids, size_t cap,
+		      size_t *n)
 {
 	MDB_cursor *c = NULL;
 	MDB_val k = {len, (void *)key}, v;
@@ -1182,8 +1186,8 @@ int gstore_key_resolve(struct gstore_rtxn *r, const char *key, uint64_t *id)
 			goto cleanup;
 		int sym = nd.kind == GN_SYMPTOM;
 		/* ids ascend, so ">=" lets a later (newer) node win ties */
-		if (sym > best_sym || (sym == best_sym && (sym ? nd.end_ns >= best_t
-							       : nd.weight_ns >= best_w))) {
+		if (sym > best_sym ||
+		    (sym == best_sym && (sym ? nd.end_ns >= best_t : nd.weight_ns >= best_w))) {
 			best = ids[i];
 			best_sym = sym;
 			best_t = nd.end_ns;
@@ -1622,7 +1626,8 @@ int gstore_traverse(struct gstore_rtxn *r, uint64_t from, enum gstore_dir dir, i
 	if (!sg->visited && !(sg->visited = calloc(1, sizeof(struct vset))))
 		return -ENOMEM;
 	vs = sg->visited;
-	if ((rc = vset_reset(vs)) || (rc = sg_push_node(sg, from, 0)) || (rc = vset_add(vs, from)) < 0)
+	if ((rc = vset_reset(vs)) || (rc = sg_push_node(sg, from, 0)) ||
+	    (rc = vset_add(vs, from)) < 0)
 		return rc;
 	for (size_t head = 0; head < sg->n_nodes; head++) {
 		uint64_t u = sg->nodes[head];
@@ -1758,7 +1763,8 @@ int gstore_path(struct gstore_rtxn *r, uint64_t a, uint64_t b, int max_hops, siz
 	if ((rc = pmap_add(&side[0], &ra)) || (rc = pmap_add(&side[1], &rb)) ||
 	    (rc = fr_push(&fr[0], a)) || (rc = fr_push(&fr[1], b)))
 		goto cleanup;
-	/* meet: the edge joining the two searches (src on the forward side, dst on the backward). */
+	/* meet: the edge joining the two searches (src on the forward side, dst on the backward).
+	 */
 	struct gstore_edge meet = {0};
 	int best = INT32_MAX;
 	rc = -ENOENT;
@@ -1793,7 +1799,8 @@ int gstore_path(struct gstore_rtxn *r, uint64_t a, uint64_t b, int max_hops, siz
 							   .weight = item_weight(it),
 							   .kind = it[14],
 							   .depth = (uint8_t)(depth[s] + 1)};
-					if ((rc = pmap_add(&side[s], &ps)) || (rc = fr_push(&next, v)))
+					if ((rc = pmap_add(&side[s], &ps)) ||
+					    (rc = fr_push(&next, v)))
 						goto cleanup;
 				}
 				ar = adj_next(r, dir, &it, &end);
@@ -1834,7 +1841,8 @@ int gstore_path(struct gstore_rtxn *r, uint64_t a, uint64_t b, int max_hops, siz
 	p->nodes[p->n_nodes++] = meet.dst;
 	for (uint64_t x = meet.dst; x != b;) {
 		struct pslot *ps = pmap_find(&side[1], x);
-		p->edges[p->n_nodes - 1] = (struct gstore_edge){x, ps->parent, ps->weight, ps->kind};
+		p->edges[p->n_nodes - 1] =
+			(struct gstore_edge){x, ps->parent, ps->weight, ps->kind};
 		p->nodes[p->n_nodes++] = ps->parent;
 		x = ps->parent;
 	}
@@ -1875,12 +1883,14 @@ void gstore_json_node(struct kp_buf *b, const struct gstore_node *n)
 {
 	buf_printf(b, "{\"id\":%" PRIu64 ",\"kind\":", n->id);
 	json_cstr(b, gstore_node_kind_name(n->kind));
-	buf_printf(b, ",\"flags\":%u,\"error\":%s,\"pid\":%u,\"tid\":%u,\"host\":%" PRIu64
-		      ",\"service\":",
+	buf_printf(b,
+		   ",\"flags\":%u,\"error\":%s,\"pid\":%u,\"tid\":%u,\"host\":%" PRIu64
+		   ",\"service\":",
 		   n->flags, (n->flags & GN_F_ERROR) ? "true" : "false", n->pid, n->tid, n->host);
 	json_cstr(b, n->service ? n->service : "");
-	buf_printf(b, ",\"start_ns\":%" PRIu64 ",\"end_ns\":%" PRIu64 ",\"weight_ns\":%" PRIu64
-		      ",\"labels\":",
+	buf_printf(b,
+		   ",\"start_ns\":%" PRIu64 ",\"end_ns\":%" PRIu64 ",\"weight_ns\":%" PRIu64
+		   ",\"labels\":",
 		   n->start_ns, n->end_ns, n->weight_ns);
 	json_labels(b, n);
 	buf_puts(b, "}");
@@ -1901,8 +1911,9 @@ static void json_step(struct kp_buf *b, const struct gstore_step *s, int with_ed
 	json_cstr(b, s->service);
 	buf_puts(b, ",\"text\":");
 	json_cstr(b, s->text);
-	buf_printf(b, ",\"error\":%s,\"latency_ns\":%" PRIu64 ",\"share\":%.4f,\"start_ns\":%" PRIu64
-		      ",\"end_ns\":%" PRIu64 "}",
+	buf_printf(b,
+		   ",\"error\":%s,\"latency_ns\":%" PRIu64 ",\"share\":%.4f,\"start_ns\":%" PRIu64
+		   ",\"end_ns\":%" PRIu64 "}",
 		   (s->flags & GN_F_ERROR) ? "true" : "false", s->latency_ns, s->share, s->start_ns,
 		   s->end_ns);
 }
@@ -1972,7 +1983,8 @@ int gstore_json_subgraph(struct kp_buf *b, struct gstore_rtxn *r, const char *ke
 	if (sg->n_nodes)
 		buf_printf(b, ",\"root\":%" PRIu64, sg->nodes[0]);
 	buf_printf(b, ",\"direction\":\"%s\",\"truncated\":%s,\"nodes\":[",
-		   dir == GSTORE_IN ? "ancestors" : "descendants", sg->truncated ? "true" : "false");
+		   dir == GSTORE_IN ? "ancestors" : "descendants",
+		   sg->truncated ? "true" : "false");
 	for (size_t i = 0; i < sg->n_nodes; i++) {
 		if (i)
 			buf_puts(b, ",");
@@ -2047,7 +2059,8 @@ int gstore_check(struct gstore *g, char *msg, size_t msglen)
 		struct gstore_node n;
 		CHK(k.mv_size == 8, "node key of %zu bytes", k.mv_size);
 		uint64_t id = get_be64(k.mv_data);
-		CHK(id && id < next_id, "node id %" PRIu64 " not below next_id %" PRIu64, id, next_id);
+		CHK(id && id < next_id, "node id %" PRIu64 " not below next_id %" PRIu64, id,
+		    next_id);
 		CHK(rec_decode(id, &v, &n) == 0, "node %" PRIu64 ": record does not decode", id);
 		CHK(n.kind >= 1 && n.kind < GN__COUNT, "node %" PRIu64 ": kind %d", id, n.kind);
 		MDB_val tk = timekey(kb, n.end_ns, id), tv;
@@ -2115,8 +2128,8 @@ int gstore_check(struct gstore *g, char *msg, size_t msglen)
 		MDB_val nv, nk = {8, v.mv_data};
 		CHK(mdb_get(txn, g->dbi[DB_NODES], &nk, &nv) == 0,
 		    "by_key: key maps to missing node %" PRIu64, get_be64(v.mv_data));
-		CHK(has_dup(c2, &nk, k.mv_data, k.mv_size), "by_key: no node_keys entry for %" PRIu64,
-		    get_be64(v.mv_data));
+		CHK(has_dup(c2, &nk, k.mv_data, k.mv_size),
+		    "by_key: no node_keys entry for %" PRIu64, get_be64(v.mv_data));
 		n_keys++;
 	}
 	CHK(rc == MDB_NOTFOUND, "walking by_key: %s", mdb_strerror(rc));

@@ -43,32 +43,32 @@
 #define GSTORE_MAGIC   0x3147504bu /* "KPG1", in the meta database */
 #define GSTORE_VERSION 1
 
-#define GSTORE_ID_MAX       ((1ull << 56) - 1) /* ids and peers are 56-bit */
-#define GSTORE_WEIGHT_MAX   ((1ull << 56) - 1) /* edge weights saturate here (~2.3 years) */
-#define GSTORE_KEY_MAX      255                /* by_key keys, bytes */
-#define GSTORE_SERVICE_MAX  127                /* service name, bytes */
-#define GSTORE_LABELS_MAX   1536               /* packed labels, bytes */
-#define GSTORE_STEPS_MAX    64                 /* root-cause walk bound (engine.rootCauseMaxSteps) */
+#define GSTORE_ID_MAX	   ((1ull << 56) - 1) /* ids and peers are 56-bit */
+#define GSTORE_WEIGHT_MAX  ((1ull << 56) - 1) /* edge weights saturate here (~2.3 years) */
+#define GSTORE_KEY_MAX	   255		      /* by_key keys, bytes */
+#define GSTORE_SERVICE_MAX 127		      /* service name, bytes */
+#define GSTORE_LABELS_MAX  1536		      /* packed labels, bytes */
+#define GSTORE_STEPS_MAX   64		      /* root-cause walk bound (engine.rootCauseMaxSteps) */
 
 /* Errors of this module (negative, distinct from -errno). */
 enum gstore_err {
-	GSTORE_EMAGIC = -6001,   /* the directory holds an LMDB environment that is not a graph */
+	GSTORE_EMAGIC = -6001,	 /* the directory holds an LMDB environment that is not a graph */
 	GSTORE_EVERSION = -6002, /* a graph of another format version (or another LMDB) */
 	GSTORE_ECORRUPT = -6003, /* a record or page that cannot be right: run gstore_check */
 };
 const char *gstore_strerror(int err);
 
 enum gstore_node_kind {
-	GN_SPAN = 1,    /* an OpenTelemetry span */
-	GN_REQUEST,     /* a request inferred from a TCP exchange (no OTel) */
-	GN_SYSCALL,     /* a slow read / write / fsync */
-	GN_OFFCPU,      /* an off-CPU episode (preempted or blocked) */
-	GN_RECLAIM,     /* a reclaim stall */
-	GN_FAULTS,      /* a burst of page faults */
-	GN_TCP,         /* a TCP message (send or receive) */
-	GN_RETRANSMIT,  /* a TCP retransmit */
-	GN_PROCESS,     /* a process as a culprit (batch-job PID 4721) */
-	GN_SYMPTOM,     /* timeout, error return, failed span: what people see */
+	GN_SPAN = 1,   /* an OpenTelemetry span */
+	GN_REQUEST,    /* a request inferred from a TCP exchange (no OTel) */
+	GN_SYSCALL,    /* a slow read / write / fsync */
+	GN_OFFCPU,     /* an off-CPU episode (preempted or blocked) */
+	GN_RECLAIM,    /* a reclaim stall */
+	GN_FAULTS,     /* a burst of page faults */
+	GN_TCP,	       /* a TCP message (send or receive) */
+	GN_RETRANSMIT, /* a TCP retransmit */
+	GN_PROCESS,    /* a process as a culprit (batch-job PID 4721) */
+	GN_SYMPTOM,    /* timeout, error return, failed span: what people see */
 	GN__COUNT
 };
 
@@ -98,15 +98,15 @@ int gstore_edge_kind_parse(const char *name);
  * Build them with gstore_labels_add; read one with gstore_node_label.
  */
 struct gstore_node {
-	uint64_t id;       /* 0 on add: the writer allocates it */
-	uint8_t kind;      /* enum gstore_node_kind */
-	uint8_t flags;     /* GN_F_* */
-	uint32_t pid, tid; /* tgid and thread, root pid namespace; 0 when not a task */
-	uint64_t host;     /* the agent's node_id */
+	uint64_t id;		   /* 0 on add: the writer allocates it */
+	uint8_t kind;		   /* enum gstore_node_kind */
+	uint8_t flags;		   /* GN_F_* */
+	uint32_t pid, tid;	   /* tgid and thread, root pid namespace; 0 when not a task */
+	uint64_t host;		   /* the agent's node_id */
 	uint64_t start_ns, end_ns; /* Unix epoch ns, end >= start; end is "the node's time" */
-	uint64_t weight_ns;        /* latency observed (symptom, span) or explained (cause) */
-	const char *service;       /* NUL terminated, may be "" (never NULL when read) */
-	const char *labels;        /* packed, see above; NULL when labels_len is 0 */
+	uint64_t weight_ns;	   /* latency observed (symptom, span) or explained (cause) */
+	const char *service;	   /* NUL terminated, may be "" (never NULL when read) */
+	const char *labels;	   /* packed, see above; NULL when labels_len is 0 */
 	uint32_t labels_len;
 };
 
@@ -123,11 +123,11 @@ const char *gstore_node_label(const struct gstore_node *n, const char *key);
 struct gstore_edge {
 	uint64_t src, dst;  /* cause -> effect */
 	uint64_t weight_ns; /* latency explained, saturating at GSTORE_WEIGHT_MAX */
-	uint8_t kind;       /* enum gstore_edge_kind */
+	uint8_t kind;	    /* enum gstore_edge_kind */
 };
 
 enum gstore_dir {
-	GSTORE_IN = 0,  /* edges whose dst is the node (its causes) */
+	GSTORE_IN = 0,	/* edges whose dst is the node (its causes) */
 	GSTORE_OUT = 1, /* edges whose src is the node (its effects) */
 };
 
@@ -138,9 +138,9 @@ struct gstore;
 struct gstore_opts {
 	uint64_t map_size;    /* upper bound of the database, bytes (0 = 64 GiB); sparse on disk */
 	unsigned max_readers; /* concurrent read transactions (0 = 126) */
-	bool no_sync;         /* commits are not flushed (tests, benchmark loads); a crash may
+	bool no_sync;	      /* commits are not flushed (tests, benchmark loads); a crash may
 			       * lose the last commits but never corrupts */
-	bool read_only;       /* open for reading only (tools) */
+	bool read_only;	      /* open for reading only (tools) */
 };
 
 /*
@@ -207,8 +207,7 @@ int gstore_key_add(struct gstore_wtxn *w, const void *key, size_t len, uint64_t 
  * edges and keys. *deleted gets the count. Returns 1 when more old nodes remain (call again,
  * ideally in the next transaction to keep commits small), 0 when none, or an error.
  */
-int gstore_expire(struct gstore_wtxn *w, uint64_t cutoff_ns, unsigned max_nodes,
-		  unsigned *deleted);
+int gstore_expire(struct gstore_wtxn *w, uint64_t cutoff_ns, unsigned max_nodes, unsigned *deleted);
 
 /* ------------------------------------------------------------------ reading (any thread) */
 
@@ -260,8 +259,8 @@ int gstore_degree(struct gstore_rtxn *r, uint64_t id, enum gstore_dir dir, uint6
  * Node ids mapped to key, ascending, into ids[0..cap); *n gets the total (may exceed cap).
  * 0 also when the key is unknown (*n = 0).
  */
-int gstore_key_lookup(struct gstore_rtxn *r, const void *key, size_t len, uint64_t *ids,
-		      size_t cap, size_t *n);
+int gstore_key_lookup(struct gstore_rtxn *r, const void *key, size_t len, uint64_t *ids, size_t cap,
+		      size_t *n);
 /*
  * The node a query "OF 'key'" starts from: among the first 4096 nodes of key, the symptom with
  * the latest end_ns, else the node with the largest weight_ns; ties go to the highest id. Also
@@ -314,16 +313,16 @@ const char *gstore_stop_name(int stop);
 /* One node of a chain, copied out of the store. */
 struct gstore_step {
 	uint64_t id;
-	uint8_t kind;         /* node kind */
-	uint8_t edge_kind;    /* kind of the edge from this node to the previous step (0 at 0) */
+	uint8_t kind;	   /* node kind */
+	uint8_t edge_kind; /* kind of the edge from this node to the previous step (0 at 0) */
 	uint8_t flags;
 	uint32_t pid, tid;
 	uint64_t host, start_ns, end_ns, weight_ns;
-	uint64_t latency_ns;  /* the edge's weight (step 0: the symptom's weight_ns) */
-	double share;         /* latency_ns / the symptom's latency, clamped to [0, 1] */
-	char comm[32];        /* label "comm", "" when absent */
+	uint64_t latency_ns; /* the edge's weight (step 0: the symptom's weight_ns) */
+	double share;	     /* latency_ns / the symptom's latency, clamped to [0, 1] */
+	char comm[32];	     /* label "comm", "" when absent */
 	char service[GSTORE_SERVICE_MAX + 1];
-	char text[128];       /* label "text" (a symptom's words, a span's name), cut to fit */
+	char text[128]; /* label "text" (a symptom's words, a span's name), cut to fit */
 };
 
 /*
@@ -334,7 +333,7 @@ struct gstore_step {
  * weight.
  */
 struct gstore_chain {
-	int n;    /* steps used (1 + edges followed) */
+	int n;	  /* steps used (1 + edges followed) */
 	int stop; /* enum gstore_stop */
 	uint64_t symptom_latency_ns;
 	struct gstore_step steps[GSTORE_STEPS_MAX + 1];

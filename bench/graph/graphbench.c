@@ -36,7 +36,7 @@
 #include "graph/gstore.h"
 
 #define MAX_STEPS 8
-#define DEPTH     6
+#define DEPTH	  6
 
 static uint64_t seed = 42, n_nodes = 1000000, batch = 10000;
 static int n_sym = 1000, passes = 3, rounds = 2;
@@ -80,10 +80,10 @@ static void report_pct(const char *name, uint64_t *lat, int n)
 
 /* What each system answers for one symptom; all must agree. */
 struct answer {
-	int n;                  /* chain length including the symptom */
+	int n; /* chain length including the symptom */
 	uint64_t ids[MAX_STEPS + 1];
-	uint32_t pid_sum;       /* sum of pids along the chain: proves the node rows were read */
-	uint64_t anc;           /* ancestors including the symptom */
+	uint32_t pid_sum; /* sum of pids along the chain: proves the node rows were read */
+	uint64_t anc;	  /* ancestors including the symptom */
 };
 
 static struct answer *want;
@@ -123,8 +123,8 @@ static void write_csv(void)
 	struct gen_node g;
 	for (uint64_t id = 1; id <= n_nodes; id++) {
 		gen_node_make(seed, id, &g);
-		fprintf(fn, "%" PRIu64 ",%d,%u,%s,%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n", id, g.kind,
-			g.pid, g.comm, g.weight_ns, g.start_ns, g.end_ns);
+		fprintf(fn, "%" PRIu64 ",%d,%u,%s,%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n", id,
+			g.kind, g.pid, g.comm, g.weight_ns, g.start_ns, g.end_ns);
 		for (int k = 0; k < g.n_in; k++)
 			fprintf(fe, "%" PRIu64 ",%" PRIu64 ",%d,%" PRIu64 "\n", g.in[k].src, id,
 				g.in[k].kind, g.in[k].weight_ns);
@@ -209,15 +209,16 @@ static void lmdb_load(struct gstore *g)
 				die("wbegin", rc);
 		}
 		if (id % 200000 == 0)
-			fprintf(stderr, "  lmdb: %" PRIu64 " nodes, %" PRIu64 " edges, %.1f s\n", id,
-				edges, now_s() - t0);
+			fprintf(stderr, "  lmdb: %" PRIu64 " nodes, %" PRIu64 " edges, %.1f s\n",
+				id, edges, now_s() - t0);
 	}
 	double dt = now_s() - t0;
 	struct gstore_stats st;
 	gstore_stats(g, &st);
 	keep_best(&ld_lmdb, dt, edges, st.map_used);
-	fprintf(stderr, "  lmdb: loaded %" PRIu64 " nodes + %" PRIu64 " edges in %.1f s: %.0f edges/s,"
-			" %.0f MB\n",
+	fprintf(stderr,
+		"  lmdb: loaded %" PRIu64 " nodes + %" PRIu64 " edges in %.1f s: %.0f edges/s,"
+		" %.0f MB\n",
 		n_nodes, edges, dt, (double)edges / dt, (double)st.map_used / 1e6);
 	fflush(stdout);
 }
@@ -234,7 +235,8 @@ static uint64_t lmdb_one(struct gstore_rtxn *r, struct gstore_subgraph *sg, int 
 	if (q == 0)
 		rc = gstore_rootcause(r, from, MAX_STEPS, &c);
 	else
-		rc = gstore_traverse(r, from, GSTORE_IN, DEPTH, 0, q == 2 ? GSTORE_SG_EDGES : 0, sg);
+		rc = gstore_traverse(r, from, GSTORE_IN, DEPTH, 0, q == 2 ? GSTORE_SG_EDGES : 0,
+				     sg);
 	uint64_t dt = now_ns() - t0;
 	if (rc)
 		die(q ? "traverse" : "rootcause", rc);
@@ -334,13 +336,15 @@ static sqlite3 *sq_open(const char *name, int clustered, int create)
 			    " tid INTEGER, host INTEGER, start_ns INTEGER, end_ns INTEGER,"
 			    " weight INTEGER, service TEXT, comm TEXT)");
 		if (clustered)
-			sq_exec(db, "CREATE TABLE edges(src INTEGER NOT NULL, dst INTEGER NOT NULL,"
-				    " kind INTEGER NOT NULL, weight INTEGER NOT NULL,"
-				    " PRIMARY KEY(dst, weight DESC, src DESC, kind)) WITHOUT ROWID");
+			sq_exec(db,
+				"CREATE TABLE edges(src INTEGER NOT NULL, dst INTEGER NOT NULL,"
+				" kind INTEGER NOT NULL, weight INTEGER NOT NULL,"
+				" PRIMARY KEY(dst, weight DESC, src DESC, kind)) WITHOUT ROWID");
 		else
 			sq_exec(db, "CREATE TABLE edges(src INTEGER NOT NULL, dst INTEGER NOT NULL,"
 				    " kind INTEGER NOT NULL, weight INTEGER NOT NULL);"
-				    " CREATE INDEX edges_in ON edges(dst, weight DESC, src DESC, kind)");
+				    " CREATE INDEX edges_in ON edges(dst, weight DESC, src DESC, "
+				    "kind)");
 	}
 	return db;
 }
@@ -387,8 +391,8 @@ static void sqlite_load(const char *name, int clustered, const char *tag)
 				sq_exec(db, "BEGIN");
 		}
 		if (id % 200000 == 0)
-			fprintf(stderr, "  %s: %" PRIu64 " nodes, %" PRIu64 " edges, %.1f s\n", tag, id,
-				edges, now_s() - t0);
+			fprintf(stderr, "  %s: %" PRIu64 " nodes, %" PRIu64 " edges, %.1f s\n", tag,
+				id, edges, now_s() - t0);
 	}
 	double dt = now_s() - t0;
 	sqlite3_finalize(in);
@@ -544,21 +548,22 @@ static void sqlite_queries(const char *name, int clustered, const char *tag)
 	s.node = sq_prep(s.db, "SELECT kind, pid, comm, weight, start_ns, end_ns FROM nodes"
 			       " WHERE id = ?1");
 	s.anc_step = sq_prep(s.db, "SELECT src FROM edges WHERE dst = ?1");
-	s.rc_cte = sq_prep(s.db,
-			   "WITH RECURSIVE walk(id, step, ekind, w) AS ("
-			   " SELECT ?1, 0, 0, 0"
-			   " UNION ALL"
-			   " SELECT e.src, walk.step + 1, e.kind, e.weight FROM walk JOIN edges e"
-			   "  ON e.dst = walk.id AND (e.weight, e.src) = (SELECT weight, src FROM edges"
-			   "   WHERE dst = walk.id ORDER BY weight DESC, src DESC LIMIT 1)"
-			   " WHERE walk.step < 8)"
-			   " SELECT walk.id, walk.ekind, walk.w, n.kind, n.pid, n.comm"
-			   " FROM walk JOIN nodes n ON n.id = walk.id ORDER BY walk.step");
-	s.anc_cte = sq_prep(s.db, "WITH RECURSIVE anc(id, d) AS ("
-				  " SELECT ?1, 0"
-				  " UNION SELECT e.src, anc.d + 1 FROM anc JOIN edges e ON e.dst = anc.id"
-				  " WHERE anc.d < 6)"
-				  " SELECT count(DISTINCT id) FROM anc");
+	s.rc_cte = sq_prep(
+		s.db, "WITH RECURSIVE walk(id, step, ekind, w) AS ("
+		      " SELECT ?1, 0, 0, 0"
+		      " UNION ALL"
+		      " SELECT e.src, walk.step + 1, e.kind, e.weight FROM walk JOIN edges e"
+		      "  ON e.dst = walk.id AND (e.weight, e.src) = (SELECT weight, src FROM edges"
+		      "   WHERE dst = walk.id ORDER BY weight DESC, src DESC LIMIT 1)"
+		      " WHERE walk.step < 8)"
+		      " SELECT walk.id, walk.ekind, walk.w, n.kind, n.pid, n.comm"
+		      " FROM walk JOIN nodes n ON n.id = walk.id ORDER BY walk.step");
+	s.anc_cte = sq_prep(s.db,
+			    "WITH RECURSIVE anc(id, d) AS ("
+			    " SELECT ?1, 0"
+			    " UNION SELECT e.src, anc.d + 1 FROM anc JOIN edges e ON e.dst = anc.id"
+			    " WHERE anc.d < 6)"
+			    " SELECT count(DISTINCT id) FROM anc");
 	s.vs.cap = 1 << 22;
 	s.vs.id = calloc(s.vs.cap, 8);
 	s.vs.gen = calloc(s.vs.cap, 4);
@@ -591,7 +596,8 @@ static void sqlite_queries(const char *name, int clustered, const char *tag)
 		snprintf(nm, sizeof(nm), "%s_%s", tag, q[k].what);
 		report_pct(nm, lat, n_sym);
 	}
-	sqlite3_stmt *all[] = {s.begin, s.commit, s.rc_step, s.node, s.anc_step, s.rc_cte, s.anc_cte};
+	sqlite3_stmt *all[] = {s.begin,	   s.commit, s.rc_step, s.node,
+			       s.anc_step, s.rc_cte, s.anc_cte};
 	for (size_t k = 0; k < KP_ARRAY_SIZE(all); k++)
 		sqlite3_finalize(all[k]);
 	sqlite3_close(s.db);
@@ -606,24 +612,23 @@ static void sqlite_queries(const char *name, int clustered, const char *tag)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: graphbench --dir DIR [--nodes N] [--symptoms S] [--batch EDGES]"
-		   " [--seed X] [--passes P] [--load-rounds L] [--csv] [--skip-sqlite]"
-		   " [--reuse-lmdb]\n"
-		   "Loads the synthetic causal graph into LMDB (gstore) and SQLite, times root-cause"
-		   " walks and\n6-hop ancestor sets over S symptoms (each query P times in P separate"
-		   " passes, the\nfastest kept: filters preemptions on a shared machine), prints"
-		   " 'key value' lines.\nLoads run L rounds, alternating systems, best rate kept.\n");
+	fprintf(f,
+		"usage: graphbench --dir DIR [--nodes N] [--symptoms S] [--batch EDGES]"
+		" [--seed X] [--passes P] [--load-rounds L] [--csv] [--skip-sqlite]"
+		" [--reuse-lmdb]\n"
+		"Loads the synthetic causal graph into LMDB (gstore) and SQLite, times root-cause"
+		" walks and\n6-hop ancestor sets over S symptoms (each query P times in P separate"
+		" passes, the\nfastest kept: filters preemptions on a shared machine), prints"
+		" 'key value' lines.\nLoads run L rounds, alternating systems, best rate kept.\n");
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"dir", 1, 0, 'd'},     {"nodes", 1, 0, 'n'},
-					     {"symptoms", 1, 0, 's'}, {"batch", 1, 0, 'b'},
-					     {"seed", 1, 0, 'x'},     {"csv", 0, 0, 'c'},
-					     {"skip-sqlite", 0, 0, 'q'}, {"help", 0, 0, 'h'},
-					     {"reuse-lmdb", 0, 0, 'r'}, {"passes", 1, 0, 'p'},
-					     {"load-rounds", 1, 0, 'l'},
-					     {0, 0, 0, 0}};
+	static const struct option opts[] = {
+		{"dir", 1, 0, 'd'},	    {"nodes", 1, 0, 'n'},	{"symptoms", 1, 0, 's'},
+		{"batch", 1, 0, 'b'},	    {"seed", 1, 0, 'x'},	{"csv", 0, 0, 'c'},
+		{"skip-sqlite", 0, 0, 'q'}, {"help", 0, 0, 'h'},	{"reuse-lmdb", 0, 0, 'r'},
+		{"passes", 1, 0, 'p'},	    {"load-rounds", 1, 0, 'l'}, {0, 0, 0, 0}};
 	int c, csv = 0, skip_sqlite = 0, reuse = 0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -665,8 +670,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!dir || n_nodes < 10000 || n_sym < 10 || batch < 1 || passes < 1 ||
-	    rounds < 1) {
+	if (!dir || n_nodes < 10000 || n_sym < 10 || batch < 1 || passes < 1 || rounds < 1) {
 		usage(stderr);
 		return 2;
 	}
@@ -695,14 +699,16 @@ int main(int argc, char **argv)
 			fprintf(stderr, "graphbench: %s\n", err);
 			return 1;
 		}
-		fprintf(stderr, "graphbench: LMDB load (%" PRIu64 " nodes, commit every %" PRIu64
-				" edges, fdatasync per commit)\n",
+		fprintf(stderr,
+			"graphbench: LMDB load (%" PRIu64 " nodes, commit every %" PRIu64
+			" edges, fdatasync per commit)\n",
 			n_nodes, batch);
 		lmdb_load(g);
 		gstore_close(g);
 		if (skip_sqlite)
 			continue;
-		fprintf(stderr, "graphbench: SQLite load, covering index (WAL, synchronous=FULL)\n");
+		fprintf(stderr,
+			"graphbench: SQLite load, covering index (WAL, synchronous=FULL)\n");
 		sqlite_load("sqlite-index.db", 0, "sqlite_index");
 		fprintf(stderr, "graphbench: SQLite load, edges clustered WITHOUT ROWID\n");
 		sqlite_load("sqlite-clustered.db", 1, "sqlite_clustered");
@@ -718,9 +724,10 @@ int main(int argc, char **argv)
 			  {"sqlite_clustered", &ld_sq_clustered}};
 		for (size_t i = 0; i < KP_ARRAY_SIZE(lr); i++)
 			if (lr[i].r->rate > 0)
-				printf("%s_load_s %.2f\n%s_edges_per_s %.0f\n%s_bytes %" PRIu64 "\n",
-				       lr[i].tag, lr[i].r->secs, lr[i].tag, lr[i].r->rate, lr[i].tag,
-				       lr[i].r->bytes);
+				printf("%s_load_s %.2f\n%s_edges_per_s %.0f\n%s_bytes %" PRIu64
+				       "\n",
+				       lr[i].tag, lr[i].r->secs, lr[i].tag, lr[i].r->rate,
+				       lr[i].tag, lr[i].r->bytes);
 		fflush(stdout);
 	}
 	if ((rc = gstore_open(p, &o, &g, err, sizeof(err)))) {

@@ -243,9 +243,9 @@ TEST_SLOW(gstore_survives_kill9_mid_write, 120)
 		gstore_rend(r);
 		int batches = (int)(nodes / B);
 		kt_note("round %d: child acked %d batches, store holds %d", round, acked, batches);
-		CHECK_GE_INT(batches, acked);     /* nothing acknowledged is lost */
+		CHECK_GE_INT(batches, acked);	  /* nothing acknowledged is lost */
 		CHECK_LE_INT(batches, acked + 1); /* at most the one being acked when killed */
-		CHECK_GT_INT(batches, total);     /* the child made progress */
+		CHECK_GT_INT(batches, total);	  /* the child made progress */
 		/* and the store takes writes again */
 		write_batch(g, batches, 0);
 		total = batches + 1;

@@ -26,8 +26,8 @@ static struct gstore *open_store(const char *name, uint64_t map_size)
 	return g;
 }
 
-static uint64_t add_node(struct gstore_wtxn *w, int kind, uint32_t pid, uint64_t start, uint64_t end,
-			 uint64_t weight, const char *comm, const char *text)
+static uint64_t add_node(struct gstore_wtxn *w, int kind, uint32_t pid, uint64_t start,
+			 uint64_t end, uint64_t weight, const char *comm, const char *text)
 {
 	struct gstore_labels l = {0};
 	if (comm)
@@ -142,8 +142,8 @@ TEST(gstore_nodes_and_labels)
 	struct gstore_node n;
 	CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
 	uint64_t a = add_node(w, GN_SYSCALL, 2847, T0, T0 + 800 * MS, 800 * MS, "postgres", NULL);
-	uint64_t b = add_node(w, GN_SYMPTOM, 2847, T0, T0 + 750 * MS, 750 * MS, "api-worker",
-			      "timeout");
+	uint64_t b =
+		add_node(w, GN_SYMPTOM, 2847, T0, T0 + 750 * MS, 750 * MS, "api-worker", "timeout");
 	CHECK_EQ_UINT(b, a + 1);
 	/* Validation happens before anything is written. */
 	struct gstore_node bad = {.kind = 0};
@@ -234,7 +234,8 @@ TEST(gstore_edge_order_and_pages)
 	CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
 	uint64_t hub = add_node(w, GN_PROCESS, 4721, T0, T0, 0, "batch-job", NULL);
 	for (int i = 0; i < N; i++)
-		ids[i] = add_node(w, GN_SYSCALL, 1, T0 + (uint64_t)i, T0 + (uint64_t)i, 0, NULL, NULL);
+		ids[i] = add_node(w, GN_SYSCALL, 1, T0 + (uint64_t)i, T0 + (uint64_t)i, 0, NULL,
+				  NULL);
 	/* weights with many ties: i % 97; kinds vary */
 	for (int i = 0; i < N; i++)
 		edge(w, hub, ids[i], 1 + i % 7, (uint64_t)(i % 97) * 1000);
@@ -427,8 +428,8 @@ static void build_incident(struct gstore_wtxn *w, struct incident *x)
 			  "write /var/lib/ledger/0001");
 	x->reclaim = add_node(w, GN_RECLAIM, 2847, T0 + 3 * MS, T0 + 791 * MS, 788 * MS,
 			      "api-worker", "memcg reclaim");
-	x->batch = add_node(w, GN_PROCESS, 4721, T0 - 60000 * MS, T0 + 900 * MS, 0, "batch-job",
-			    NULL);
+	x->batch =
+		add_node(w, GN_PROCESS, 4721, T0 - 60000 * MS, T0 + 900 * MS, 0, "batch-job", NULL);
 	x->timeout = add_node(w, GN_SYMPTOM, 2847, T0, T0 + 750 * MS, 750 * MS, "api-worker",
 			      "TIMEOUT: api-worker exceeded 750ms threshold");
 	x->failed = add_node(w, GN_SYMPTOM, 2847, T0, T0 + 802 * MS, 802 * MS, "api-worker",
@@ -731,7 +732,9 @@ TEST(gstore_map_full_fault)
 		CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
 		uint64_t prev = 0;
 		for (int i = 0; i < 200 && rc == 0; i++) {
-			struct gstore_node n = {.kind = GN_SYSCALL, .start_ns = T0, .end_ns = T0,
+			struct gstore_node n = {.kind = GN_SYSCALL,
+						.start_ns = T0,
+						.end_ns = T0,
 						.service = "a-service-name-that-takes-room"};
 			uint64_t id;
 			rc = gstore_node_add(w, &n, &id);

@@ -12,8 +12,8 @@
 #include "graph/gstore.h"
 #include "tests/test.h"
 
-#define MAXN 1500
-#define MAXE 6000
+#define MAXN  1500
+#define MAXE  6000
 #define NKEYS 12
 
 struct mnode {
@@ -423,7 +423,8 @@ static void verify(struct gstore *g)
 			for (int i = 0; i < M.nk; i++)
 				if (M.keys[i].k == k && M.keys[i].id == id)
 					want[nw++] = id;
-		CHECK_EQ_INT(gstore_key_lookup(r, keyname(k), strlen(keyname(k)), ids, MAXN, &n), 0);
+		CHECK_EQ_INT(gstore_key_lookup(r, keyname(k), strlen(keyname(k)), ids, MAXN, &n),
+			     0);
 		CHECK_EQ_INT(n, nw);
 		for (size_t i = 0; i < n; i++)
 			CHECK_EQ_UINT(ids[i], want[i]);
@@ -433,7 +434,8 @@ static void verify(struct gstore *g)
 			struct gstore_node *c = &M.nodes[want[i]].n, *bn = &M.nodes[best].n;
 			int s = c->kind == GN_SYMPTOM;
 			if (!best || s > bsym ||
-			    (s == bsym && (s ? c->end_ns >= bn->end_ns : c->weight_ns >= bn->weight_ns))) {
+			    (s == bsym &&
+			     (s ? c->end_ns >= bn->end_ns : c->weight_ns >= bn->weight_ns))) {
 				best = want[i];
 				bsym = s;
 			}
