@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -155,7 +156,40 @@ static void write_expected(void)
 struct loadres {
 	double rate, secs;
 	uint64_t bytes;
+	double cpu_s;       /* user + system CPU of the load */
+	uint64_t written;   /* bytes the load wrote to storage (/proc/self/io write_bytes) */
 };
+
+/* CPU seconds used so far, and bytes written to storage so far (0 when unknown). */
+static double cpu_now(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static uint64_t written_now(void)
+{
+	FILE *f = fopen("/proc/self/io", "r");
+	char line[128];
+	unsigned long long v = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "write_bytes: %llu", &v) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static double load_cpu0;
+static uint64_t load_wr0;
+
+static void load_start(void)
+{
+	load_cpu0 = cpu_now();
+	load_wr0 = written_now();
+}
 static struct loadres ld_lmdb, ld_sq_index, ld_sq_clustered;
 static uint64_t n_edges;
 
@@ -163,7 +197,8 @@ static void keep_best(struct loadres *b, double secs, uint64_t edges, uint64_t b
 {
 	double rate = (double)edges / secs;
 	if (rate > b->rate)
-		*b = (struct loadres){rate, secs, bytes};
+		*b = (struct loadres){rate, secs, bytes, cpu_now() - load_cpu0,
+				      written_now() - load_wr0};
 	n_edges = edges;
 }
 
@@ -173,6 +208,7 @@ static void lmdb_load(struct gstore *g)
 	struct gen_node gn;
 	uint64_t edges = 0, in_batch = 0;
 	int rc;
+	load_start();
 	double t0 = now_s();
 	if ((rc = gstore_wbegin(g, &w)))
 		die("wbegin", rc);
@@ -356,6 +392,7 @@ static void sqlite_load(const char *name, int clustered, const char *tag)
 	sqlite3_stmt *ie = sq_prep(db, "INSERT INTO edges VALUES(?,?,?,?)");
 	struct gen_node gn;
 	uint64_t edges = 0, in_batch = 0;
+	load_start();
 	double t0 = now_s();
 	sq_exec(db, "BEGIN");
 	for (uint64_t id = 1; id <= n_nodes; id++) {
@@ -725,9 +762,12 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < KP_ARRAY_SIZE(lr); i++)
 			if (lr[i].r->rate > 0)
 				printf("%s_load_s %.2f\n%s_edges_per_s %.0f\n%s_bytes %" PRIu64
-				       "\n",
-				       lr[i].tag, lr[i].r->secs, lr[i].tag, lr[i].r->rate,
-				       lr[i].tag, lr[i].r->bytes);
+				       "\n%s_load_cpu_s %.2f\n%s_edges_per_cpu_s %.0f\n"
+				       "%s_written_per_edge %.0f\n",
+				       lr[i].tag, lr[i].r->secs, lr[i].tag, lr[i].r->rate, lr[i].tag,
+				       lr[i].r->bytes, lr[i].tag, lr[i].r->cpu_s, lr[i].tag,
+				       (double)n_edges / lr[i].r->cpu_s, lr[i].tag,
+				       (double)lr[i].r->written / (double)n_edges);
 		fflush(stdout);
 	}
 	if ((rc = gstore_open(p, &o, &g, err, sizeof(err)))) {

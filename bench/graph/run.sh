@@ -117,12 +117,17 @@ LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 	echo "| 6-hop ancestor set | $L_AN50 / $L_AN99 us | $SQ_AN50 / $SQ_AN99 us | $K_AN50 / $K_AN99 us |"
 	echo "| 6-hop ancestors + edges | $(get lmdb_ancestors_edges_p50_us) / $(get lmdb_ancestors_edges_p99_us) us | | |"
 	echo
-	echo "| ingest (durable commits every $(get batch) edges) | edges/s | on disk |"
-	echo "|---|---|---|"
-	echo "| kprobe (LMDB, fdatasync per commit) | $L_ING | $(awk -v b="$(get lmdb_bytes)" 'BEGIN{printf "%.0f MB", b/1e6}') |"
-	echo "| SQLite, rowid table + covering index (WAL, synchronous=FULL) | $(get sqlite_index_edges_per_s) | $(awk -v b="$(get sqlite_index_bytes)" 'BEGIN{printf "%.0f MB", b/1e6}') |"
-	echo "| SQLite, edges clustered WITHOUT ROWID (WAL, synchronous=FULL) | $(get sqlite_clustered_edges_per_s) | $(awk -v b="$(get sqlite_clustered_bytes)" 'BEGIN{printf "%.0f MB", b/1e6}') |"
-	echo "| Kuzu COPY FROM CSV (bulk loader, not comparable) | load $(get kuzu_load_s) s | |"
+	echo "| ingest (durable commits every $(get batch) edges) | edges/s (wall) | edges per CPU-second | bytes written per edge | on disk |"
+	echo "|---|---|---|---|---|"
+	for t in lmdb sqlite_index sqlite_clustered; do
+		case $t in
+		lmdb) name="kprobe (LMDB, fdatasync per commit)" ;;
+		sqlite_index) name="SQLite, rowid table + covering index (WAL, synchronous=FULL)" ;;
+		sqlite_clustered) name="SQLite, edges clustered WITHOUT ROWID (WAL, synchronous=FULL)" ;;
+		esac
+		echo "| $name | $(get ${t}_edges_per_s) | $(get ${t}_edges_per_cpu_s) | $(get ${t}_written_per_edge) | $(awk -v b="$(get ${t}_bytes)" 'BEGIN{printf "%.0f MB", b/1e6}') |"
+	done
+	echo "| Kuzu COPY FROM CSV (bulk loader, not comparable) | load $(get kuzu_load_s) s | | | |"
 	echo
 	echo "Ratios (peer / kprobe; targets from issue 4):"
 	echo
@@ -130,7 +135,14 @@ LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 	echo "- ancestors p99 vs SQLite's best p99: $(ratio "$SQ_AN99" "$L_AN99")x (target >= 1: $V_AN)"
 	echo "- root cause vs Kuzu: p50 $(ratio "$K_RC50" "$L_RC50")x ($V_KRC50), p99 $(ratio "$K_RC99" "$L_RC99")x ($V_KRC) (target >= 100)"
 	echo "- ancestors vs Kuzu: p50 $(ratio "$K_AN50" "$L_AN50")x ($V_KAN50), p99 $(ratio "$K_AN99" "$L_AN99")x ($V_KAN) (target >= 100)"
-	echo "- edge ingest vs SQLite's best: $(ratio "$L_ING" "$SQ_ING")x (target >= 1: $V_ING)"
+	echo "- edge ingest vs SQLite's best: $(ratio "$L_ING" "$SQ_ING")x (target >= 1: $V_ING); per CPU-second:"
+	echo "  $(ratio "$(get lmdb_edges_per_cpu_s)" "$(maxv "$(get sqlite_index_edges_per_cpu_s)" "$(get sqlite_clustered_edges_per_cpu_s)")")x"
+	echo "  (the wall-clock rate of a load is the most exposed to the other jobs on a busy machine;"
+	echo "  CPU time and bytes written are not). SQLite's bytes include its final WAL checkpoint."
+	echo "  kprobe writes more per edge: it keeps both directions (out lists are keyed by the"
+	echo "  older cause, so each commit rewrites pages spread over recent history) and a time index,"
+	echo "  where the SQLite layouts here keep the in direction only; bigger commits amortise it"
+	echo "  (measured: 472 B/edge at 10k edges per commit, 167 B/edge at 50k)."
 	echo
 	echo "SQLite per query: the best of four ways (rowid table + covering index on"
 	echo "(dst, weight DESC, src DESC, kind), or the edges clustered on that key; each as a C loop of"
