@@ -157,10 +157,10 @@ struct loadres {
 	double rate, secs;
 	uint64_t bytes;
 	double cpu_s;       /* user + system CPU of the load */
-	uint64_t written;   /* bytes the load wrote to storage (/proc/self/io write_bytes) */
+	uint64_t written;   /* bytes the load passed to write calls (/proc/self/io wchar) */
 };
 
-/* CPU seconds used so far, and bytes written to storage so far (0 when unknown). */
+/* CPU seconds used so far, and bytes passed to write system calls so far (0 when unknown). */
 static double cpu_now(void)
 {
 	struct rusage ru;
@@ -175,7 +175,7 @@ static uint64_t written_now(void)
 	char line[128];
 	unsigned long long v = 0;
 	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "write_bytes: %llu", &v) == 1)
+		if (sscanf(line, "wchar: %llu", &v) == 1)
 			break;
 	if (f)
 		fclose(f);
