@@ -1648,8 +1648,14 @@ int gstore_traverse(struct gstore_rtxn *r, uint64_t from, enum gstore_dir dir, i
 					    (rc = sg_push_node(sg, peer, (uint8_t)(d + 1))))
 						return rc;
 				}
-				if ((flags & GSTORE_SG_EDGES) && (rc = sg_push_edge(sg, p, u, dir)))
-					return rc;
+				if (flags & GSTORE_SG_EDGES) {
+					if (sg->n_edges >= 4 * max_nodes) { /* hubs: bound the edges too */
+						sg->truncated = true;
+						return 0;
+					}
+					if ((rc = sg_push_edge(sg, p, u, dir)))
+						return rc;
+				}
 			}
 			rc = adj_next(r, dir, &p, &end);
 		}

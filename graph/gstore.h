@@ -344,8 +344,9 @@ int gstore_rootcause(struct gstore_rtxn *r, uint64_t from, int max_steps, struct
  * A bounded breadth-first traversal: ancestors (dir GSTORE_IN: causes) or descendants (GSTORE_OUT:
  * effects) of `from` within `depth` hops. nodes[0] is `from` at depth 0; the others are in BFS
  * order, each at its smallest hop count. With GSTORE_SG_EDGES, edges holds every edge followed
- * between two nodes of the result. At most max_nodes nodes (0 = 100000) are kept; past it the
- * traversal stops and truncated is set. A subgraph is reusable (capacity is kept across calls);
+ * between two nodes of the result. At most max_nodes nodes (0 = 100000) and 4 * max_nodes edges
+ * are kept; past either the traversal stops and truncated is set. A subgraph is reusable
+ * (capacity is kept across calls);
  * start it zeroed, free it with gstore_subgraph_free.
  */
 #define GSTORE_SG_EDGES 0x1

@@ -635,6 +635,32 @@ TEST(gstore_traverse_and_path)
 	gstore_close(g);
 }
 
+/* Many edges between few nodes: the edge bound (4 * max_nodes) stops a traversal too. */
+TEST(gstore_traverse_edge_bound)
+{
+	struct gstore *g = open_store("g", 0);
+	struct gstore_wtxn *w;
+	struct gstore_rtxn *r;
+	struct gstore_subgraph sg = {0};
+	CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
+	uint64_t a = add_node(w, GN_SYMPTOM, 1, T0, T0, 0, NULL, NULL);
+	uint64_t b = add_node(w, GN_OFFCPU, 1, T0, T0, 0, NULL, NULL);
+	for (int i = 0; i < 9; i++)
+		edge(w, b, a, GE_PREEMPTED_BY, 1000 + (uint64_t)i);
+	CHECK_EQ_INT(gstore_wcommit(w), 0);
+	CHECK_EQ_INT(gstore_rbegin(g, &r), 0);
+	CHECK_EQ_INT(gstore_traverse(r, a, GSTORE_IN, 3, 2, GSTORE_SG_EDGES, &sg), 0);
+	CHECK_EQ_INT(sg.n_nodes, 2);
+	CHECK_EQ_INT(sg.n_edges, 8);
+	CHECK(sg.truncated);
+	CHECK_EQ_INT(gstore_traverse(r, a, GSTORE_IN, 3, 3, GSTORE_SG_EDGES, &sg), 0);
+	CHECK_EQ_INT(sg.n_edges, 9);
+	CHECK(!sg.truncated);
+	gstore_subgraph_free(&sg);
+	gstore_rend(r);
+	gstore_close(g);
+}
+
 TEST(gstore_expire_in_batches)
 {
 	struct gstore *g = open_store("g", 0);
