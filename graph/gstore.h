@@ -145,7 +145,8 @@ struct gstore_opts {
 
 /*
  * Opens (creates when missing) the graph in directory dir (created, mode 0750). Checks the
- * format magic and version. Returns 0 and *out, or -errno / GSTORE_EMAGIC / GSTORE_EVERSION with
+ * format magic and version. Open a directory once per process (an LMDB rule); other processes
+ * (tools) may open it at the same time, read_only or not. Returns 0 and *out, or -errno / GSTORE_EMAGIC / GSTORE_EVERSION with
  * a message in err.
  */
 int gstore_open(const char *dir, const struct gstore_opts *opts, struct gstore **out, char *err,
