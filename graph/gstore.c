@@ -1649,7 +1649,8 @@ int gstore_traverse(struct gstore_rtxn *r, uint64_t from, enum gstore_dir dir, i
 						return rc;
 				}
 				if (flags & GSTORE_SG_EDGES) {
-					if (sg->n_edges >= 4 * max_nodes) { /* hubs: bound the edges too */
+					if (sg->n_edges >=
+					    4 * max_nodes) { /* hubs: bound the edges too */
 						sg->truncated = true;
 						return 0;
 					}
@@ -2004,6 +2005,32 @@ int gstore_json_subgraph(struct kp_buf *b, struct gstore_rtxn *r, const char *ke
 		json_edge(b, &sg->edges[i]);
 	}
 	buf_puts(b, "]}");
+	return 0;
+}
+
+int gstore_json_incidents(struct kp_buf *b, struct gstore_rtxn *r,
+			  const struct gstore_incident *inc, size_t n, size_t cap_asked)
+{
+	int rc;
+	buf_puts(b, "{\"incidents\":[");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			buf_puts(b, ",");
+		size_t at = b->len;
+		if ((rc = json_node_by_id(b, r, inc[i].id, -1)))
+			return rc;
+		if (b->len > at && b->data[b->len - 1] == '}') {
+			b->len--;
+			buf_printf(b, ",\"time_ns\":%" PRIu64 "}", inc[i].time_ns);
+		}
+	}
+	buf_puts(b, "],\"next\":");
+	if (n && n >= cap_asked)
+		buf_printf(b, "{\"time_ns\":%" PRIu64 ",\"id\":%" PRIu64 "}", inc[n - 1].time_ns,
+			   inc[n - 1].id);
+	else
+		buf_puts(b, "null");
+	buf_puts(b, "}");
 	return 0;
 }
 

@@ -146,8 +146,8 @@ struct gstore_opts {
 /*
  * Opens (creates when missing) the graph in directory dir (created, mode 0750). Checks the
  * format magic and version. Open a directory once per process (an LMDB rule); other processes
- * (tools) may open it at the same time, read_only or not. Returns 0 and *out, or -errno / GSTORE_EMAGIC / GSTORE_EVERSION with
- * a message in err.
+ * (tools) may open it at the same time, read_only or not. Returns 0 and *out, or -errno /
+ * GSTORE_EMAGIC / GSTORE_EVERSION with a message in err.
  */
 int gstore_open(const char *dir, const struct gstore_opts *opts, struct gstore **out, char *err,
 		size_t errlen);
@@ -408,6 +408,13 @@ void gstore_json_chain(struct kp_buf *b, const char *key, const struct gstore_ch
  */
 int gstore_json_subgraph(struct kp_buf *b, struct gstore_rtxn *r, const char *key,
 			 enum gstore_dir dir, const struct gstore_subgraph *sg);
+/*
+ * {"incidents":[{node as gstore_json_node, plus "time_ns"},..],"next":{"time_ns":..,"id":..}}
+ * for n incidents from gstore_incidents; "next" (the `after` of the next page) is null when
+ * n < cap_asked. Symptoms deleted since are written as {"id":..,"missing":true}.
+ */
+int gstore_json_incidents(struct kp_buf *b, struct gstore_rtxn *r,
+			  const struct gstore_incident *inc, size_t n, size_t cap_asked);
 /* {"nodes":[..],"edges":[..]} for a path. */
 int gstore_json_path(struct kp_buf *b, struct gstore_rtxn *r, const struct gstore_path *p);
 

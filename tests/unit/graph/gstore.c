@@ -377,6 +377,35 @@ TEST(gstore_keys_incidents_scans)
 	CHECK_EQ_UINT(inc[0].id, ids[3]);
 	CHECK_EQ_UINT(inc[1].id, ids[6]);
 
+	/* the incidents page as JSON */
+	struct kp_buf jb = {0};
+	CHECK_EQ_INT(gstore_incidents(r, 0, UINT64_MAX, NULL, inc, 2, &n), 0);
+	CHECK_EQ_INT(gstore_json_incidents(&jb, r, inc, n, 2), 0);
+	buf_append(&jb, "", 1);
+	{
+		struct json *root;
+		char err[128];
+		size_t pos;
+		struct json_doc *doc =
+			json_parse(jb.data, jb.len - 1, &root, err, sizeof(err), &pos);
+		CHECKF(doc != NULL, "%s in %s", err, jb.data);
+		const struct json *list = json_get(root, "incidents"),
+				  *next = json_get(root, "next");
+		CHECK_EQ_INT(list->u.arr.n, 2);
+		CHECK_EQ_STR(json_get(list->u.arr.items[0], "kind")->u.str.s, "symptom");
+		int64_t v;
+		CHECK_EQ_INT(json_int(json_get(list->u.arr.items[1], "time_ns"), &v), 0);
+		CHECK_EQ_UINT((uint64_t)v, T0 + 7 * MS);
+		CHECK_EQ_INT(json_int(json_get(next, "id"), &v), 0);
+		CHECK_EQ_UINT((uint64_t)v, ids[3]);
+		json_free(doc);
+	}
+	jb.len = 0;
+	CHECK_EQ_INT(gstore_json_incidents(&jb, r, inc, 1, 2), 0);
+	buf_append(&jb, "", 1);
+	CHECK_CONTAINS(jb.data, "\"next\":null");
+	buf_free(&jb);
+
 	/* scans */
 	struct gstore_scan s;
 	struct gstore_node nd;
