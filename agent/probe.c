@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -28,16 +29,33 @@
 
 #define MAX_COMMS 8 /* as in probe.bpf.c */
 
+/*
+ * The ring buffer as mapped from the map fd (the kernel's layout): one read-write page holding
+ * the consumer position, one read-only page holding the producer position, then the data area
+ * mapped twice in a row so a record that wraps reads as one piece. Each record has an 8-byte
+ * header: u32 length (bit 31 busy: reserved, not committed yet; bit 30 discarded) and u32 page
+ * offset; records are 8-byte aligned.
+ *
+ * We consume it ourselves rather than through libbpf's ring_buffer: libbpf publishes the
+ * consumer position after every record, and the producer reads that position on every
+ * reserve, so each record cost a cache-line transfer between the two CPUs. Here the position
+ * is published every RB_PUBLISH_BYTES and at the end of a drain.
+ */
+#define RB_PUBLISH_BYTES (64 * 1024)
+
+struct ring {
+	int fd;
+	size_t size, pgsz; /* data size (a power of two), page size */
+	unsigned long *consumer, *producer;
+	uint8_t *data;
+};
+
 struct probe {
 	struct probe_bpf *skel;
-	struct ring_buffer *rb;
+	struct ring ring;
 	int ncpu;
 	bool pid_filter;
 	const char *sc_mode;
-	/* consume state: the ring buffer callback is fixed at creation, so it goes through here */
-	probe_record_fn fn;
-	void *fn_ctx;
-	long budget, done;
 	char desc[512];
 };
 
@@ -123,7 +141,8 @@ static bool tp_btf_exists(const struct btf *vmlinux, const struct bpf_program *p
 }
 
 /* Copies a comm list (at most MAX_COMMS names, 15 bytes each) into the rodata array. */
-static int comms_set(volatile __u64 (*dst)[2], volatile __u32 *n, const struct kp_strlist *cfg,
+static int comms_set(volatile __u64 (*dst)[2], volatile __u64 (*mask)[2], volatile __u32 *n,
+		     const struct kp_strlist *cfg,
 		     const char *const *extra, size_t nextra, const char *key, char *err,
 		     size_t errlen)
 {
@@ -136,10 +155,16 @@ static int comms_set(volatile __u64 (*dst)[2], volatile __u32 *n, const struct k
 		const char *name = i < (size_t)cfg->n ? cfg->v[i] : extra[i - (size_t)cfg->n];
 		char c[16] = {0};
 		strncpy(c, name, 15); /* the kernel's comm is 15 bytes + NUL */
-		__u64 w[2];
+		/* the mask covers the name and its NUL: what follows may be stale in the kernel */
+		char m[16] = {0};
+		memset(m, 0xff, strlen(c) + 1);
+		__u64 w[2], mw[2];
 		memcpy(w, c, 16);
+		memcpy(mw, m, 16);
 		dst[i][0] = w[0];
 		dst[i][1] = w[1];
+		mask[i][0] = mw[0];
+		mask[i][1] = mw[1];
 	}
 	*n = (__u32)total;
 	return 0;
@@ -184,9 +209,38 @@ static int cgroup_key(const char *dir, uint64_t *id, uint32_t *kind, char *err, 
 		    dir);
 }
 
-/* ------------------------------------------------------------------ open */
+/* ------------------------------------------------------------------ the ring buffer */
 
-static int on_sample(void *ctx, void *data, size_t len);
+static int ring_map(struct ring *r, int fd, size_t size)
+{
+	r->fd = fd;
+	r->size = size;
+	r->pgsz = (size_t)getpagesize();
+	void *c = mmap(NULL, r->pgsz, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (c == MAP_FAILED)
+		return -errno;
+	void *p = mmap(NULL, r->pgsz + 2 * size, PROT_READ, MAP_SHARED, fd, (off_t)r->pgsz);
+	if (p == MAP_FAILED) {
+		int e = -errno;
+		munmap(c, r->pgsz);
+		return e;
+	}
+	r->consumer = c;
+	r->producer = p;
+	r->data = (uint8_t *)p + r->pgsz;
+	return 0;
+}
+
+static void ring_unmap(struct ring *r)
+{
+	if (r->consumer)
+		munmap(r->consumer, r->pgsz);
+	if (r->producer)
+		munmap(r->producer, r->pgsz + 2 * r->size);
+	r->consumer = r->producer = NULL;
+}
+
+/* ------------------------------------------------------------------ open */
 
 static void hook(struct bpf_program *prog, bool on)
 {
@@ -257,11 +311,11 @@ int probe_open(struct probe **out, const struct kp_config *cfg, const struct pro
 	p->pid_filter = opts->pid_filter || cfg->probe_filter_pids.n > 0 || opts->npids > 0;
 	s->rodata->filter_pids = p->pid_filter;
 	s->rodata->filter_cgroups = cfg->probe_filter_cgroups.n > 0;
-	r = comms_set(s->rodata->comms, &s->rodata->n_comms, &cfg->probe_filter_comms, opts->comms,
+	r = comms_set(s->rodata->comms, s->rodata->comms_mask, &s->rodata->n_comms, &cfg->probe_filter_comms, opts->comms,
 		      opts->ncomms, "probe.filter.comms", err, errlen);
 	if (r < 0)
 		goto cleanup;
-	r = comms_set(s->rodata->excl, &s->rodata->n_excl, &cfg->probe_exclude_comms, NULL, 0,
+	r = comms_set(s->rodata->excl, s->rodata->excl_mask, &s->rodata->n_excl, &cfg->probe_exclude_comms, NULL, 0,
 		      "probe.filter.excludeComms", err, errlen);
 	if (r < 0)
 		goto cleanup;
@@ -405,10 +459,9 @@ int probe_open(struct probe **out, const struct kp_config *cfg, const struct pro
 	}
 
 	/* ring buffer */
-	p->rb = ring_buffer__new(bpf_map__fd(s->maps.rb), on_sample, p, NULL);
-	if (!p->rb) {
-		r = fail(err, errlen, -errno ? -errno : -ENOMEM,
-			 "cannot map the ring buffer: %s", strerror(errno));
+	r = ring_map(&p->ring, bpf_map__fd(s->maps.rb), (size_t)sz);
+	if (r < 0) {
+		r = fail(err, errlen, r, "cannot map the ring buffer: %s", strerror(-r));
 		goto cleanup;
 	}
 
@@ -429,8 +482,7 @@ cleanup_map:
 			     "1024 cgroups)", strerror(-r));
 cleanup:
 	if (p) {
-		if (p->rb)
-			ring_buffer__free(p->rb);
+		ring_unmap(&p->ring);
 		probe_bpf__destroy(p->skel);
 		free(p);
 	}
@@ -440,34 +492,47 @@ cleanup:
 
 /* ------------------------------------------------------------------ consume */
 
-/* Returns a negative value to make libbpf stop once the budget is spent; the record that returns
- * it has been consumed already (libbpf advances the consumer position before calling). */
-static int on_sample(void *ctx, void *data, size_t len)
-{
-	struct probe *p = ctx;
-	p->fn(p->fn_ctx, data, len);
-	if (p->budget && ++p->done >= p->budget)
-		return -EAGAIN;
-	return 0;
-}
-
 long probe_consume(struct probe *p, probe_record_fn fn, void *ctx, long budget)
 {
-	p->fn = fn;
-	p->fn_ctx = ctx;
-	p->budget = budget;
-	p->done = 0;
-	int r = ring_buffer__consume(p->rb);
-	if (r == -EAGAIN && budget)
-		return p->done;
-	if (r < 0)
-		return r;
-	return budget ? p->done : r;
+	struct ring *r = &p->ring;
+	unsigned long cons = __atomic_load_n(r->consumer, __ATOMIC_RELAXED), published = cons;
+	unsigned long prod = __atomic_load_n(r->producer, __ATOMIC_ACQUIRE);
+	long done = 0;
+	const unsigned long mask = r->size - 1;
+	while (cons < prod) {
+		const uint8_t *hdr = r->data + (cons & mask);
+		uint32_t len = __atomic_load_n((const uint32_t *)hdr, __ATOMIC_ACQUIRE);
+		if (len & BPF_RINGBUF_BUSY_BIT)
+			break; /* reserved, not committed yet: the next drain gets it */
+		uint32_t n = len & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+		if (KP_UNLIKELY(n > r->size)) {
+			/* defensive: the kernel never writes this; skip to the producer */
+			log_error("ring buffer record of %u bytes at %lu: resynchronizing", n, cons);
+			cons = prod;
+			break;
+		}
+		cons += (n + BPF_RINGBUF_HDR_SZ + 7) & ~7ul;
+		if (!(len & BPF_RINGBUF_DISCARD_BIT)) {
+			fn(ctx, hdr + BPF_RINGBUF_HDR_SZ, n);
+			done++;
+		}
+		if (cons - published >= RB_PUBLISH_BYTES) {
+			__atomic_store_n(r->consumer, cons, __ATOMIC_RELEASE);
+			published = cons;
+		}
+		if (budget && done >= budget)
+			break;
+		if (cons >= prod)
+			prod = __atomic_load_n(r->producer, __ATOMIC_ACQUIRE);
+	}
+	if (cons != published)
+		__atomic_store_n(r->consumer, cons, __ATOMIC_RELEASE);
+	return done;
 }
 
 int probe_poll_fd(const struct probe *p)
 {
-	return ring_buffer__epoll_fd(p->rb);
+	return p->ring.fd;
 }
 
 int probe_counters(struct probe *p, uint64_t out[KP_CNT_MAX])
@@ -525,7 +590,7 @@ void probe_close(struct probe *p)
 {
 	if (!p)
 		return;
-	ring_buffer__free(p->rb);
+	ring_unmap(&p->ring);
 	probe_bpf__destroy(p->skel);
 	free(p);
 }

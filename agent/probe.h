@@ -49,7 +49,7 @@ struct probe_opts {
 int probe_open(struct probe **out, const struct kp_config *cfg, const struct probe_opts *opts,
 	       char *err, size_t errlen);
 
-/* An fd that polls readable when the kernel side wakes the consumer (an epoll fd). */
+/* An fd that polls readable when the kernel side wakes the consumer (the ring buffer map). */
 int probe_poll_fd(const struct probe *p);
 
 /*

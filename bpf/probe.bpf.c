@@ -87,10 +87,14 @@ const volatile __u64 fault_window_ns = 10000000;
 const volatile __u32 fault_min_count = 1;
 const volatile __u8 filter_pids = 0;            /* 1: only tgids in pid_filter */
 const volatile __u8 filter_cgroups = 0;         /* 1: only tasks in a cgroup of cgroup_filter */
+/* Comm lists: each name as two words, and a mask covering the name and its NUL (the bytes after
+ * the NUL are stale on kernels that rename with strlcpy, so they are masked off). */
 const volatile __u32 n_comms = 0;               /* only these comms (0 = any) */
 const volatile __u64 comms[MAX_COMMS][2] = {};
+const volatile __u64 comms_mask[MAX_COMMS][2] = {};
 const volatile __u32 n_excl = 0;                /* never these comms */
 const volatile __u64 excl[MAX_COMMS][2] = {};
+const volatile __u64 excl_mask[MAX_COMMS][2] = {};
 const volatile __u64 wakeup_bytes = 0;          /* 0: let the kernel wake the consumer per record */
 const volatile __u8 faults_on = 0;              /* the fault hook is loaded: flush on switch/exit */
 const volatile __u8 proc_on = 0;                /* the process hook is loaded: emit exits */
@@ -207,7 +211,9 @@ static __always_inline int comm_in(const __u64 c[2], int which)
 			break;
 		__u64 w0 = which ? excl[i][0] : comms[i][0];
 		__u64 w1 = which ? excl[i][1] : comms[i][1];
-		if (c[0] == w0 && c[1] == w1)
+		__u64 m0 = which ? excl_mask[i][0] : comms_mask[i][0];
+		__u64 m1 = which ? excl_mask[i][1] : comms_mask[i][1];
+		if ((c[0] & m0) == w0 && (c[1] & m1) == w1)
 			return 1;
 	}
 	return 0;
@@ -264,8 +270,9 @@ static __always_inline int pass_current(__u64 pid_tgid)
 	if (filter_pids && !bpf_map_lookup_elem(&pid_filter, &tgid))
 		goto out;
 	if (n_comms || n_excl) {
-		__u64 c[2] = {};
-		bpf_get_current_comm(c, sizeof(c));
+		/* two direct loads from the task: cheaper than bpf_get_current_comm's copy */
+		struct task_struct *t = bpf_get_current_task_btf();
+		__u64 c[2] = {*(__u64 *)&t->comm[0], *(__u64 *)&t->comm[8]};
 		if (n_excl && comm_in(c, 1))
 			goto out;
 		if (n_comms && !comm_in(c, 0))
@@ -343,16 +350,22 @@ static __always_inline __u64 iov_bytes(const struct iovec *iov, __u64 cnt, int *
 	return sum;
 }
 
-/* Inode number of the file behind fd in the current task, 0 when not resolvable. */
+/*
+ * Inode number of the file behind fd in the current task, 0 when not resolvable. The task,
+ * files and fdtable are walked with direct (BTF) loads, which cost a fraction of a probe read
+ * each; only the fd array slot and the file need probe reads.
+ */
 static __always_inline __u64 fd_inode(__u64 fd)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
-	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	struct files_struct *files = t->files;
+	if (!files)
 		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct fdtable *fdt = files->fdt;
+	if (!fdt || fd >= fdt->max_fds)
+		return 0;
 	struct file *f = NULL;
-	if (bpf_core_read(&f, sizeof(f), &fds[fd]) || !f)
+	if (bpf_core_read(&f, sizeof(f), &fdt->fd[fd]) || !f)
 		return 0;
 	return BPF_CORE_READ(f, f_inode, i_ino);
 }
