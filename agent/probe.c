@@ -492,6 +492,10 @@ cleanup:
 
 /* ------------------------------------------------------------------ consume */
 
+/*
+ * Consumes up to the producer position seen on entry, not beyond: chasing the producer's head
+ * would read cache lines it is still writing and bounce them between the two CPUs.
+ */
 long probe_consume(struct probe *p, probe_record_fn fn, void *ctx, long budget)
 {
 	struct ring *r = &p->ring;
@@ -522,8 +526,6 @@ long probe_consume(struct probe *p, probe_record_fn fn, void *ctx, long budget)
 		}
 		if (budget && done >= budget)
 			break;
-		if (cons >= prod)
-			prod = __atomic_load_n(r->producer, __ATOMIC_ACQUIRE);
 	}
 	if (cons != published)
 		__atomic_store_n(r->consumer, cons, __ATOMIC_RELEASE);

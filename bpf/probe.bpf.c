@@ -177,12 +177,20 @@ static __always_inline void *rec_reserve(__u64 size)
 	return r;
 }
 
-static __always_inline void rec_submit(void *r)
+/*
+ * Commits a record of `size` bytes. With a wake-up threshold, only the record that makes the
+ * waiting data cross it wakes the consumer: a wake-up is an irq_work (a self-IPI, a VM exit
+ * under virtualization), and forcing one per record while the consumer catches up cost more
+ * than the rest of the record. The consumer also drains on a timer, so a missed crossing only
+ * delays delivery.
+ */
+static __always_inline void rec_submit(void *r, __u64 size)
 {
 	__u64 flags = 0;
 	if (wakeup_bytes) {
+		__u64 avail = bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA);
 		flags = BPF_RB_NO_WAKEUP;
-		if (bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		if (avail >= wakeup_bytes && avail < wakeup_bytes + size + 8)
 			flags = BPF_RB_FORCE_WAKEUP;
 	}
 	bpf_ringbuf_submit(r, flags);
@@ -353,7 +361,9 @@ static __always_inline __u64 iov_bytes(const struct iovec *iov, __u64 cnt, int *
 /*
  * Inode number of the file behind fd in the current task, 0 when not resolvable. The task,
  * files and fdtable are walked with direct (BTF) loads, which cost a fraction of a probe read
- * each; only the fd array slot and the file need probe reads.
+ * each; the fd array slot and the file -> inode walk need probe reads. (Caching the last file
+ * pointer would save two of them, but a closed file's memory is soon reused for the next one
+ * opened, and the cache would then name the wrong inode.)
  */
 static __always_inline __u64 fd_inode(__u64 fd)
 {
@@ -411,7 +421,7 @@ static __always_inline int sc_exit(long nr, long ret)
 	e->arg[1] = bytes;
 	e->arg[2] = nr;
 	e->arg[3] = fd_inode((__u32)fd);
-	rec_submit(e);
+	rec_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -541,7 +551,7 @@ static __always_inline int tcp_io(struct sock *sk, int len, __u8 type)
 	e->arg[1] = len;
 	e->arg[2] = (__u32)(end - (__u32)len);
 	e->arg[3] = KP_PORTS(t.local.port, t.remote.port);
-	rec_submit(e);
+	rec_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -583,7 +593,7 @@ int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int new
 	r->ev.arg[3] = KP_PORTS(t.local.port, t.remote.port) | (__u64)t.family << 32;
 	__builtin_memcpy(r->saddr, t.laddr, 16);
 	__builtin_memcpy(r->daddr, t.raddr, 16);
-	rec_submit(r);
+	rec_submit(r, sizeof(*r));
 	return 0;
 }
 
@@ -609,7 +619,7 @@ int BPF_PROG(tcp_retransmit, const struct sock *sk, const struct sk_buff *skb)
 	e->arg[1] = seq;
 	e->arg[2] = BPF_CORE_READ(sk, __sk_common.skc_state);
 	e->arg[3] = KP_PORTS(t.local.port, t.remote.port);
-	rec_submit(e);
+	rec_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -631,7 +641,7 @@ static __always_inline void faults_flush(struct tstate *s, __u32 pid, __u32 tid)
 	e->arg[1] = s->f_first_addr;
 	e->arg[2] = s->f_last_addr;
 	e->arg[3] = s->f_writes;
-	rec_submit(e);
+	rec_submit(e, sizeof(*e));
 }
 
 SEC("tp_btf/page_fault_user")
@@ -725,7 +735,7 @@ static __always_inline void switch_in(struct task_struct *prev, struct task_stru
 	e->arg[1] = s->waker;
 	e->arg[2] = now > ready ? now - ready : 0;
 	e->arg[3] = prev->pid;
-	rec_submit(e);
+	rec_submit(e, sizeof(*e));
 }
 
 SEC("tp_btf/sched_switch")
@@ -829,7 +839,7 @@ static __always_inline int reclaim_end(unsigned long pages, __u32 kind)
 	e->arg[1] = kind;
 	e->arg[2] = task_memcg_id(t);
 	e->arg[3] = s->rc_order;
-	rec_submit(e);
+	rec_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -873,7 +883,7 @@ static __always_inline void proc_emit(struct task_struct *t, __u32 what, __u64 a
 	e->arg[2] = 0;
 	e->arg[3] = 0;
 	BPF_CORE_READ_STR_INTO((char(*)[16])&e->arg[2], t, comm);
-	rec_submit(e);
+	rec_submit(e, sizeof(*e));
 }
 
 SEC("tp_btf/sched_process_exec")
