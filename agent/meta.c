@@ -620,7 +620,7 @@ const struct wire_proc *meta_proc(struct meta *m, uint32_t pid, uint64_t now_ns,
 	}
 	if (KP_UNLIKELY(!e->p.comm[0]))
 		return NULL; /* gone before we could read it, and no event named it */
-	if (e->dirty || now_ns - e->sent_ns >= m->resend_ns || now_ns < e->sent_ns) {
+	if (e->dirty || (int64_t)(now_ns - e->sent_ns) >= (int64_t)m->resend_ns) {
 		e->dirty = false;
 		e->sent_ns = now_ns;
 		*fresh = 1;
@@ -733,7 +733,7 @@ const struct wire_conn *meta_conn_update(struct meta *m, const struct kp_conn_re
 	else
 		e->closed_ns = 0;
 	*fresh = 0;
-	if (e->dirty || now_ns - e->sent_ns >= m->resend_ns || now_ns < e->sent_ns) {
+	if (e->dirty || (int64_t)(now_ns - e->sent_ns) >= (int64_t)m->resend_ns) {
 		e->dirty = false;
 		e->sent_ns = now_ns;
 		*fresh = 1;
@@ -748,7 +748,7 @@ const struct wire_conn *meta_conn(struct meta *m, uint64_t conn, uint64_t now_ns
 	if (i == NIL)
 		return NULL;
 	struct cent *e = lru_at(&m->conns, i);
-	if (e->dirty || now_ns - e->sent_ns >= m->resend_ns || now_ns < e->sent_ns) {
+	if (e->dirty || (int64_t)(now_ns - e->sent_ns) >= (int64_t)m->resend_ns) {
 		e->dirty = false;
 		e->sent_ns = now_ns;
 		*fresh = 1;
