@@ -54,8 +54,9 @@ struct probe {
 	struct probe_bpf *skel;
 	struct ring ring;
 	int ncpu;
-	bool pid_filter;
+	bool pid_filter, faults, raw, kfuncs;
 	const char *sc_mode;
+	uint64_t ring_bytes, wake_bytes;
 	char desc[512];
 };
 
@@ -247,57 +248,22 @@ static void hook(struct bpf_program *prog, bool on)
 	bpf_program__set_autoload(prog, on);
 }
 
-int probe_open(struct probe **out, const struct kp_config *cfg, const struct probe_opts *opts,
-	       char *err, size_t errlen)
+/*
+ * Opens the skeleton, sets its settings, picks its programs and loads it. kfuncs: use the
+ * kernel functions this kernel's BTF names (bpf_rdonly_cast); the caller retries without them
+ * when the load fails, in case a kernel names one but refuses it to these programs.
+ */
+static int skel_load(struct probe *p, const struct kp_config *cfg, const struct probe_opts *opts,
+		     const struct btf *vmlinux, bool kfuncs, char *err, size_t errlen)
 {
-	static const struct probe_opts no_opts;
-	struct probe *p = NULL;
-	struct btf *vmlinux = NULL;
-	struct bpf_program *prog;
-	int r = 0;
-
-	if (!opts)
-		opts = &no_opts;
-	*out = NULL;
-	libbpf_set_print(libbpf_print);
-	libbpf_tail[0] = 0;
-
-	/* checks: what is missing is named before libbpf says it in its own words */
-	if (geteuid() != 0)
-		return fail(err, errlen, -EPERM,
-			    "loading the BPF probe needs root (or CAP_BPF + CAP_PERFMON + "
-			    "CAP_SYS_RESOURCE): run kprobe-agent as root");
-	if (access("/sys/kernel/btf/vmlinux", R_OK))
-		return fail(err, errlen, -ENOENT,
-			    "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): kprobe "
-			    "needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.15+)");
-	if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) != 1)
-		return fail(err, errlen, -EOPNOTSUPP,
-			    "this kernel has no BPF ring buffer (needs Linux 5.8+)");
-	if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_TASK_STORAGE, NULL) != 1)
-		return fail(err, errlen, -EOPNOTSUPP,
-			    "this kernel has no BPF task storage (needs Linux 5.11+)");
-	vmlinux = btf__load_vmlinux_btf();
-	if (!vmlinux)
-		return fail(err, errlen, -errno ? -errno : -ENOENT,
-			    "cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): %s",
-			    strerror(errno));
-
-	p = xcalloc(1, sizeof(*p));
-	p->ncpu = libbpf_num_possible_cpus();
-	if (p->ncpu <= 0) {
-		r = fail(err, errlen, -EINVAL, "cannot count the possible CPUs");
-		goto cleanup;
-	}
-
 	/* open */
 	p->skel = probe_bpf__open();
-	if (!p->skel) {
-		r = fail(err, errlen, -errno ? -errno : -EINVAL, "opening the BPF object failed: %s",
-			 libbpf_tail);
-		goto cleanup;
-	}
+	if (!p->skel)
+		return fail(err, errlen, -errno ? -errno : -EINVAL,
+			    "opening the BPF object failed: %s", libbpf_tail);
 	struct probe_bpf *s = p->skel;
+	struct bpf_program *prog;
+	int r;
 
 	/* configure: settings */
 	s->rodata->self_tgid = opts->self_tgid ? opts->self_tgid : (uint32_t)getpid();
@@ -314,11 +280,11 @@ int probe_open(struct probe **out, const struct kp_config *cfg, const struct pro
 	r = comms_set(s->rodata->comms, s->rodata->comms_mask, &s->rodata->n_comms, &cfg->probe_filter_comms, opts->comms,
 		      opts->ncomms, "probe.filter.comms", err, errlen);
 	if (r < 0)
-		goto cleanup;
+		return r;
 	r = comms_set(s->rodata->excl, s->rodata->excl_mask, &s->rodata->n_excl, &cfg->probe_exclude_comms, NULL, 0,
 		      "probe.filter.excludeComms", err, errlen);
 	if (r < 0)
-		goto cleanup;
+		return r;
 
 	/* configure: ring buffer size, a power of two of at least a page */
 	uint64_t rb_bytes = (uint64_t)cfg->probe_ringbuf_kb * 1024, pg = (uint64_t)getpagesize();
@@ -328,12 +294,16 @@ int probe_open(struct probe **out, const struct kp_config *cfg, const struct pro
 	r = bpf_map__set_max_entries(s->maps.rb, (uint32_t)sz);
 	if (r < 0) {
 		r = fail(err, errlen, r, "probe.ebpf.ringBufferSizeKb: cannot size the ring buffer");
-		goto cleanup;
+		return r;
 	}
 	uint64_t wake = (uint64_t)cfg->probe_wakeup_kb * 1024;
 	if (wake > sz / 2)
 		wake = sz / 2;
 	s->rodata->wakeup_bytes = wake;
+	s->rodata->have_rdonly_cast = kfuncs;
+	p->kfuncs = kfuncs;
+	p->ring_bytes = sz;
+	p->wake_bytes = wake;
 
 	/* configure: which programs load */
 	bpf_object__for_each_program(prog, s->obj) hook(prog, false);
@@ -345,7 +315,7 @@ int probe_open(struct probe **out, const struct kp_config *cfg, const struct pro
 		if (!raw) {
 			r = tracefs_ready(err, errlen);
 			if (r < 0)
-				goto cleanup;
+				return r;
 		}
 		p->sc_mode = raw ? "raw" : "tracepoint";
 		bpf_object__for_each_program(prog, s->obj)
@@ -392,6 +362,8 @@ int probe_open(struct probe **out, const struct kp_config *cfg, const struct pro
 			hook(s->progs.sched_switch_faults, true);
 	}
 	s->rodata->faults_on = faults;
+	p->faults = faults;
+	p->raw = raw;
 	s->rodata->proc_on = cfg->probe_hooks_process;
 	if (faults || cfg->probe_hooks_process)
 		hook(s->progs.proc_exit, true);
@@ -412,8 +384,66 @@ int probe_open(struct probe **out, const struct kp_config *cfg, const struct pro
 			 "loading the BPF programs failed (%s); libbpf said: %s. Switch off the "
 			 "hook named there (probe.ebpf.hooks.*) or report this kernel (%s)",
 			 strerror(-r), libbpf_tail[0] ? libbpf_tail : "nothing", "uname -r");
+		return r;
+	}
+	return 0;
+}
+
+int probe_open(struct probe **out, const struct kp_config *cfg, const struct probe_opts *opts,
+	       char *err, size_t errlen)
+{
+	static const struct probe_opts no_opts;
+	struct probe *p = NULL;
+	struct btf *vmlinux = NULL;
+	int r = 0;
+
+	if (!opts)
+		opts = &no_opts;
+	*out = NULL;
+	libbpf_set_print(libbpf_print);
+	libbpf_tail[0] = 0;
+
+	/* checks: what is missing is named before libbpf says it in its own words */
+	if (geteuid() != 0)
+		return fail(err, errlen, -EPERM,
+			    "loading the BPF probe needs root (or CAP_BPF + CAP_PERFMON + "
+			    "CAP_SYS_RESOURCE): run kprobe-agent as root");
+	if (access("/sys/kernel/btf/vmlinux", R_OK))
+		return fail(err, errlen, -ENOENT,
+			    "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): kprobe "
+			    "needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.15+)");
+	if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) != 1)
+		return fail(err, errlen, -EOPNOTSUPP,
+			    "this kernel has no BPF ring buffer (needs Linux 5.8+)");
+	if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_TASK_STORAGE, NULL) != 1)
+		return fail(err, errlen, -EOPNOTSUPP,
+			    "this kernel has no BPF task storage (needs Linux 5.11+)");
+	vmlinux = btf__load_vmlinux_btf();
+	if (!vmlinux)
+		return fail(err, errlen, -errno ? -errno : -ENOENT,
+			    "cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): %s",
+			    strerror(errno));
+
+	p = xcalloc(1, sizeof(*p));
+	p->ncpu = libbpf_num_possible_cpus();
+	if (p->ncpu <= 0) {
+		r = fail(err, errlen, -EINVAL, "cannot count the possible CPUs");
 		goto cleanup;
 	}
+
+	bool kfuncs = !opts->no_kfuncs &&
+		      btf__find_by_name_kind(vmlinux, "bpf_rdonly_cast", BTF_KIND_FUNC) > 0;
+	r = skel_load(p, cfg, opts, vmlinux, kfuncs, err, errlen);
+	if (r < 0 && kfuncs) {
+		log_debug("loading with kfuncs failed (%s); retrying without", err);
+		probe_bpf__destroy(p->skel);
+		p->skel = NULL;
+		libbpf_tail[0] = 0;
+		r = skel_load(p, cfg, opts, vmlinux, false, err, errlen);
+	}
+	if (r < 0)
+		goto cleanup;
+	struct probe_bpf *s = p->skel;
 
 	/* filters */
 	uint8_t one = 1;
@@ -454,12 +484,12 @@ int probe_open(struct probe **out, const struct kp_config *cfg, const struct pro
 			 "attaching the BPF programs failed (%s); libbpf said: %s. If a tracepoint "
 			 "is named there, switch its hook off (probe.ebpf.hooks.*)%s",
 			 strerror(-r), libbpf_tail[0] ? libbpf_tail : "nothing",
-			 raw ? "" : " or set probe.ebpf.syscallAttach = raw");
+			 p->raw ? "" : " or set probe.ebpf.syscallAttach = raw");
 		goto cleanup;
 	}
 
 	/* ring buffer */
-	r = ring_map(&p->ring, bpf_map__fd(s->maps.rb), (size_t)sz);
+	r = ring_map(&p->ring, bpf_map__fd(s->maps.rb), (size_t)p->ring_bytes);
 	if (r < 0) {
 		r = fail(err, errlen, r, "cannot map the ring buffer: %s", strerror(-r));
 		goto cleanup;
@@ -467,12 +497,13 @@ int probe_open(struct probe **out, const struct kp_config *cfg, const struct pro
 
 	snprintf(p->desc, sizeof(p->desc),
 		 "hooks: syscall=%s tcp=%s sched=%s fault=%s memory=%s process=%s; ring buffer "
-		 "%llu KiB, wake-up at %llu KiB; filters: pids=%s comms=%u cgroups=%d",
+		 "%llu KiB, wake-up at %llu KiB; filters: pids=%s comms=%u cgroups=%d; kfuncs=%s",
 		 p->sc_mode, cfg->probe_hooks_tcp ? "on" : "off",
-		 cfg->probe_hooks_sched ? "on" : "off", faults ? "on" : "off",
+		 cfg->probe_hooks_sched ? "on" : "off", p->faults ? "on" : "off",
 		 cfg->probe_hooks_memory ? "on" : "off", cfg->probe_hooks_process ? "on" : "off",
-		 (unsigned long long)(sz / 1024), (unsigned long long)(wake / 1024),
-		 p->pid_filter ? "on" : "off", s->rodata->n_comms, cfg->probe_filter_cgroups.n);
+		 (unsigned long long)(p->ring_bytes / 1024), (unsigned long long)(p->wake_bytes / 1024),
+		 p->pid_filter ? "on" : "off", s->rodata->n_comms, cfg->probe_filter_cgroups.n,
+		 p->kfuncs ? "on" : "off");
 	btf__free(vmlinux);
 	*out = p;
 	return 0;

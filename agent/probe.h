@@ -37,6 +37,8 @@ struct probe_opts {
 	const char *const *comms; /* added to probe.filter.comms */
 	size_t ncomms;
 	bool pid_filter;          /* filter on pids even when none is given (probe_filter_pid_add) */
+	bool no_kfuncs;           /* do not use kernel functions (bpf_rdonly_cast) even when the
+				   * kernel has them: the path older kernels take */
 };
 
 /*

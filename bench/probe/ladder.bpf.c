@@ -8,7 +8,9 @@
  *   clock   + the syscall id check and one bpf_ktime_get_ns() on each side
  *   state   + the per-thread enter/exit pairing in task storage (what probe.bpf.c does)
  *   record  + a 64-byte ring buffer record per call (reserve/commit, no wake-up)
- *   inode   + the fd -> inode walk
+ *   inode   + the fd -> inode walk, as the probe does it on 6.2+ (one probe read, then direct
+ *           loads after bpf_rdonly_cast)
+ *   inodepr + the fd -> inode walk with three probe reads (the probe on older kernels)
  *   tp      the per-syscall tracepoints sys_{enter,exit}_{write,read} doing nothing
  *
  * x86-64 syscall numbers (write 1, read 0) only: this is a benchmark, not the probe.
@@ -48,7 +50,9 @@ struct rec {
 
 #define WANT(nr) ((nr) == 0 || (nr) == 1)
 
-static __always_inline __u64 fd_inode(__u64 fd)
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+static __always_inline __u64 fd_inode(__u64 fd, int cast)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
 	struct files_struct *files = t->files;
@@ -60,6 +64,10 @@ static __always_inline __u64 fd_inode(__u64 fd)
 	struct file *f = NULL;
 	if (bpf_core_read(&f, sizeof(f), &fdt->fd[fd]) || !f)
 		return 0;
+	if (cast) {
+		struct file *bf = bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));
+		return bf->f_inode->i_ino;
+	}
 	return BPF_CORE_READ(f, f_inode, i_ino);
 }
 
@@ -129,7 +137,7 @@ static __always_inline int exit_common(struct pt_regs *regs, long ret, int recor
 	e->arg[0] = s->a0;
 	e->arg[1] = s->a2;
 	e->arg[2] = nr;
-	e->arg[3] = inode ? fd_inode(s->a0) : 0;
+	e->arg[3] = inode ? fd_inode(s->a0, inode == 1) : 0;
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;
 }
@@ -140,6 +148,8 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(record_exit, struct pt_regs *regs, long ret) { return exit_common(regs, ret, 1, 0); }
 SEC("tp_btf/sys_exit")
 int BPF_PROG(inode_exit, struct pt_regs *regs, long ret) { return exit_common(regs, ret, 1, 1); }
+SEC("tp_btf/sys_exit")
+int BPF_PROG(inodepr_exit, struct pt_regs *regs, long ret) { return exit_common(regs, ret, 1, 2); }
 
 SEC("tp/syscalls/sys_enter_write")
 int tp_enter_write(void *ctx) { return 0; }

@@ -111,7 +111,7 @@ measure() {
 }
 
 SETUPS=(none kprobe-raw kprobe-tp bpftrace ladder-empty ladder-clock ladder-state ladder-record
-	ladder-inode ladder-tp)
+	ladder-inode ladder-inodepr ladder-tp)
 declare -A W R
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 for rep in $(seq "$REPEAT"); do
@@ -198,7 +198,8 @@ if [ "$KR" -le "$KT" ]; then CHEAPER=raw; else CHEAPER=tracepoint; fi
 	echo "| ladder-clock | $(mean ladder-clock) | $(added ladder-clock) | + syscall id check, bpf_ktime_get_ns() on enter and exit |"
 	echo "| ladder-state | $(mean ladder-state) | $(added ladder-state) | + enter/exit pairing in task storage |"
 	echo "| ladder-record | $(mean ladder-record) | $(added ladder-record) | + a 64-byte ring buffer record (consumer drains every 10 ms) |"
-	echo "| ladder-inode | $(mean ladder-inode) | $(added ladder-inode) | + fd -> inode walk |"
+	echo "| ladder-inode | $(mean ladder-inode) | $(added ladder-inode) | + fd -> inode walk (1 probe read + direct loads after bpf_rdonly_cast, 6.2+) |"
+	echo "| ladder-inodepr | $(mean ladder-inodepr) | $(added ladder-inodepr) | instead of the above: the walk with 3 probe reads (kernels before 6.2) |"
 	echo "| ladder-tp | $(mean ladder-tp) | $(added ladder-tp) | per-syscall tracepoints (4) doing nothing: the floor of tracepoint mode and of bpftrace |"
 	echo
 	echo "The full probe adds to the inode rung: the filters (own tgid, excluded comms), the"

@@ -232,6 +232,32 @@ TEST_BPF(capture_write_fsync)
 	cap_close(&c);
 }
 
+/* Kernels before 6.2 have no bpf_rdonly_cast: the inode walk takes probe reads instead. */
+TEST_BPF(capture_write_without_kfuncs)
+{
+	struct cap c;
+	memset(&c, 0, sizeof(c));
+	config_init(&c.cfg);
+	char err[1024];
+	struct probe_opts o = {.pid_filter = true, .no_kfuncs = true};
+	CHECKF(probe_open(&c.p, &c.cfg, &o, err, sizeof(err)) == 0, "probe_open: %.900s", err);
+	CHECK_CONTAINS(probe_describe(c.p), "kfuncs=off");
+	snprintf(write_path, sizeof(write_path), "%s/written", kt_tmpdir());
+	struct child ch = spawn(do_write_fsync, NULL);
+	child_go(&c, &ch, 1);
+	CHECK_EQ_INT(child_wait(&ch), 0);
+	cap_drain(&c);
+	struct stat st;
+	CHECK_EQ_INT(stat(write_path, &st), 0);
+	int writes = 0;
+	for (size_t i = 0; i < c.n; i++)
+		if (c.ev[i].type == KP_WRITE && c.ev[i].pid == (uint32_t)ch.pid &&
+		    c.ev[i].arg[1] == 4321 && c.ev[i].arg[3] == st.st_ino)
+			writes++;
+	CHECK_EQ_INT(writes, 1);
+	cap_close(&c);
+}
+
 TEST_BPF(capture_write_tracepoint_mode)
 {
 	struct cap c;
