@@ -106,8 +106,8 @@ static void on_record(void *ctx, const void *rec, size_t len)
 		break;
 	}
 	const struct wire_proc *proc = meta_proc(a->meta, ev.pid, ev.ts_ns, &proc_fresh);
-	if (KP_UNLIKELY(a->sink->ops->event(a->sink->ctx, &ev, proc, proc_fresh, conn,
-					    conn_fresh) < 0))
+	if (KP_UNLIKELY(a->sink->ops->event(a->sink->ctx, &ev, proc, proc_fresh, conn, conn_fresh) <
+			0))
 		a->sink_errors++;
 	a->events++;
 	a->by_type[ev.type]++;
@@ -213,7 +213,8 @@ static void log_stats(struct agent *a, const char *what)
 	buf_printf(&line, " kernel: emitted=%llu", (unsigned long long)cnt[KP_CNT_EMITTED]);
 	for (int i = KP_CNT_DROP_RINGBUF; i < KP_CNT_MAX; i++)
 		buf_printf(&line, " %s=%llu(+%llu)", probe_counter_name(i),
-			   (unsigned long long)cnt[i], (unsigned long long)(cnt[i] - a->last_cnt[i]));
+			   (unsigned long long)cnt[i],
+			   (unsigned long long)(cnt[i] - a->last_cnt[i]));
 	struct meta_stats ms;
 	meta_stats(a->meta, &ms);
 	buf_printf(&line, " agent: bad_records=%llu sink_errors=%llu procs=%llu conns=%llu",

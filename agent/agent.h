@@ -19,12 +19,12 @@
 #include "common/config.h"
 
 struct agent_opts {
-	uint64_t duration_ns;     /* 0 = until SIGINT / SIGTERM */
-	const uint32_t *pids;     /* added to probe.filter.pids (--pid) */
+	uint64_t duration_ns; /* 0 = until SIGINT / SIGTERM */
+	const uint32_t *pids; /* added to probe.filter.pids (--pid) */
 	size_t npids;
 	const char *const *comms; /* added to probe.filter.comms (--comm) */
 	size_t ncomms;
-	int drain_ms;             /* passed to sink->ops->close; 0 = 5000 */
+	int drain_ms; /* passed to sink->ops->close; 0 = 5000 */
 };
 
 /*

@@ -29,8 +29,8 @@
  */
 struct lru {
 	uint32_t cap, used, mask;
-	uint32_t *slot;  /* entry index + 1, 0 = empty */
-	uint64_t *key;   /* per entry */
+	uint32_t *slot; /* entry index + 1, 0 = empty */
+	uint64_t *key;	/* per entry */
 	uint32_t *prev, *next;
 	uint32_t head, tail, free_head;
 	size_t esize;
@@ -140,7 +140,8 @@ static void lru_remove(struct lru *l, uint32_t i)
 	for (uint32_t j = (hole + 1) & l->mask; l->slot[j]; j = (j + 1) & l->mask) {
 		uint32_t home = lru_hash(l, l->key[l->slot[j] - 1]);
 		/* j's entry may move to the hole if its home is not in (hole, j] cyclically */
-		bool in_between = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+		bool in_between =
+			hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
 		if (!in_between) {
 			l->slot[hole] = l->slot[j];
 			hole = j;
@@ -343,8 +344,8 @@ struct pent {
 	struct wire_proc p;
 	uint64_t sent_ns; /* last handed out as fresh; 0 = never */
 	uint64_t exit_ns; /* 0 = alive */
-	bool loaded;      /* /proc was read (or found gone) since the last exec */
-	bool dirty;       /* changed since it was last sent */
+	bool loaded;	  /* /proc was read (or found gone) since the last exec */
+	bool dirty;	  /* changed since it was last sent */
 	char qos[16];
 };
 
@@ -397,7 +398,8 @@ static void find_mounts(struct meta *m)
 			snprintf(m->v2_mount, sizeof(m->v2_mount), "%.250s", mnt);
 		if (!strcmp(fstype, "cgroup") && !m->memory_mount[0]) {
 			char *save = NULL;
-			for (char *t = strtok_r(sopts, ",", &save); t; t = strtok_r(NULL, ",", &save))
+			for (char *t = strtok_r(sopts, ",", &save); t;
+			     t = strtok_r(NULL, ",", &save))
 				if (!strcmp(t, "memory"))
 					snprintf(m->memory_mount, sizeof(m->memory_mount), "%.250s",
 						 mnt);
@@ -430,8 +432,8 @@ int meta_open(struct meta **out, const struct kp_config *cfg, char *err, size_t 
 			free(m);
 			return -EINVAL;
 		}
-		m->rules[m->nrules++] = (struct rule){cg, xstrndup(glob, (size_t)(eq - glob)),
-						      xstrdup(eq + 1)};
+		m->rules[m->nrules++] =
+			(struct rule){cg, xstrndup(glob, (size_t)(eq - glob)), xstrdup(eq + 1)};
 	}
 	m->resend_ns = (uint64_t)cfg->agent_meta_resend_sec * NSEC_PER_SEC;
 	m->cmdline_bytes = (size_t)cfg->agent_cmdline_bytes;
@@ -439,7 +441,8 @@ int meta_open(struct meta **out, const struct kp_config *cfg, char *err, size_t 
 		m->cmdline_bytes = sizeof(((struct wire_proc *)0)->cmdline) - 1;
 	struct timespec bt;
 	clock_gettime(CLOCK_BOOTTIME, &bt);
-	m->boot_epoch_ns = now_real_ns() - ((uint64_t)bt.tv_sec * NSEC_PER_SEC + (uint64_t)bt.tv_nsec);
+	m->boot_epoch_ns =
+		now_real_ns() - ((uint64_t)bt.tv_sec * NSEC_PER_SEC + (uint64_t)bt.tv_nsec);
 	long hz = sysconf(_SC_CLK_TCK);
 	m->tick_ns = hz > 0 ? NSEC_PER_SEC / (uint64_t)hz : 10 * NSEC_PER_MSEC;
 	find_mounts(m);
@@ -577,7 +580,8 @@ static struct pent *proc_get(struct meta *m, uint32_t pid, bool create)
 {
 	uint32_t c = pid & (PID_CACHE - 1);
 	uint32_t i = NIL;
-	if (m->cache[c].pid == pid && m->cache[c].idx != NIL && m->procs.key[m->cache[c].idx] == pid &&
+	if (m->cache[c].pid == pid && m->cache[c].idx != NIL &&
+	    m->procs.key[m->cache[c].idx] == pid &&
 	    ((struct pent *)lru_at(&m->procs, m->cache[c].idx))->p.pid == pid) {
 		i = m->cache[c].idx;
 		lru_touch(&m->procs, i);
@@ -637,7 +641,8 @@ void meta_proc_event(struct meta *m, const struct kp_event *ev, uint64_t now_ns)
 	case KP_PROC_EXEC: {
 		struct pent *e = proc_get(m, ev->pid, true);
 		e->exit_ns = 0;
-		e->loaded = false; /* re-read on the next lookup: cmdline and maybe cgroup changed */
+		e->loaded =
+			false; /* re-read on the next lookup: cmdline and maybe cgroup changed */
 		e->dirty = true;
 		snprintf(e->p.comm, sizeof(e->p.comm), "%s", comm);
 		if (ev->arg[1])
@@ -718,11 +723,12 @@ const struct wire_conn *meta_conn_update(struct meta *m, const struct kp_conn_re
 	} else {
 		e = lru_at(&m->conns, i);
 		/* the other end of the same connection reports it mirrored: not a change */
-		bool same = e->c.family == c.family &&
-			    ((e->c.sport == c.sport && e->c.dport == c.dport &&
-			      !memcmp(e->c.saddr, c.saddr, 16) && !memcmp(e->c.daddr, c.daddr, 16)) ||
-			     (e->c.sport == c.dport && e->c.dport == c.sport &&
-			      !memcmp(e->c.saddr, c.daddr, 16) && !memcmp(e->c.daddr, c.saddr, 16)));
+		bool same =
+			e->c.family == c.family &&
+			((e->c.sport == c.sport && e->c.dport == c.dport &&
+			  !memcmp(e->c.saddr, c.saddr, 16) && !memcmp(e->c.daddr, c.daddr, 16)) ||
+			 (e->c.sport == c.dport && e->c.dport == c.sport &&
+			  !memcmp(e->c.saddr, c.daddr, 16) && !memcmp(e->c.daddr, c.saddr, 16)));
 		if (!same) {
 			e->c = c;
 			e->dirty = true;

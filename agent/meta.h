@@ -25,8 +25,8 @@
 #include "bpf/event.h"
 #include "common/config.h"
 
-#define META_MAX_PROCS 8192   /* processes kept at once */
-#define META_MAX_CONNS 32768  /* connections kept at once */
+#define META_MAX_PROCS 8192		       /* processes kept at once */
+#define META_MAX_CONNS 32768		       /* connections kept at once */
 #define META_GRACE_NS  (30ull * 1000000000ull) /* kept this long after exit / close */
 
 struct meta;
@@ -55,9 +55,9 @@ const struct wire_conn *meta_conn(struct meta *m, uint64_t conn, uint64_t now_ns
 void meta_expire(struct meta *m, uint64_t now_ns);
 
 struct meta_stats {
-	uint64_t procs, conns;       /* entries now */
-	uint64_t proc_reads;         /* /proc reads (first sight, exec) */
-	uint64_t proc_gone;          /* ... that found the process gone */
+	uint64_t procs, conns;		     /* entries now */
+	uint64_t proc_reads;		     /* /proc reads (first sight, exec) */
+	uint64_t proc_gone;		     /* ... that found the process gone */
 	uint64_t proc_evicted, conn_evicted; /* dropped because a table was full */
 };
 void meta_stats(const struct meta *m, struct meta_stats *out);
@@ -67,9 +67,9 @@ void meta_stats(const struct meta *m, struct meta_stats *out);
 /* What a cgroup path shows about containers and Kubernetes. Empty strings when it does not. */
 struct meta_cgroup {
 	char container[72]; /* 64-hex container id (docker, containerd, cri-o, podman) */
-	char pod[128];      /* pod uid as the path spells it (systemd paths use '_' for '-') */
-	char qos[16];       /* "guaranteed", "burstable" or "besteffort" when pod is set */
-	char ns[64];        /* Kubernetes namespace; only when the path shows one (rare) */
+	char pod[128];	    /* pod uid as the path spells it (systemd paths use '_' for '-') */
+	char qos[16];	    /* "guaranteed", "burstable" or "besteffort" when pod is set */
+	char ns[64];	    /* Kubernetes namespace; only when the path shows one (rare) */
 };
 void meta_cgroup_parse(const char *path, struct meta_cgroup *out);
 

@@ -113,18 +113,30 @@ static const char *const type_names[KP_TYPE_MAX] = {
 static const char *syscall_name(uint64_t nr)
 {
 	switch (nr) {
-	case SYS_read: return "read";
-	case SYS_write: return "write";
-	case SYS_pread64: return "pread64";
-	case SYS_pwrite64: return "pwrite64";
-	case SYS_readv: return "readv";
-	case SYS_writev: return "writev";
-	case SYS_recvfrom: return "recvfrom";
-	case SYS_sendto: return "sendto";
-	case SYS_recvmsg: return "recvmsg";
-	case SYS_sendmsg: return "sendmsg";
-	case SYS_fsync: return "fsync";
-	case SYS_fdatasync: return "fdatasync";
+	case SYS_read:
+		return "read";
+	case SYS_write:
+		return "write";
+	case SYS_pread64:
+		return "pread64";
+	case SYS_pwrite64:
+		return "pwrite64";
+	case SYS_readv:
+		return "readv";
+	case SYS_writev:
+		return "writev";
+	case SYS_recvfrom:
+		return "recvfrom";
+	case SYS_sendto:
+		return "sendto";
+	case SYS_recvmsg:
+		return "recvmsg";
+	case SYS_sendmsg:
+		return "sendmsg";
+	case SYS_fsync:
+		return "fsync";
+	case SYS_fdatasync:
+		return "fdatasync";
 	}
 	return "unknown";
 }
@@ -132,9 +144,9 @@ static const char *syscall_name(uint64_t nr)
 static const char *tcp_state_name(uint64_t s)
 {
 	static const char *const names[] = {
-		"UNKNOWN",   "ESTABLISHED", "SYN_SENT", "SYN_RECV",   "FIN_WAIT1",
-		"FIN_WAIT2", "TIME_WAIT",   "CLOSE",    "CLOSE_WAIT", "LAST_ACK",
-		"LISTEN",    "CLOSING",     "NEW_SYN_RECV", "BOUND_INACTIVE",
+		"UNKNOWN",   "ESTABLISHED", "SYN_SENT",	    "SYN_RECV",	      "FIN_WAIT1",
+		"FIN_WAIT2", "TIME_WAIT",   "CLOSE",	    "CLOSE_WAIT",     "LAST_ACK",
+		"LISTEN",    "CLOSING",	    "NEW_SYN_RECV", "BOUND_INACTIVE",
 	};
 	return s < KP_ARRAY_SIZE(names) ? names[s] : "UNKNOWN";
 }
@@ -253,7 +265,8 @@ static char *put_body(char *o, const struct kp_event *ev, const struct wire_conn
 		case KP_PROC_EXIT:
 			FIELD_L(o, "event", "exit");
 			FIELD_U(o, "ppid", ev->arg[1]);
-			/* the kernel's exit_code is a wait status: code << 8 | terminating signal */
+			/* the kernel's exit_code is a wait status: code << 8 | terminating signal
+			 */
 			FIELD_U(o, "exit_code", ((uint32_t)ev->ret >> 8) & 0xff);
 			if (ev->ret & 0x7f)
 				FIELD_U(o, "signal", (uint32_t)ev->ret & 0x7f);
@@ -312,8 +325,8 @@ static void format_with(struct kp_buf *b, const struct kp_event *ev, const struc
 {
 	buf_reserve(b, MAX_FIXED + comm_len + meta_len);
 	char *o = b->data + b->len;
-	const char *type = ev->type < KP_TYPE_MAX && type_names[ev->type] ? type_names[ev->type]
-									  : "unknown";
+	const char *type =
+		ev->type < KP_TYPE_MAX && type_names[ev->type] ? type_names[ev->type] : "unknown";
 	o = PUT_LIT(o, "{\"type\":\"");
 	o = put_cstr(o, type);
 	*o++ = '"';

@@ -112,16 +112,19 @@ static int tracefs_ready(char *err, size_t errlen)
 			    "this kernel has no syscall tracepoints (CONFIG_FTRACE_SYSCALLS): set "
 			    "probe.ebpf.syscallAttach = raw");
 	if (geteuid() != 0)
-		return fail(err, errlen, -EPERM,
-			    "probe.ebpf.syscallAttach = tracepoint needs tracefs, which is not mounted: "
-			    "mount it (mount -t tracefs nodev /sys/kernel/tracing) or run as root, or "
-			    "set probe.ebpf.syscallAttach = raw");
+		return fail(
+			err, errlen, -EPERM,
+			"probe.ebpf.syscallAttach = tracepoint needs tracefs, which is not "
+			"mounted: "
+			"mount it (mount -t tracefs nodev /sys/kernel/tracing) or run as root, or "
+			"set probe.ebpf.syscallAttach = raw");
 	if (mount("nodev", "/sys/kernel/tracing", "tracefs", 0, NULL) < 0)
-		return fail(err, errlen, -errno,
-			    "probe.ebpf.syscallAttach = tracepoint needs tracefs and mounting it at "
-			    "/sys/kernel/tracing failed (%s): mount it by hand or set "
-			    "probe.ebpf.syscallAttach = raw",
-			    strerror(errno));
+		return fail(
+			err, errlen, -errno,
+			"probe.ebpf.syscallAttach = tracepoint needs tracefs and mounting it at "
+			"/sys/kernel/tracing failed (%s): mount it by hand or set "
+			"probe.ebpf.syscallAttach = raw",
+			strerror(errno));
 	log_info("mounted tracefs at /sys/kernel/tracing (for the syscall tracepoints)");
 	if (access("/sys/kernel/tracing/events/syscalls", F_OK))
 		return fail(err, errlen, -ENOENT,
@@ -143,9 +146,8 @@ static bool tp_btf_exists(const struct btf *vmlinux, const struct bpf_program *p
 
 /* Copies a comm list (at most MAX_COMMS names, 15 bytes each) into the rodata array. */
 static int comms_set(volatile __u64 (*dst)[2], volatile __u64 (*mask)[2], volatile __u32 *n,
-		     const struct kp_strlist *cfg,
-		     const char *const *extra, size_t nextra, const char *key, char *err,
-		     size_t errlen)
+		     const struct kp_strlist *cfg, const char *const *extra, size_t nextra,
+		     const char *key, char *err, size_t errlen)
 {
 	size_t total = (size_t)cfg->n + nextra;
 	if (total > MAX_COMMS)
@@ -277,12 +279,13 @@ static int skel_load(struct probe *p, const struct kp_config *cfg, const struct 
 	p->pid_filter = opts->pid_filter || cfg->probe_filter_pids.n > 0 || opts->npids > 0;
 	s->rodata->filter_pids = p->pid_filter;
 	s->rodata->filter_cgroups = cfg->probe_filter_cgroups.n > 0;
-	r = comms_set(s->rodata->comms, s->rodata->comms_mask, &s->rodata->n_comms, &cfg->probe_filter_comms, opts->comms,
-		      opts->ncomms, "probe.filter.comms", err, errlen);
+	r = comms_set(s->rodata->comms, s->rodata->comms_mask, &s->rodata->n_comms,
+		      &cfg->probe_filter_comms, opts->comms, opts->ncomms, "probe.filter.comms",
+		      err, errlen);
 	if (r < 0)
 		return r;
-	r = comms_set(s->rodata->excl, s->rodata->excl_mask, &s->rodata->n_excl, &cfg->probe_exclude_comms, NULL, 0,
-		      "probe.filter.excludeComms", err, errlen);
+	r = comms_set(s->rodata->excl, s->rodata->excl_mask, &s->rodata->n_excl,
+		      &cfg->probe_exclude_comms, NULL, 0, "probe.filter.excludeComms", err, errlen);
 	if (r < 0)
 		return r;
 
@@ -293,7 +296,8 @@ static int skel_load(struct probe *p, const struct kp_config *cfg, const struct 
 		sz <<= 1;
 	r = bpf_map__set_max_entries(s->maps.rb, (uint32_t)sz);
 	if (r < 0) {
-		r = fail(err, errlen, r, "probe.ebpf.ringBufferSizeKb: cannot size the ring buffer");
+		r = fail(err, errlen, r,
+			 "probe.ebpf.ringBufferSizeKb: cannot size the ring buffer");
 		return r;
 	}
 	uint64_t wake = (uint64_t)cfg->probe_wakeup_kb * 1024;
@@ -472,7 +476,8 @@ int probe_open(struct probe **out, const struct kp_config *cfg, const struct pro
 		r = cgroup_key(cfg->probe_filter_cgroups.v[i], &key.id, &key.kind, err, errlen);
 		if (r < 0)
 			goto cleanup;
-		r = bpf_map__update_elem(s->maps.cgroup_filter, &key, sizeof(key), &one, 1, BPF_ANY);
+		r = bpf_map__update_elem(s->maps.cgroup_filter, &key, sizeof(key), &one, 1,
+					 BPF_ANY);
 		if (r < 0)
 			goto cleanup_map;
 	}
@@ -501,16 +506,18 @@ int probe_open(struct probe **out, const struct kp_config *cfg, const struct pro
 		 p->sc_mode, cfg->probe_hooks_tcp ? "on" : "off",
 		 cfg->probe_hooks_sched ? "on" : "off", p->faults ? "on" : "off",
 		 cfg->probe_hooks_memory ? "on" : "off", cfg->probe_hooks_process ? "on" : "off",
-		 (unsigned long long)(p->ring_bytes / 1024), (unsigned long long)(p->wake_bytes / 1024),
-		 p->pid_filter ? "on" : "off", s->rodata->n_comms, cfg->probe_filter_cgroups.n,
-		 p->kfuncs ? "on" : "off");
+		 (unsigned long long)(p->ring_bytes / 1024),
+		 (unsigned long long)(p->wake_bytes / 1024), p->pid_filter ? "on" : "off",
+		 s->rodata->n_comms, cfg->probe_filter_cgroups.n, p->kfuncs ? "on" : "off");
 	btf__free(vmlinux);
 	*out = p;
 	return 0;
 
 cleanup_map:
-	fail(err, errlen, r, "filling the filter maps failed: %s (the maps hold 8192 pids and "
-			     "1024 cgroups)", strerror(-r));
+	fail(err, errlen, r,
+	     "filling the filter maps failed: %s (the maps hold 8192 pids and "
+	     "1024 cgroups)",
+	     strerror(-r));
 cleanup:
 	if (p) {
 		ring_unmap(&p->ring);
@@ -542,7 +549,8 @@ long probe_consume(struct probe *p, probe_record_fn fn, void *ctx, long budget)
 		uint32_t n = len & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
 		if (KP_UNLIKELY(n > r->size)) {
 			/* defensive: the kernel never writes this; skip to the producer */
-			log_error("ring buffer record of %u bytes at %lu: resynchronizing", n, cons);
+			log_error("ring buffer record of %u bytes at %lu: resynchronizing", n,
+				  cons);
 			cons = prod;
 			break;
 		}
@@ -586,8 +594,8 @@ int probe_counters(struct probe *p, uint64_t out[KP_CNT_MAX])
 const char *probe_counter_name(int i)
 {
 	static const char *names[KP_CNT_MAX] = {
-		[KP_CNT_EMITTED] = "emitted",         [KP_CNT_DROP_RINGBUF] = "ringbuf_drops",
-		[KP_CNT_DROP_MAP] = "map_drops",      [KP_CNT_FILTERED] = "filtered",
+		[KP_CNT_EMITTED] = "emitted",	 [KP_CNT_DROP_RINGBUF] = "ringbuf_drops",
+		[KP_CNT_DROP_MAP] = "map_drops", [KP_CNT_FILTERED] = "filtered",
 		[KP_CNT_SHORT] = "short",
 	};
 	return i >= 0 && i < KP_CNT_MAX && names[i] ? names[i] : "?";

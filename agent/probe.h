@@ -31,14 +31,14 @@
 struct probe;
 
 struct probe_opts {
-	uint32_t self_tgid;       /* never recorded; 0 = this process */
-	const uint32_t *pids;     /* added to probe.filter.pids */
+	uint32_t self_tgid;   /* never recorded; 0 = this process */
+	const uint32_t *pids; /* added to probe.filter.pids */
 	size_t npids;
 	const char *const *comms; /* added to probe.filter.comms */
 	size_t ncomms;
-	bool pid_filter;          /* filter on pids even when none is given (probe_filter_pid_add) */
-	bool no_kfuncs;           /* do not use kernel functions (bpf_rdonly_cast) even when the
-				   * kernel has them: the path older kernels take */
+	bool pid_filter; /* filter on pids even when none is given (probe_filter_pid_add) */
+	bool no_kfuncs;	 /* do not use kernel functions (bpf_rdonly_cast) even when the
+			  * kernel has them: the path older kernels take */
 };
 
 /*

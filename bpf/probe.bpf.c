@@ -32,73 +32,73 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define AF_INET      2
+#define AF_INET	     2
 #define AF_INET6     10
 #define MSG_PEEK     2
 #define TASK_RUNNING 0
 #define MAX_COMMS    8
-#define MAX_IOV      8
+#define MAX_IOV	     8
 
 /* ------------------------------------------------------------------ syscall numbers per arch */
 
 #if defined(__TARGET_ARCH_x86)
-#define NR_read       0
-#define NR_write      1
-#define NR_pread64    17
-#define NR_pwrite64   18
-#define NR_readv      19
-#define NR_writev     20
-#define NR_sendto     44
-#define NR_recvfrom   45
-#define NR_sendmsg    46
-#define NR_recvmsg    47
-#define NR_fsync      74
-#define NR_fdatasync  75
-#define SC_NR(r)      ((r)->orig_ax)
-#define SC_ARG0(r)    ((r)->di)
-#define SC_ARG1(r)    ((r)->si)
-#define SC_ARG2(r)    ((r)->dx)
+#define NR_read	     0
+#define NR_write     1
+#define NR_pread64   17
+#define NR_pwrite64  18
+#define NR_readv     19
+#define NR_writev    20
+#define NR_sendto    44
+#define NR_recvfrom  45
+#define NR_sendmsg   46
+#define NR_recvmsg   47
+#define NR_fsync     74
+#define NR_fdatasync 75
+#define SC_NR(r)     ((r)->orig_ax)
+#define SC_ARG0(r)   ((r)->di)
+#define SC_ARG1(r)   ((r)->si)
+#define SC_ARG2(r)   ((r)->dx)
 #elif defined(__TARGET_ARCH_arm64)
-#define NR_read       63
-#define NR_write      64
-#define NR_readv      65
-#define NR_writev     66
-#define NR_pread64    67
-#define NR_pwrite64   68
-#define NR_fsync      82
-#define NR_fdatasync  83
-#define NR_sendto     206
-#define NR_recvfrom   207
-#define NR_sendmsg    211
-#define NR_recvmsg    212
-#define SC_NR(r)      ((r)->syscallno)
-#define SC_ARG0(r)    ((r)->regs[0])
-#define SC_ARG1(r)    ((r)->regs[1])
-#define SC_ARG2(r)    ((r)->regs[2])
+#define NR_read	     63
+#define NR_write     64
+#define NR_readv     65
+#define NR_writev    66
+#define NR_pread64   67
+#define NR_pwrite64  68
+#define NR_fsync     82
+#define NR_fdatasync 83
+#define NR_sendto    206
+#define NR_recvfrom  207
+#define NR_sendmsg   211
+#define NR_recvmsg   212
+#define SC_NR(r)     ((r)->syscallno)
+#define SC_ARG0(r)   ((r)->regs[0])
+#define SC_ARG1(r)   ((r)->regs[1])
+#define SC_ARG2(r)   ((r)->regs[2])
 #else
 #error "probe.bpf.c: syscall numbers for this architecture are missing"
 #endif
 
 /* ------------------------------------------------------------------ settings (set before load) */
 
-const volatile __u32 self_tgid = 0;             /* the agent: never recorded */
-const volatile __u64 min_ns[KP_TYPE_MAX] = {};  /* episodes shorter than this are counted "short" */
+const volatile __u32 self_tgid = 0;	       /* the agent: never recorded */
+const volatile __u64 min_ns[KP_TYPE_MAX] = {}; /* episodes shorter than this are counted "short" */
 const volatile __u64 fault_window_ns = 10000000;
 const volatile __u32 fault_min_count = 1;
-const volatile __u8 filter_pids = 0;            /* 1: only tgids in pid_filter */
-const volatile __u8 filter_cgroups = 0;         /* 1: only tasks in a cgroup of cgroup_filter */
+const volatile __u8 filter_pids = 0;	/* 1: only tgids in pid_filter */
+const volatile __u8 filter_cgroups = 0; /* 1: only tasks in a cgroup of cgroup_filter */
 /* Comm lists: each name as two words, and a mask covering the name and its NUL (the bytes after
  * the NUL are stale on kernels that rename with strlcpy, so they are masked off). */
-const volatile __u32 n_comms = 0;               /* only these comms (0 = any) */
+const volatile __u32 n_comms = 0; /* only these comms (0 = any) */
 const volatile __u64 comms[MAX_COMMS][2] = {};
 const volatile __u64 comms_mask[MAX_COMMS][2] = {};
-const volatile __u32 n_excl = 0;                /* never these comms */
+const volatile __u32 n_excl = 0; /* never these comms */
 const volatile __u64 excl[MAX_COMMS][2] = {};
 const volatile __u64 excl_mask[MAX_COMMS][2] = {};
-const volatile __u64 wakeup_bytes = 0;          /* 0: let the kernel wake the consumer per record */
-const volatile __u8 faults_on = 0;              /* the fault hook is loaded: flush on switch/exit */
-const volatile __u8 proc_on = 0;                /* the process hook is loaded: emit exits */
-const volatile __u8 have_rdonly_cast = 0;       /* the kernel has the bpf_rdonly_cast kfunc */
+const volatile __u64 wakeup_bytes = 0;	  /* 0: let the kernel wake the consumer per record */
+const volatile __u8 faults_on = 0;	  /* the fault hook is loaded: flush on switch/exit */
+const volatile __u8 proc_on = 0;	  /* the process hook is loaded: emit exits */
+const volatile __u8 have_rdonly_cast = 0; /* the kernel has the bpf_rdonly_cast kfunc */
 
 /* Linux 6.2+: turns a pointer read with a probe read into a typed (BTF) pointer, so the fields
  * behind it can be loaded directly. Weak: on older kernels it resolves to nothing, and the
@@ -550,7 +550,8 @@ static __always_inline int tcp_io(struct sock *sk, int len, __u8 type)
 	if (!pass_current(id))
 		return 0;
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	__u32 end = type == KP_TCP_SEND ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
+	__u32 end =
+		type == KP_TCP_SEND ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
 	struct kp_event *e = rec_reserve(sizeof(*e));
 	if (!e)
 		return 0;
@@ -893,7 +894,7 @@ static __always_inline void proc_emit(struct task_struct *t, __u32 what, __u64 a
 	e->arg[1] = arg1;
 	e->arg[2] = 0;
 	e->arg[3] = 0;
-	BPF_CORE_READ_STR_INTO((char(*)[16])&e->arg[2], t, comm);
+	BPF_CORE_READ_STR_INTO((char(*)[16]) & e->arg[2], t, comm);
 	rec_submit(e, sizeof(*e));
 }
 

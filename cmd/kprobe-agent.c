@@ -25,9 +25,11 @@ static void usage(FILE *out)
 		"\n"
 		"  --stdout            print events as NDJSON instead of shipping them\n"
 		"  --duration S        stop after S seconds (default: run until SIGINT/SIGTERM)\n"
-		"  --pid P             record only process P (repeatable; adds to probe.filter.pids)\n"
+		"  --pid P             record only process P (repeatable; adds to "
+		"probe.filter.pids)\n"
 		"  --comm NAME         record only processes named NAME (repeatable)\n"
-		"  --config FILE       configuration file (default: $KPROBE_CONFIG, ./kprobe.conf)\n"
+		"  --config FILE       configuration file (default: $KPROBE_CONFIG, "
+		"./kprobe.conf)\n"
 		"  --set key=value     override one configuration key (repeatable)\n"
 		"  --print-config      print the effective configuration and exit\n"
 		"  --help-config       list every configuration key with its default and exit\n"
@@ -82,8 +84,10 @@ int main(int argc, char **argv)
 			to_stdout = true;
 		} else if (!strcmp(a, "--duration") && val) {
 			if (parse_seconds(val, &opts.duration_ns) < 0) {
-				fprintf(stderr, "kprobe-agent: --duration '%s': give seconds (2, 0.5) or "
-						"a duration (250ms, 1m)\n", val);
+				fprintf(stderr,
+					"kprobe-agent: --duration '%s': give seconds (2, 0.5) or "
+					"a duration (250ms, 1m)\n",
+					val);
 				goto out;
 			}
 			i++;
@@ -91,7 +95,8 @@ int main(int argc, char **argv)
 			char *end;
 			unsigned long p = strtoul(val, &end, 10);
 			if (*end || !p || p > UINT32_MAX) {
-				fprintf(stderr, "kprobe-agent: --pid '%s' is not a process id\n", val);
+				fprintf(stderr, "kprobe-agent: --pid '%s' is not a process id\n",
+					val);
 				goto out;
 			}
 			pids[opts.npids++] = (uint32_t)p;
@@ -109,7 +114,8 @@ int main(int argc, char **argv)
 	opts.comms = comms;
 	if (!to_stdout) {
 		/* the TCP shipping sink (agent/ship.c) is linked in by the lead at merge */
-		fprintf(stderr, "kprobe-agent: shipping is not linked in this build: use --stdout\n");
+		fprintf(stderr,
+			"kprobe-agent: shipping is not linked in this build: use --stdout\n");
 		rc = 1;
 		goto out;
 	}

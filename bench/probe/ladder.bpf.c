@@ -72,9 +72,15 @@ static __always_inline __u64 fd_inode(__u64 fd, int cast)
 }
 
 SEC("tp_btf/sys_enter")
-int BPF_PROG(empty_enter, struct pt_regs *regs, long nr) { return 0; }
+int BPF_PROG(empty_enter, struct pt_regs *regs, long nr)
+{
+	return 0;
+}
 SEC("tp_btf/sys_exit")
-int BPF_PROG(empty_exit, struct pt_regs *regs, long ret) { return 0; }
+int BPF_PROG(empty_exit, struct pt_regs *regs, long ret)
+{
+	return 0;
+}
 
 SEC("tp_btf/sys_enter")
 int BPF_PROG(clock_enter, struct pt_regs *regs, long nr)
@@ -143,19 +149,43 @@ static __always_inline int exit_common(struct pt_regs *regs, long ret, int recor
 }
 
 SEC("tp_btf/sys_exit")
-int BPF_PROG(state_exit, struct pt_regs *regs, long ret) { return exit_common(regs, ret, 0, 0); }
+int BPF_PROG(state_exit, struct pt_regs *regs, long ret)
+{
+	return exit_common(regs, ret, 0, 0);
+}
 SEC("tp_btf/sys_exit")
-int BPF_PROG(record_exit, struct pt_regs *regs, long ret) { return exit_common(regs, ret, 1, 0); }
+int BPF_PROG(record_exit, struct pt_regs *regs, long ret)
+{
+	return exit_common(regs, ret, 1, 0);
+}
 SEC("tp_btf/sys_exit")
-int BPF_PROG(inode_exit, struct pt_regs *regs, long ret) { return exit_common(regs, ret, 1, 1); }
+int BPF_PROG(inode_exit, struct pt_regs *regs, long ret)
+{
+	return exit_common(regs, ret, 1, 1);
+}
 SEC("tp_btf/sys_exit")
-int BPF_PROG(inodepr_exit, struct pt_regs *regs, long ret) { return exit_common(regs, ret, 1, 2); }
+int BPF_PROG(inodepr_exit, struct pt_regs *regs, long ret)
+{
+	return exit_common(regs, ret, 1, 2);
+}
 
 SEC("tp/syscalls/sys_enter_write")
-int tp_enter_write(void *ctx) { return 0; }
+int tp_enter_write(void *ctx)
+{
+	return 0;
+}
 SEC("tp/syscalls/sys_exit_write")
-int tp_exit_write(void *ctx) { return 0; }
+int tp_exit_write(void *ctx)
+{
+	return 0;
+}
 SEC("tp/syscalls/sys_enter_read")
-int tp_enter_read(void *ctx) { return 0; }
+int tp_enter_read(void *ctx)
+{
+	return 0;
+}
 SEC("tp/syscalls/sys_exit_read")
-int tp_exit_read(void *ctx) { return 0; }
+int tp_exit_read(void *ctx)
+{
+	return 0;
+}

@@ -12,8 +12,14 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop;
-static void on_sig(int s) { stop = 1; }
-static int on_rec(void *ctx, void *d, size_t n) { return 0; }
+static void on_sig(int s)
+{
+	stop = 1;
+}
+static int on_rec(void *ctx, void *d, size_t n)
+{
+	return 0;
+}
 
 int main(int argc, char **argv)
 {

@@ -99,8 +99,8 @@ TEST_BPF_SLOW(agent_stdout_ndjson, 60)
 	if (w == 0)
 		workload(path);
 	snprintf(pidarg, sizeof(pidarg), "%d", w);
-	char *argv[] = {agent, "--stdout", "--duration", "2", "--pid", pidarg,
-			"--set", "agent.statsSec=1", NULL};
+	char *argv[] = {agent,	"--stdout", "--duration",	"2", "--pid",
+			pidarg, "--set",    "agent.statsSec=1", NULL};
 	struct kp_buf out = {0}, err = {0};
 	int rc = run_capture(argv, &out, &err, 30);
 	kill(w, SIGKILL);
@@ -125,7 +125,8 @@ TEST_BPF_SLOW(agent_stdout_ndjson, 60)
 		CHECK_EQ_INT(root->type, JSON_OBJ);
 		static const char *const common[] = {"ts", "dur", "pid", "tid", "cpu", "ret"};
 		for (size_t i = 0; i < KP_ARRAY_SIZE(common); i++)
-			CHECKF(json_get(root, common[i]) && json_get(root, common[i])->type == JSON_NUM,
+			CHECKF(json_get(root, common[i]) &&
+				       json_get(root, common[i])->type == JSON_NUM,
 			       "line %d lacks number '%s': %.300s", lines + 1, common[i], l);
 		const char *type = str_field(root, "type");
 		CHECKF(type, "line %d has no type: %.300s", lines + 1, l);
@@ -192,10 +193,14 @@ TEST(agent_no_shipping_without_stdout)
 TEST(ndjson_format_fields)
 {
 	struct kp_buf b = {0};
-	struct wire_proc p = {.pid = 7, .comm = "srv", .service = "payments", .container = "c1",
-			      .pod = "p1", .cgroup = "/kubepods/pod-p1"};
-	struct kp_event e = {.ts_ns = 1, .dur_ns = 2, .pid = 7, .tid = 8, .cpu = 1,
-			     .type = KP_WRITE, .ret = -5};
+	struct wire_proc p = {.pid = 7,
+			      .comm = "srv",
+			      .service = "payments",
+			      .container = "c1",
+			      .pod = "p1",
+			      .cgroup = "/kubepods/pod-p1"};
+	struct kp_event e = {
+		.ts_ns = 1, .dur_ns = 2, .pid = 7, .tid = 8, .cpu = 1, .type = KP_WRITE, .ret = -5};
 	e.arg[0] = 3;
 	e.arg[1] = 100;
 	e.arg[2] = SYS_pwrite64;

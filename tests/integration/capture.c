@@ -418,7 +418,8 @@ static void tcp_exchange(int family)
 	int srv_sends = 0;
 	for (size_t i = 0; i < c.n; i++) {
 		const struct kp_event *e = &c.ev[i];
-		if ((e->type == KP_TCP_SEND || e->type == KP_TCP_RECV) && e->pid == (uint32_t)srv.pid) {
+		if ((e->type == KP_TCP_SEND || e->type == KP_TCP_RECV) &&
+		    e->pid == (uint32_t)srv.pid) {
 			CHECK_EQ_UINT(e->arg[0], conn);
 			CHECK_EQ_INT(e->arg[3] & 0xffff, port);
 			CHECK_EQ_INT((e->arg[3] >> 16) & 0xffff, cport);
@@ -553,9 +554,9 @@ TEST_BPF(capture_offcpu_preempted)
 				comm[0] = 0;
 			fclose(f);
 		}
-		kt_note("reason %llu dur %llu runq %llu holder %llu %s", (unsigned long long)e->arg[0],
-			(unsigned long long)e->dur_ns, (unsigned long long)e->arg[2],
-			(unsigned long long)e->arg[3], comm);
+		kt_note("reason %llu dur %llu runq %llu holder %llu %s",
+			(unsigned long long)e->arg[0], (unsigned long long)e->dur_ns,
+			(unsigned long long)e->arg[2], (unsigned long long)e->arg[3], comm);
 		k++;
 	}
 	CHECK_GE_INT(preempted_by_hog, 5);

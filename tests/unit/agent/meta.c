@@ -12,10 +12,10 @@
 #include "common/util.h"
 #include "tests/test.h"
 
-#define ID64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define ID64  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define ID64B "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
-#define UID_ "0f1e2d3c_4b5a_6978_8796_a5b4c3d2e1f0"
-#define UIDD "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+#define UID_  "0f1e2d3c_4b5a_6978_8796_a5b4c3d2e1f0"
+#define UIDD  "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 
 struct shape {
 	const char *path, *container, *pod, *qos;
@@ -61,7 +61,7 @@ static const struct shape shapes[] = {
 	{"/user.slice/user-1000.slice/session-3.scope", "", "", ""},
 	{"/system.slice/sshd.service", "", "", ""},
 	{"/process_api/2a19b2e32b5e0ad337dd2014b6970945", "", "", ""},
-	{"/docker/" ID64 "x", "", "", ""},                             /* 65 chars */
+	{"/docker/" ID64 "x", "", "", ""}, /* 65 chars */
 	{"/docker/0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef", "", "",
 	 ""}, /* upper case is not an id docker writes */
 	{"/system.slice/docker-" ID64 ".scope/../x", ID64, "", ""},
@@ -99,9 +99,9 @@ TEST(meta_cgroup_pick_v1_v2)
 	CHECK_EQ_INT(meta_cgroup_pick("0::/system.slice/docker-" ID64 ".scope\n", p, sizeof(p)), 1);
 	CHECK_EQ_STR(p, "/system.slice/docker-" ID64 ".scope");
 	/* pure v1, memory co-mounted with others, no trailing newline */
-	CHECK_EQ_INT(meta_cgroup_pick("11:cpu,cpuacct:/a\n3:blkio,memory:/docker/" ID64, p,
-				      sizeof(p)),
-		     2);
+	CHECK_EQ_INT(
+		meta_cgroup_pick("11:cpu,cpuacct:/a\n3:blkio,memory:/docker/" ID64, p, sizeof(p)),
+		2);
 	CHECK_EQ_STR(p, "/docker/" ID64);
 	/* "memoryx" is not memory */
 	CHECK_EQ_INT(meta_cgroup_pick("3:memoryx:/a\n0::/b\n", p, sizeof(p)), 1);
