@@ -955,3 +955,51 @@ TEST_BPF(capture_counters_drops)
 	CHECK_EQ_UINT(c.n, cnt[KP_CNT_EMITTED]); /* every committed record reached us */
 	cap_close(&c);
 }
+
+/* A dual-stack server (AF_INET6 socket, sees ::ffff:127.0.0.1) and an AF_INET client name the
+ * connection the same way: IPv4 is hashed as its IPv4-mapped IPv6 form. */
+TEST_BPF(capture_tcp_dual_stack_same_conn_id)
+{
+	struct cap c;
+	cap_open(&c, NULL);
+	struct tcp_side srv_side = {.family = AF_INET6}, cli_side = {.family = AF_INET};
+	srv_side.fd = socket(AF_INET6, SOCK_STREAM, 0);
+	CHECK(srv_side.fd >= 0);
+	int off = 0;
+	CHECK_EQ_INT(setsockopt(srv_side.fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)), 0);
+	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
+	if (bind(srv_side.fd, (struct sockaddr *)&a6, sizeof(a6)) < 0)
+		SKIP("cannot bind an IPv6 wildcard socket: %s", strerror(errno));
+	CHECK_EQ_INT(listen(srv_side.fd, 4), 0);
+	socklen_t alen = sizeof(a6);
+	CHECK_EQ_INT(getsockname(srv_side.fd, (struct sockaddr *)&a6, &alen), 0);
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&cli_side.addr;
+	a4->sin_family = AF_INET;
+	a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a4->sin_port = a6.sin6_port;
+	cli_side.alen = sizeof(*a4);
+	struct child srv = spawn(tcp_server, &srv_side), cli = spawn(tcp_client, &cli_side);
+	child_go(&c, &srv, 1);
+	child_go(&c, &cli, 1);
+	CHECK_EQ_INT(child_wait(&cli), 0);
+	CHECK_EQ_INT(child_wait(&srv), 0);
+	close(srv_side.fd);
+	cap_drain(&c);
+	uint64_t conn = 0;
+	for (size_t i = 0; i < c.n; i++)
+		if (c.ev[i].type == KP_TCP_SEND && c.ev[i].pid == (uint32_t)cli.pid) {
+			conn = c.ev[i].arg[0];
+			CHECK(!(c.ev[i].flags & KP_F_IPV6));
+		}
+	CHECKF(conn, "no tcp_send from the IPv4 client");
+	int v6_side = 0;
+	for (size_t i = 0; i < c.n; i++)
+		if (c.ev[i].type == KP_TCP_RECV && c.ev[i].pid == (uint32_t)srv.pid) {
+			CHECK_EQ_UINT(c.ev[i].arg[0], conn);
+			v6_side += !!(c.ev[i].flags & KP_F_IPV6);
+		}
+	CHECK_GT_INT(v6_side, 0);
+	check_matched(&c, conn, cli.pid, srv.pid, 1000);
+	check_matched(&c, conn, srv.pid, cli.pid, 2000);
+	cap_close(&c);
+}
