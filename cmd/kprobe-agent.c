@@ -5,10 +5,14 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "agent/agent.h"
+#include "agent/ndjson.h"
 #include "common/config.h"
 #include "common/util.h"
 
@@ -21,13 +25,27 @@ static void usage(FILE *out)
 		"\n"
 		"  --stdout            print events as NDJSON instead of shipping them\n"
 		"  --duration S        stop after S seconds (default: run until SIGINT/SIGTERM)\n"
-		"  --pid P             record only process P (repeatable; adds to probe.filter.pids)\n"
+		"  --pid P             record only process P (repeatable; adds to "
+		"probe.filter.pids)\n"
 		"  --comm NAME         record only processes named NAME (repeatable)\n"
-		"  --config FILE       configuration file (default: $KPROBE_CONFIG, ./kprobe.conf)\n"
+		"  --config FILE       configuration file (default: $KPROBE_CONFIG, "
+		"./kprobe.conf)\n"
 		"  --set key=value     override one configuration key (repeatable)\n"
 		"  --print-config      print the effective configuration and exit\n"
 		"  --help-config       list every configuration key with its default and exit\n"
 		"  -h, --help          this help\n");
+}
+
+/* "2", "2.5" (seconds) or "250ms", "1m" (parse_duration_ns units). */
+static int parse_seconds(const char *s, uint64_t *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (end != s && !*end && v > 0 && v < 1e9) {
+		*out = (uint64_t)(v * 1e9);
+		return 0;
+	}
+	return parse_duration_ns(s, out);
 }
 
 int main(int argc, char **argv)
@@ -50,14 +68,63 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kprobe-agent: %s\n", err);
 		return 2;
 	}
+	struct agent_opts opts = {0};
+	uint32_t *pids = xcalloc((size_t)argc, sizeof(*pids));
+	const char **comms = xcalloc((size_t)argc, sizeof(*comms));
+	bool to_stdout = false;
+	int rc = 2;
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--print-config")) {
+		const char *a = argv[i];
+		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--print-config")) {
 			config_print(&cfg, stdout);
-			config_free(&cfg);
-			return 0;
+			rc = 0;
+			goto out;
+		} else if (!strcmp(a, "--stdout")) {
+			to_stdout = true;
+		} else if (!strcmp(a, "--duration") && val) {
+			if (parse_seconds(val, &opts.duration_ns) < 0) {
+				fprintf(stderr,
+					"kprobe-agent: --duration '%s': give seconds (2, 0.5) or "
+					"a duration (250ms, 1m)\n",
+					val);
+				goto out;
+			}
+			i++;
+		} else if (!strcmp(a, "--pid") && val) {
+			char *end;
+			unsigned long p = strtoul(val, &end, 10);
+			if (*end || !p || p > UINT32_MAX) {
+				fprintf(stderr, "kprobe-agent: --pid '%s' is not a process id\n",
+					val);
+				goto out;
+			}
+			pids[opts.npids++] = (uint32_t)p;
+			i++;
+		} else if (!strcmp(a, "--comm") && val) {
+			comms[opts.ncomms++] = val;
+			i++;
+		} else {
+			fprintf(stderr, "kprobe-agent: unknown or incomplete option '%s'\n", a);
+			usage(stderr);
+			goto out;
 		}
 	}
-	fprintf(stderr, "kprobe-agent: recorder not built yet\n");
+	opts.pids = pids;
+	opts.comms = comms;
+	if (!to_stdout) {
+		/* the TCP shipping sink (agent/ship.c) is linked in by the lead at merge */
+		fprintf(stderr,
+			"kprobe-agent: shipping is not linked in this build: use --stdout\n");
+		rc = 1;
+		goto out;
+	}
+	struct sink sink;
+	ndjson_sink_open(&sink, STDOUT_FILENO);
+	rc = agent_run(&cfg, &opts, &sink) < 0 ? 1 : 0;
+out:
+	free(pids);
+	free(comms);
 	config_free(&cfg);
-	return 1;
+	return rc;
 }
