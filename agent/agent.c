@@ -12,6 +12,7 @@
  * records before the loop gets a turn, so timers and signals are served under any load.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "common/hmap.h"
 #include "agent/loop.h"
 #include "agent/meta.h"
 #include "agent/probe.h"
@@ -30,6 +32,7 @@
 
 struct agent {
 	const struct kp_config *cfg;
+	struct hmap files; /* (pid, fd, inode) already described to the sink */
 	struct probe *probe;
 	struct meta *meta;
 	struct sink *sink;
@@ -68,6 +71,33 @@ int64_t agent_clock_offset(void)
 
 /* ------------------------------------------------------------------ the per-record path */
 
+/*
+ * The path behind a syscall event's (pid, fd, inode), resolved once per triple from
+ * /proc/PID/fd/FD and handed to the sink. Only regular paths (sockets, pipes and anonymous
+ * inodes say what they are in the event already). Bounded: the set starts over when full.
+ */
+#define FILE_CACHE_MAX 65536
+static void file_note(struct agent *a, const struct kp_event *ev)
+{
+	if (!a->sink->ops->file || !ev->arg[3])
+		return;
+	uint64_t k = ((uint64_t)ev->pid << 32) | (uint32_t)ev->arg[0];
+	int created;
+	if (a->files.n >= FILE_CACHE_MAX)
+		hmap_free(&a->files);
+	hmap_put(&a->files, k, ev->arg[3], &created);
+	if (!created)
+		return;
+	char link[64];
+	struct wire_file f = {.pid = ev->pid, .fd = (uint32_t)ev->arg[0], .inode = ev->arg[3]};
+	snprintf(link, sizeof(link), "/proc/%u/fd/%u", ev->pid, (uint32_t)ev->arg[0]);
+	ssize_t n = readlink(link, f.path, sizeof(f.path) - 1);
+	if (n <= 0 || f.path[0] != '/')
+		return; /* gone already, or not a file: the event still carries fd and inode */
+	f.path[n] = '\0';
+	a->sink->ops->file(a->sink->ctx, &f);
+}
+
 static void on_record(void *ctx, const void *rec, size_t len)
 {
 	struct agent *a = ctx;
@@ -103,6 +133,11 @@ static void on_record(void *ctx, const void *rec, size_t len)
 		break;
 	case KP_PROC:
 		meta_proc_event(a->meta, &ev, ev.ts_ns);
+		break;
+	case KP_READ:
+	case KP_WRITE:
+	case KP_FSYNC:
+		file_note(a, &ev);
 		break;
 	}
 	const struct wire_proc *proc = meta_proc(a->meta, ev.pid, ev.ts_ns, &proc_fresh);
@@ -274,7 +309,10 @@ int agent_run(const struct kp_config *cfg, const struct agent_opts *opts, struct
 		log_error("%s", err);
 		goto cleanup;
 	}
-	r = loop_init(&a.loop, 64);
+	if (opts->loop)
+		a.loop = opts->loop;
+	else
+		r = loop_init(&a.loop, 64);
 	if (r < 0) {
 		log_error("io_uring is not available (%s): kprobe-agent needs Linux 5.19+ with "
 			  "io_uring enabled (sysctl kernel.io_uring_disabled=0)",
@@ -312,6 +350,14 @@ int agent_run(const struct kp_config *cfg, const struct agent_opts *opts, struct
 		loop_timer_arm(a.loop, &a.stop_t, opts->duration_ns);
 	a.last_stats_ns = now_mono_ns();
 	log_info("recording: %s", probe_describe(a.probe));
+	if (opts->ready_file) {
+		int fd = open(opts->ready_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0)
+			log_warn("cannot create --ready-file %s: %s", opts->ready_file,
+				 strerror(errno));
+		else
+			close(fd);
+	}
 
 	while (!a.stop) {
 		r = loop_run_once(a.loop, a.more ? 0 : -1);
@@ -331,14 +377,33 @@ int agent_run(const struct kp_config *cfg, const struct agent_opts *opts, struct
 	r = 0;
 
 cleanup:
-	/* the loop goes first: its pending ops point into `a` */
-	loop_free(a.loop);
+	/* Our pending ops point into `a`: cancel them and let their completions arrive before the
+	 * sink (which may drain on the same loop) closes; the loop goes last. */
+	if (a.loop) {
+		a.stop = 1;
+		loop_cancel(a.loop, &a.poll_op);
+		loop_cancel(a.loop, &a.sig_op);
+		struct loop_timer *ts[] = {&a.drain_t, &a.clock_t, &a.batch_t, &a.stats_t, &a.stop_t};
+		for (size_t i = 0; i < KP_ARRAY_SIZE(ts); i++)
+			loop_timer_cancel(a.loop, ts[i]);
+		for (int i = 0; i < 500; i++) {
+			int pending = a.poll_op.pending + a.sig_op.pending;
+			for (size_t k = 0; k < KP_ARRAY_SIZE(ts); k++)
+				pending += ts[k]->op.pending;
+			if (!pending)
+				break;
+			loop_run_once(a.loop, 10);
+		}
+	}
+	sink->ops->close(sink->ctx, opts->drain_ms ? opts->drain_ms : 5000);
+	if (!opts->loop)
+		loop_free(a.loop);
 	if (a.sigfd >= 0)
 		close(a.sigfd);
 	if (masked)
 		sigprocmask(SIG_SETMASK, &old, NULL);
 	probe_close(a.probe);
 	meta_close(a.meta);
-	sink->ops->close(sink->ctx, opts->drain_ms ? opts->drain_ms : 5000);
+	hmap_free(&a.files);
 	return r;
 }

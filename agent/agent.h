@@ -25,6 +25,10 @@ struct agent_opts {
 	const char *const *comms; /* added to probe.filter.comms (--comm) */
 	size_t ncomms;
 	int drain_ms; /* passed to sink->ops->close; 0 = 5000 */
+	/* The loop to run on (the shipping sink was opened on it); NULL: agent_run makes its own.
+	 * A caller's loop outlives agent_run: the sink is closed (and may drain on it) first. */
+	struct loop *loop;
+	const char *ready_file; /* created once the probe is attached (for supervisors); NULL */
 };
 
 /*

@@ -6,12 +6,15 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/loop.h"
+#include "agent/ship.h"
 #include "agent/ndjson.h"
 #include "common/config.h"
 #include "common/util.h"
@@ -28,6 +31,7 @@ static void usage(FILE *out)
 		"  --pid P             record only process P (repeatable; adds to "
 		"probe.filter.pids)\n"
 		"  --comm NAME         record only processes named NAME (repeatable)\n"
+		"  --ready-file FILE   create FILE once the probe is attached (for supervisors)\n"
 		"  --config FILE       configuration file (default: $KPROBE_CONFIG, "
 		"./kprobe.conf)\n"
 		"  --set key=value     override one configuration key (repeatable)\n"
@@ -72,6 +76,7 @@ int main(int argc, char **argv)
 	uint32_t *pids = xcalloc((size_t)argc, sizeof(*pids));
 	const char **comms = xcalloc((size_t)argc, sizeof(*comms));
 	bool to_stdout = false;
+	const char *ready_file = NULL;
 	int rc = 2;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -101,6 +106,9 @@ int main(int argc, char **argv)
 			}
 			pids[opts.npids++] = (uint32_t)p;
 			i++;
+		} else if (!strcmp(a, "--ready-file") && val) {
+			ready_file = val;
+			i++;
 		} else if (!strcmp(a, "--comm") && val) {
 			comms[opts.ncomms++] = val;
 			i++;
@@ -112,16 +120,35 @@ int main(int argc, char **argv)
 	}
 	opts.pids = pids;
 	opts.comms = comms;
-	if (!to_stdout) {
-		/* the TCP shipping sink (agent/ship.c) is linked in by the lead at merge */
-		fprintf(stderr,
-			"kprobe-agent: shipping is not linked in this build: use --stdout\n");
-		rc = 1;
-		goto out;
-	}
 	struct sink sink;
-	ndjson_sink_open(&sink, STDOUT_FILENO);
+	struct loop *loop = NULL;
+	if (to_stdout) {
+		ndjson_sink_open(&sink, STDOUT_FILENO);
+	} else {
+		/* Shipping: the sink runs on the agent's io_uring loop (sockets, timers, acks). */
+		signal(SIGPIPE, SIG_IGN);
+		int r = loop_init(&loop, 256);
+		if (r < 0) {
+			fprintf(stderr, "kprobe-agent: io_uring is not available (%s): Linux 5.19+ "
+					"with io_uring enabled is needed\n",
+				strerror(-r));
+			rc = 1;
+			goto out;
+		}
+		r = ship_sink_open(&cfg, loop, &sink);
+		if (r < 0) {
+			fprintf(stderr, "kprobe-agent: cannot start shipping to %s: %s (check "
+					"agent.appliance and agent.spoolDir)\n",
+				cfg.agent_appliance, strerror(-r));
+			loop_free(loop);
+			rc = 1;
+			goto out;
+		}
+		opts.loop = loop;
+	}
+	opts.ready_file = ready_file;
 	rc = agent_run(&cfg, &opts, &sink) < 0 ? 1 : 0;
+	loop_free(loop);
 out:
 	free(pids);
 	free(comms);
