@@ -171,20 +171,19 @@ TEST_BPF_SLOW(agent_stdout_ndjson, 60)
 	buf_free(&err);
 }
 
-TEST(agent_no_shipping_without_stdout)
+TEST(agent_bad_arguments)
 {
 	char agent[512];
 	snprintf(agent, sizeof(agent), "%s/bin/kprobe-agent", kt_root());
-	char *argv[] = {agent, NULL};
 	struct kp_buf out = {0}, err = {0};
-	int rc = run_capture(argv, &out, &err, 10);
-	CHECK_EQ_INT(rc, 1);
-	CHECK_CONTAINS(err.data, "--stdout");
 	char *argv2[] = {agent, "--stdout", "--pid", "x1", NULL};
-	buf_free(&err);
-	err = (struct kp_buf){0};
 	CHECK_EQ_INT(run_capture(argv2, &out, &err, 10), 2);
 	CHECK_CONTAINS(err.data, "--pid 'x1'");
+	buf_free(&err);
+	err = (struct kp_buf){0};
+	char *argv3[] = {agent, "--set", "agent.batchMs=0", NULL};
+	CHECK_EQ_INT(run_capture(argv3, &out, &err, 10), 2);
+	CHECK_CONTAINS(err.data, "agent.batchMs");
 	buf_free(&out);
 	buf_free(&err);
 }

@@ -761,7 +761,12 @@ static int cgroup2_root(char *out, size_t n)
 	return found;
 }
 
-TEST_BPF_SLOW(capture_reclaim_memcg_v2, 120)
+/*
+ * Not TEST_BPF: whether the cgroup2 hierarchy has the memory controller is how the machine is
+ * set up, not a missing BPF capability, so its absence is an honest skip even in CI; the BPF
+ * requirement is checked (strictly) once the controller is there.
+ */
+TEST_SLOW(capture_reclaim_memcg_v2, 120)
 {
 	char root[256], f[600];
 	if (cgroup2_root(root, sizeof(root)) < 0)
@@ -778,6 +783,7 @@ TEST_BPF_SLOW(capture_reclaim_memcg_v2, 120)
 		SKIP("the cgroup2 hierarchy at %s does not have the memory controller enabled "
 		     "(it is bound to cgroup v1 here); the v1 test covers memcg reclaim",
 		     root);
+	kt_require_bpf();
 	struct cap c;
 	cap_open(&c, NULL);
 	char dir[512];
