@@ -42,7 +42,8 @@ APPL_SRC   := $(wildcard appliance/*.c)
 BPF_SRC    := $(wildcard bpf/*.bpf.c)
 TEST_SRC   := tests/runner.c $(wildcard tests/unit/*/*.c) $(wildcard tests/integration/*.c)
 TPROG_SRC  := $(wildcard tests/progs/*.c)
-BENCH_SRC  := $(wildcard bench/*/*.c)
+# bench/probe builds its own pieces (a BPF cost ladder) in its run.sh.
+BENCH_SRC  := $(filter-out %.bpf.c bench/probe/%,$(wildcard bench/*/*.c))
 
 obj = $(patsubst %.c,$(OUTPUT)/%.o,$(1))
 SKELS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/bpf/%.skel.h,$(BPF_SRC))

@@ -802,11 +802,19 @@ static void ship_close(void *ctx, int drain_ms)
 	free(s);
 }
 
+/* File metadata rides in the batch being built, ahead of the event that names the file. */
+static void ship_file(void *ctx, const struct wire_file *f)
+{
+	struct ship *s = ctx;
+	wire_batch_add_file(&s->batch, f);
+}
+
 static const struct sink_ops ship_ops = {
 	.event = ship_event,
 	.tick = ship_tick,
 	.close = ship_close,
 	.stats = ship_stats_line,
+	.file = ship_file,
 };
 
 void ship_sink_stats(const struct sink *sk, struct ship_stats *out)

@@ -32,6 +32,9 @@ struct sink_ops {
 	void (*close)(void *ctx, int drain_ms);
 	/* Appends "key=value ..." counters for the periodic stats line. */
 	void (*stats)(void *ctx, struct kp_buf *line);
+	/* Optional (may be NULL): what a (pid, fd, inode) of a read/write/fsync refers to, sent
+	 * once per file before the event that names it (for rules like "ledger write"). */
+	void (*file)(void *ctx, const struct wire_file *f);
 };
 
 struct sink {

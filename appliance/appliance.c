@@ -18,6 +18,7 @@
 #include "graph/correlate.h"
 #include "graph/engine.h"
 #include "graph/gstore.h"
+#include "graph/tables.h"
 #include "store/ingest.h"
 #include "store/store.h"
 #include "store/wal.h"
@@ -254,6 +255,11 @@ int appliance_open(const struct kp_config *cfg, const char *static_dir, struct a
 	r = gstore_open(gdir, &go, &a->graph, err, errlen);
 	if (r < 0)
 		goto fail;
+	r = graph_tables_register(a->store, a->graph);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot register the graph tables: %s", strerror(-r));
+		goto fail;
+	}
 	r = engine_open(cfg, a->graph, &a->engine);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot start the causal engine: %s", strerror(-r));

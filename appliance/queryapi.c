@@ -2,6 +2,7 @@
  * queryapi.c - POST /api/v1/query (the query language over events) and POST /v1/traces (OTLP
  * spans into the causal engine and the span index).
  */
+#include <errno.h>
 #include <string.h>
 
 #include "appliance/internal.h"
@@ -9,6 +10,7 @@
 #include "graph/correlate.h"
 #include "graph/engine.h"
 #include "graph/otlp.h"
+#include "graph/pathq.h"
 #include "store/query.h"
 
 /*
@@ -35,9 +37,11 @@ void api_query(void *ctx, const struct httpd_req *req, struct httpd_resp *resp)
 	o.cancel = req->cancel;
 	struct query_result *res = NULL;
 	struct query_error err;
-	int r = query_exec(a->store, text, len, &o, &res, &err);
+	int r = pathq_is(text, len)
+			? pathq_exec(a->graph, text, len, (int)a->cfg->engine_max_steps, &res, &err)
+			: query_exec(a->store, text, len, &o, &res, &err);
 	if (r < 0) {
-		httpd_resp_error(resp, 400, err.message, err.position);
+		httpd_resp_error(resp, r == -ENOENT ? 404 : 400, err.message, err.position);
 		return;
 	}
 	if (fmt == QUERY_NDJSON)

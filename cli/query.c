@@ -117,6 +117,7 @@ static int print_table(const char *body, size_t len)
 	}
 	const struct json *stats = json_get(root, "stats");
 	const struct json *ms = json_get(stats, "ms");
+	fflush(stdout);
 	fprintf(stderr, "(%zu row%s%s%s ms)\n", nr, nr == 1 ? "" : "s", ms ? ", " : "",
 		ms ? ms->u.num.text : "");
 	buf_free(&t);

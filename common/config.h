@@ -48,6 +48,9 @@ struct kp_strlist {
 	  "process exec, fork and exit")                                                           \
 	X(INT, probe_ringbuf_kb, "probe.ebpf.ringBufferSizeKb", 4096, 64, 1048576,                 \
 	  "kernel ring buffer size in KiB (rounded up to a power of two)")                         \
+	X(INT, probe_wakeup_kb, "probe.ebpf.wakeupKb", 256, 0, 1048576,                          \
+	  "wake the agent when this many KiB wait in the ring buffer (it also drains every "      \
+	  "10 ms); 0 = wake it for every record")                                                   \
 	X(ENUM, probe_syscall_attach, "probe.ebpf.syscallAttach", 0, 0, "auto|raw|tracepoint",     \
 	  "how syscalls are hooked: raw sys_enter/sys_exit filtered on the syscall id, or the "    \
 	  "per-syscall tracepoints; auto picks raw (the cheaper here, see bench/RESULTS.md)")      \

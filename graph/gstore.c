@@ -81,14 +81,6 @@ static inline void put_be56(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)v;
 }
 
-static inline uint64_t get_be56(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 7; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 static inline void item_encode(uint8_t *it, uint64_t weight, uint64_t peer, uint8_t kind)
 {
 	if (weight > GSTORE_WEIGHT_MAX)
@@ -99,14 +91,15 @@ static inline void item_encode(uint8_t *it, uint64_t weight, uint64_t peer, uint
 	it[15] = 0;
 }
 
+/* Decoders read one 8-byte word each (items are 16 bytes, so both reads stay inside). */
 static inline uint64_t item_weight(const uint8_t *it)
 {
-	return GSTORE_WEIGHT_MAX - get_be56(it);
+	return GSTORE_WEIGHT_MAX - (get_be64(it) >> 8);
 }
 
 static inline uint64_t item_peer(const uint8_t *it)
 {
-	return GSTORE_ID_MAX - get_be56(it + 7);
+	return GSTORE_ID_MAX - (get_be64(it + 7) >> 8);
 }
 
 /*
@@ -121,8 +114,8 @@ static inline uint64_t item_peer(const uint8_t *it)
  *      labels  (lab_len bytes: "k\0v\0k\0v\0")
  */
 #define REC_VERSION 1
-#define REC_HDR     48
-#define REC_MAX     (REC_HDR + GSTORE_SERVICE_MAX + 1 + GSTORE_LABELS_MAX)
+#define REC_HDR	    48
+#define REC_MAX	    (REC_HDR + GSTORE_SERVICE_MAX + 1 + GSTORE_LABELS_MAX)
 
 static int rec_encode(const struct gstore_node *n, uint8_t *rec, size_t *len)
 {
@@ -224,9 +217,11 @@ const char *gstore_strerror(int err)
 	case GSTORE_EMAGIC:
 		return "not a kprobe graph (wrong magic): point store.dataDir elsewhere";
 	case GSTORE_EVERSION:
-		return "graph format version not supported by this kprobed: migrate or move it away";
+		return "graph format version not supported by this kprobed: migrate or move it "
+		       "away";
 	case GSTORE_ECORRUPT:
-		return "graph store is corrupt: run `kprobe graph-check` and restore or remove it";
+		return "graph store is corrupt: stop kprobed and move the graph directory away "
+		       "(recorded events are kept; a new graph starts empty)";
 	case -ENOSPC:
 		return "graph map is full: raise store.graphMaxMb or shorten retention";
 	case -ENOBUFS:
@@ -239,15 +234,18 @@ const char *gstore_strerror(int err)
 }
 
 static const char *const node_kind_names[GN__COUNT] = {
-	[GN_SPAN] = "span",	      [GN_REQUEST] = "request", [GN_SYSCALL] = "syscall",
-	[GN_OFFCPU] = "offcpu",	      [GN_RECLAIM] = "reclaim", [GN_FAULTS] = "faults",
-	[GN_TCP] = "tcp",	      [GN_RETRANSMIT] = "retransmit",
-	[GN_PROCESS] = "process",     [GN_SYMPTOM] = "symptom",
+	[GN_SPAN] = "span",	  [GN_REQUEST] = "request",	  [GN_SYSCALL] = "syscall",
+	[GN_OFFCPU] = "offcpu",	  [GN_RECLAIM] = "reclaim",	  [GN_FAULTS] = "faults",
+	[GN_TCP] = "tcp",	  [GN_RETRANSMIT] = "retransmit", [GN_PROCESS] = "process",
+	[GN_SYMPTOM] = "symptom",
 };
 static const char *const edge_kind_names[GE__COUNT] = {
-	[GE_CHILD_OF] = "child-of",	[GE_CONTAINS] = "contains",
-	[GE_DELAYED_BY] = "delayed-by", [GE_PREEMPTED_BY] = "preempted-by",
-	[GE_WOKEN_BY] = "woken-by",	[GE_SENT_TO] = "sent-to",
+	[GE_CHILD_OF] = "child-of",
+	[GE_CONTAINS] = "contains",
+	[GE_DELAYED_BY] = "delayed-by",
+	[GE_PREEMPTED_BY] = "preempted-by",
+	[GE_WOKEN_BY] = "woken-by",
+	[GE_SENT_TO] = "sent-to",
 	[GE_MEMORY_PRESSURE_FROM] = "memory-pressure-from",
 	[GE_WAITED_ON] = "waited-on",	[GE_SYMPTOM_OF] = "symptom-of",
 };
@@ -337,7 +335,7 @@ struct gstore_rtxn {
 	struct gstore *g;
 	MDB_txn *txn;
 	MDB_cursor *cur[DB__N]; /* opened on first use, renewed with the transaction */
-	bool view;              /* borrowed from a write transaction */
+	bool view;		/* borrowed from a write transaction */
 };
 
 struct gstore_wtxn {
@@ -345,7 +343,8 @@ struct gstore_wtxn {
 	MDB_txn *txn;
 	uint64_t next_id, next_id0;
 	bool deleted; /* a node was deleted in this transaction */
-	MDB_cursor *wc[DB__N]; /* write cursors, kept so that puts near the last one skip descents */
+	MDB_cursor
+		*wc[DB__N]; /* write cursors, kept so that puts near the last one skip descents */
 	struct gstore_rtxn view;
 	uint8_t *scratch; /* node_del copies adjacency here */
 	size_t scratch_cap;
@@ -357,18 +356,32 @@ struct gstore_wtxn {
  * instead of calling memcmp: key and duplicate comparisons were the largest single cost of
  * loading (perf: ~12% in memcmp).
  */
-static int cmp_be(const MDB_val *a, const MDB_val *b)
+static int cmp_mem(const MDB_val *a, const MDB_val *b)
 {
-	if (KP_UNLIKELY(a->mv_size != b->mv_size || (a->mv_size != 8 && a->mv_size != 16))) {
-		int c = memcmp(a->mv_data, b->mv_data, KP_MIN(a->mv_size, b->mv_size));
-		return c ? c : (a->mv_size > b->mv_size) - (a->mv_size < b->mv_size);
-	}
+	int c = memcmp(a->mv_data, b->mv_data, KP_MIN(a->mv_size, b->mv_size));
+	return c ? c : (a->mv_size > b->mv_size) - (a->mv_size < b->mv_size);
+}
+
+/* 8-byte keys (ids) and 8-byte duplicates (by_key ids). */
+static int cmp_be8(const MDB_val *a, const MDB_val *b)
+{
+	if (KP_UNLIKELY((a->mv_size | b->mv_size) != 8))
+		return cmp_mem(a, b); /* defensive: no such keys are ever written */
+	uint64_t u = get_be64(a->mv_data), v = get_be64(b->mv_data);
+	return (u > v) - (u < v);
+}
+
+/* 16-byte keys (time | id) and adjacency items. */
+static int cmp_be16(const MDB_val *a, const MDB_val *b)
+{
+	if (KP_UNLIKELY(a->mv_size != 16 || b->mv_size != 16))
+		return cmp_mem(a, b);
 	const uint8_t *x = a->mv_data, *y = b->mv_data;
 	uint64_t u = get_be64(x), v = get_be64(y);
-	if (u != v || a->mv_size == 8)
-		return (u > v) - (u < v);
-	u = get_be64(x + 8);
-	v = get_be64(y + 8);
+	if (u == v) {
+		u = get_be64(x + 8);
+		v = get_be64(y + 8);
+	}
 	return (u > v) - (u < v);
 }
 
@@ -423,11 +436,14 @@ static int open_dbs(struct gstore *g, char *err, size_t errlen)
 			goto cleanup;
 		}
 		/* every fixed-size big-endian key, and the adjacency items */
-		if (i == DB_NODES || i == DB_OUT || i == DB_IN || i == DB_NODEKEYS ||
-		    i == DB_BYTIME || i == DB_AGE)
-			mdb_set_compare(txn, g->dbi[i], cmp_be);
-		if (i == DB_OUT || i == DB_IN || i == DB_BYKEY)
-			mdb_set_dupsort(txn, g->dbi[i], cmp_be);
+		if (i == DB_NODES || i == DB_OUT || i == DB_IN || i == DB_NODEKEYS)
+			mdb_set_compare(txn, g->dbi[i], cmp_be8);
+		if (i == DB_BYTIME || i == DB_AGE)
+			mdb_set_compare(txn, g->dbi[i], cmp_be16);
+		if (i == DB_OUT || i == DB_IN)
+			mdb_set_dupsort(txn, g->dbi[i], cmp_be16);
+		if (i == DB_BYKEY)
+			mdb_set_dupsort(txn, g->dbi[i], cmp_be8);
 	}
 	MDB_val fk = {sizeof(META_FORMAT) - 1, (void *)META_FORMAT}, fv;
 	rc = mdb_get(txn, g->dbi[DB_META], &fk, &fv);
@@ -461,7 +477,8 @@ static int open_dbs(struct gstore *g, char *err, size_t errlen)
 			goto cleanup;
 		}
 	}
-	rc = merr(g->read_only ? (mdb_txn_abort(txn), 0) : mdb_txn_commit(txn));
+	/* commit even when read-only: aborting would close the database handles just opened */
+	rc = merr(mdb_txn_commit(txn));
 	txn = NULL;
 	if (rc)
 		snprintf(err, errlen, "committing the format record: %s", gstore_strerror(rc));
@@ -497,8 +514,8 @@ int gstore_open(const char *dir, const struct gstore_opts *opts, struct gstore *
 	    (rc = merr(mdb_env_set_maxreaders(g->env, o.max_readers))))
 		goto fail;
 	/*
-	 * NOTLS: a read transaction belongs to its handle, not to a thread, so HTTP threads can hold
-	 * several and pass them around. NORDAHEAD: the graph is read randomly.
+	 * NOTLS: a read transaction belongs to its handle, not to a thread, so HTTP threads can
+	 * hold several and pass them around. NORDAHEAD: the graph is read randomly.
 	 */
 	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (o.no_sync ? MDB_NOSYNC : 0) |
 			 (o.read_only ? MDB_RDONLY : 0);
@@ -937,8 +954,7 @@ int gstore_node_del(struct gstore_wtxn *w, uint64_t id)
 	return merr(mdb_del(w->txn, w->g->dbi[DB_NODES], &k, NULL));
 }
 
-int gstore_expire(struct gstore_wtxn *w, uint64_t cutoff_ns, unsigned max_nodes,
-		  unsigned *deleted)
+int gstore_expire(struct gstore_wtxn *w, uint64_t cutoff_ns, unsigned max_nodes, unsigned *deleted)
 {
 	MDB_cursor *c = NULL;
 	MDB_val k, v;
@@ -1109,8 +1125,8 @@ int gstore_degree(struct gstore_rtxn *r, uint64_t id, enum gstore_dir dir, uint6
 	return 0;
 }
 
-int gstore_key_lookup(struct gstore_rtxn *r, const void *key, size_t len, uint64_t *ids,
-		      size_t cap, size_t *n)
+int gstore_key_lookup(struct gstore_rtxn *r, const void *key, size_t len, uint64_t *ids, size_t cap,
+		      size_t *n)
 {
 	MDB_cursor *c = NULL;
 	MDB_val k = {len, (void *)key}, v;
@@ -1171,8 +1187,8 @@ int gstore_key_resolve(struct gstore_rtxn *r, const char *key, uint64_t *id)
 			goto cleanup;
 		int sym = nd.kind == GN_SYMPTOM;
 		/* ids ascend, so ">=" lets a later (newer) node win ties */
-		if (sym > best_sym || (sym == best_sym && (sym ? nd.end_ns >= best_t
-							       : nd.weight_ns >= best_w))) {
+		if (sym > best_sym ||
+		    (sym == best_sym && (sym ? nd.end_ns >= best_t : nd.weight_ns >= best_w))) {
 			best = ids[i];
 			best_sym = sym;
 			best_t = nd.end_ns;
@@ -1481,9 +1497,14 @@ struct vset {
 	uint32_t gen;
 };
 
+/*
+ * Ids that are causes of one another sit close together (the engine allocates in time order), so
+ * the hash keeps neighbouring ids in neighbouring slots: a traversal's set stays in few cache
+ * lines, and ids only collide when they differ by a multiple of the table size.
+ */
 static inline size_t vhash(uint64_t id, size_t cap)
 {
-	return (size_t)((id * 0x9e3779b97f4a7c15ull) >> 32) & (cap - 1);
+	return (size_t)(id ^ (id >> 20)) & (cap - 1);
 }
 
 static int vset_grow(struct vset *v, size_t want)
@@ -1606,7 +1627,8 @@ int gstore_traverse(struct gstore_rtxn *r, uint64_t from, enum gstore_dir dir, i
 	if (!sg->visited && !(sg->visited = calloc(1, sizeof(struct vset))))
 		return -ENOMEM;
 	vs = sg->visited;
-	if ((rc = vset_reset(vs)) || (rc = sg_push_node(sg, from, 0)) || (rc = vset_add(vs, from)) < 0)
+	if ((rc = vset_reset(vs)) || (rc = sg_push_node(sg, from, 0)) ||
+	    (rc = vset_add(vs, from)) < 0)
 		return rc;
 	for (size_t head = 0; head < sg->n_nodes; head++) {
 		uint64_t u = sg->nodes[head];
@@ -1627,8 +1649,15 @@ int gstore_traverse(struct gstore_rtxn *r, uint64_t from, enum gstore_dir dir, i
 					    (rc = sg_push_node(sg, peer, (uint8_t)(d + 1))))
 						return rc;
 				}
-				if ((flags & GSTORE_SG_EDGES) && (rc = sg_push_edge(sg, p, u, dir)))
-					return rc;
+				if (flags & GSTORE_SG_EDGES) {
+					if (sg->n_edges >=
+					    4 * max_nodes) { /* hubs: bound the edges too */
+						sg->truncated = true;
+						return 0;
+					}
+					if ((rc = sg_push_edge(sg, p, u, dir)))
+						return rc;
+				}
 			}
 			rc = adj_next(r, dir, &p, &end);
 		}
@@ -1742,7 +1771,8 @@ int gstore_path(struct gstore_rtxn *r, uint64_t a, uint64_t b, int max_hops, siz
 	if ((rc = pmap_add(&side[0], &ra)) || (rc = pmap_add(&side[1], &rb)) ||
 	    (rc = fr_push(&fr[0], a)) || (rc = fr_push(&fr[1], b)))
 		goto cleanup;
-	/* meet: the edge joining the two searches (src on the forward side, dst on the backward). */
+	/* meet: the edge joining the two searches (src on the forward side, dst on the backward).
+	 */
 	struct gstore_edge meet = {0};
 	int best = INT32_MAX;
 	rc = -ENOENT;
@@ -1777,7 +1807,8 @@ int gstore_path(struct gstore_rtxn *r, uint64_t a, uint64_t b, int max_hops, siz
 							   .weight = item_weight(it),
 							   .kind = it[14],
 							   .depth = (uint8_t)(depth[s] + 1)};
-					if ((rc = pmap_add(&side[s], &ps)) || (rc = fr_push(&next, v)))
+					if ((rc = pmap_add(&side[s], &ps)) ||
+					    (rc = fr_push(&next, v)))
 						goto cleanup;
 				}
 				ar = adj_next(r, dir, &it, &end);
@@ -1818,7 +1849,8 @@ int gstore_path(struct gstore_rtxn *r, uint64_t a, uint64_t b, int max_hops, siz
 	p->nodes[p->n_nodes++] = meet.dst;
 	for (uint64_t x = meet.dst; x != b;) {
 		struct pslot *ps = pmap_find(&side[1], x);
-		p->edges[p->n_nodes - 1] = (struct gstore_edge){x, ps->parent, ps->weight, ps->kind};
+		p->edges[p->n_nodes - 1] =
+			(struct gstore_edge){x, ps->parent, ps->weight, ps->kind};
 		p->nodes[p->n_nodes++] = ps->parent;
 		x = ps->parent;
 	}
@@ -1859,12 +1891,14 @@ void gstore_json_node(struct kp_buf *b, const struct gstore_node *n)
 {
 	buf_printf(b, "{\"id\":%" PRIu64 ",\"kind\":", n->id);
 	json_cstr(b, gstore_node_kind_name(n->kind));
-	buf_printf(b, ",\"flags\":%u,\"error\":%s,\"pid\":%u,\"tid\":%u,\"host\":%" PRIu64
-		      ",\"service\":",
+	buf_printf(b,
+		   ",\"flags\":%u,\"error\":%s,\"pid\":%u,\"tid\":%u,\"host\":%" PRIu64
+		   ",\"service\":",
 		   n->flags, (n->flags & GN_F_ERROR) ? "true" : "false", n->pid, n->tid, n->host);
 	json_cstr(b, n->service ? n->service : "");
-	buf_printf(b, ",\"start_ns\":%" PRIu64 ",\"end_ns\":%" PRIu64 ",\"weight_ns\":%" PRIu64
-		      ",\"labels\":",
+	buf_printf(b,
+		   ",\"start_ns\":%" PRIu64 ",\"end_ns\":%" PRIu64 ",\"weight_ns\":%" PRIu64
+		   ",\"labels\":",
 		   n->start_ns, n->end_ns, n->weight_ns);
 	json_labels(b, n);
 	buf_puts(b, "}");
@@ -1885,8 +1919,9 @@ static void json_step(struct kp_buf *b, const struct gstore_step *s, int with_ed
 	json_cstr(b, s->service);
 	buf_puts(b, ",\"text\":");
 	json_cstr(b, s->text);
-	buf_printf(b, ",\"error\":%s,\"latency_ns\":%" PRIu64 ",\"share\":%.4f,\"start_ns\":%" PRIu64
-		      ",\"end_ns\":%" PRIu64 "}",
+	buf_printf(b,
+		   ",\"error\":%s,\"latency_ns\":%" PRIu64 ",\"share\":%.4f,\"start_ns\":%" PRIu64
+		   ",\"end_ns\":%" PRIu64 "}",
 		   (s->flags & GN_F_ERROR) ? "true" : "false", s->latency_ns, s->share, s->start_ns,
 		   s->end_ns);
 }
@@ -1956,7 +1991,8 @@ int gstore_json_subgraph(struct kp_buf *b, struct gstore_rtxn *r, const char *ke
 	if (sg->n_nodes)
 		buf_printf(b, ",\"root\":%" PRIu64, sg->nodes[0]);
 	buf_printf(b, ",\"direction\":\"%s\",\"truncated\":%s,\"nodes\":[",
-		   dir == GSTORE_IN ? "ancestors" : "descendants", sg->truncated ? "true" : "false");
+		   dir == GSTORE_IN ? "ancestors" : "descendants",
+		   sg->truncated ? "true" : "false");
 	for (size_t i = 0; i < sg->n_nodes; i++) {
 		if (i)
 			buf_puts(b, ",");
@@ -1970,6 +2006,32 @@ int gstore_json_subgraph(struct kp_buf *b, struct gstore_rtxn *r, const char *ke
 		json_edge(b, &sg->edges[i]);
 	}
 	buf_puts(b, "]}");
+	return 0;
+}
+
+int gstore_json_incidents(struct kp_buf *b, struct gstore_rtxn *r,
+			  const struct gstore_incident *inc, size_t n, size_t cap_asked)
+{
+	int rc;
+	buf_puts(b, "{\"incidents\":[");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			buf_puts(b, ",");
+		size_t at = b->len;
+		if ((rc = json_node_by_id(b, r, inc[i].id, -1)))
+			return rc;
+		if (b->len > at && b->data[b->len - 1] == '}') {
+			b->len--;
+			buf_printf(b, ",\"time_ns\":%" PRIu64 "}", inc[i].time_ns);
+		}
+	}
+	buf_puts(b, "],\"next\":");
+	if (n && n >= cap_asked)
+		buf_printf(b, "{\"time_ns\":%" PRIu64 ",\"id\":%" PRIu64 "}", inc[n - 1].time_ns,
+			   inc[n - 1].id);
+	else
+		buf_puts(b, "null");
+	buf_puts(b, "}");
 	return 0;
 }
 
@@ -2031,7 +2093,8 @@ int gstore_check(struct gstore *g, char *msg, size_t msglen)
 		struct gstore_node n;
 		CHK(k.mv_size == 8, "node key of %zu bytes", k.mv_size);
 		uint64_t id = get_be64(k.mv_data);
-		CHK(id && id < next_id, "node id %" PRIu64 " not below next_id %" PRIu64, id, next_id);
+		CHK(id && id < next_id, "node id %" PRIu64 " not below next_id %" PRIu64, id,
+		    next_id);
 		CHK(rec_decode(id, &v, &n) == 0, "node %" PRIu64 ": record does not decode", id);
 		CHK(n.kind >= 1 && n.kind < GN__COUNT, "node %" PRIu64 ": kind %d", id, n.kind);
 		MDB_val tk = timekey(kb, n.end_ns, id), tv;
@@ -2099,8 +2162,8 @@ int gstore_check(struct gstore *g, char *msg, size_t msglen)
 		MDB_val nv, nk = {8, v.mv_data};
 		CHK(mdb_get(txn, g->dbi[DB_NODES], &nk, &nv) == 0,
 		    "by_key: key maps to missing node %" PRIu64, get_be64(v.mv_data));
-		CHK(has_dup(c2, &nk, k.mv_data, k.mv_size), "by_key: no node_keys entry for %" PRIu64,
-		    get_be64(v.mv_data));
+		CHK(has_dup(c2, &nk, k.mv_data, k.mv_size),
+		    "by_key: no node_keys entry for %" PRIu64, get_be64(v.mv_data));
 		n_keys++;
 	}
 	CHK(rc == MDB_NOTFOUND, "walking by_key: %s", mdb_strerror(rc));

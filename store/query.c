@@ -3256,3 +3256,59 @@ void query_result_write(const struct query_result *r, enum query_format f, struc
 		}
 	}
 }
+
+/* ------------------------------------------------------------------ results built elsewhere */
+
+struct query_result *query_result_new(int ncols, const char *const *names, const uint8_t *types)
+{
+	struct query_result *r = xcalloc(1, sizeof(*r));
+	r->priv = xcalloc(1, sizeof(struct query_priv));
+	r->ncols = ncols;
+	r->names = xcalloc((size_t)(ncols ? ncols : 1), sizeof(char *));
+	r->types = xcalloc((size_t)(ncols ? ncols : 1), 1);
+	for (int c = 0; c < ncols; c++) {
+		r->names[c] = xstrdup(names[c]);
+		r->types[c] = types[c];
+	}
+	r->cells = xcalloc(1, sizeof(struct query_value));
+	return r;
+}
+
+size_t query_result_add_row(struct query_result *r)
+{
+	size_t row = r->nrows++;
+	r->cells = xrealloc(r->cells, (r->nrows * (size_t)r->ncols + 1) * sizeof(struct query_value));
+	memset(&r->cells[row * (size_t)r->ncols], 0, sizeof(struct query_value) * (size_t)r->ncols);
+	return row;
+}
+
+void query_result_set_int(struct query_result *r, size_t row, int col, int64_t v)
+{
+	struct query_value *x = &r->cells[row * (size_t)r->ncols + (size_t)col];
+	x->type = QV_INT;
+	x->u.i = v;
+}
+
+void query_result_set_uint(struct query_result *r, size_t row, int col, uint64_t v)
+{
+	struct query_value *x = &r->cells[row * (size_t)r->ncols + (size_t)col];
+	x->type = QV_UINT;
+	x->u.i = (int64_t)v;
+}
+
+void query_result_set_float(struct query_result *r, size_t row, int col, double v)
+{
+	struct query_value *x = &r->cells[row * (size_t)r->ncols + (size_t)col];
+	x->type = QV_FLOAT;
+	x->u.f = v;
+}
+
+void query_result_set_str(struct query_result *r, size_t row, int col, const char *s)
+{
+	struct query_priv *pv = r->priv;
+	struct query_value *x = &r->cells[row * (size_t)r->ncols + (size_t)col];
+	size_t len = strlen(s);
+	x->type = QV_STR;
+	x->u.s.p = arena_strndup(&pv->strs, s, len);
+	x->u.s.len = (uint32_t)len;
+}

@@ -97,6 +97,17 @@ int query_exec(struct store *st, const char *text, size_t len, const struct quer
  * store_close. */
 void query_result_free(struct query_result *r);
 
+/*
+ * Building a result outside the query engine (path queries answer in the same shape, through
+ * the same writers). Cells start NULL; strings are copied into the result.
+ */
+struct query_result *query_result_new(int ncols, const char *const *names, const uint8_t *types);
+size_t query_result_add_row(struct query_result *r); /* returns the new row's index */
+void query_result_set_int(struct query_result *r, size_t row, int col, int64_t v);
+void query_result_set_uint(struct query_result *r, size_t row, int col, uint64_t v);
+void query_result_set_float(struct query_result *r, size_t row, int col, double v);
+void query_result_set_str(struct query_result *r, size_t row, int col, const char *s);
+
 /* Writers (append to out):
  *   JSON    {"columns":[{"name":..,"type":..}],"rows":[[..]],"stats":{..}}
  *   NDJSON  one {"col":value,...} object per row

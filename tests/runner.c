@@ -83,12 +83,20 @@ void kt_note(const char *fmt, ...)
 	fprintf(stderr, "    note: %s\n", msg);
 }
 
+/* Under KPROBE_REQUIRE_BPF=1 a missing capability fails the test instead of skipping it. */
 void kt_require_bpf(void)
 {
+	const char *rb = getenv("KPROBE_REQUIRE_BPF");
+	int strict = rb && *rb && strcmp(rb, "0") != 0;
+	const char *why = NULL;
 	if (geteuid() != 0)
-		kt_skip("needs root to load BPF programs (run as root)");
-	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
-		kt_skip("kernel has no BTF (/sys/kernel/btf/vmlinux missing)");
+		why = "needs root to load BPF programs (run as root)";
+	else if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
+		why = "kernel has no BTF (/sys/kernel/btf/vmlinux missing)";
+	if (why && strict)
+		kt_fail(__FILE__, __LINE__, "KPROBE_REQUIRE_BPF=1: %s", why);
+	if (why)
+		kt_skip("%s", why);
 }
 
 const char *kt_tmpdir(void)

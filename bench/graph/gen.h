@@ -19,10 +19,10 @@
 
 #include "graph/gstore.h"
 
-#define GEN_T0       1700000000000000000ull
-#define GEN_STEP_NS  100000ull
-#define GEN_HUB      1000   /* every GEN_HUB-th node is a hub process */
-#define GEN_MAX_IN   8
+#define GEN_T0	    1700000000000000000ull
+#define GEN_STEP_NS 100000ull
+#define GEN_HUB	    1000 /* every GEN_HUB-th node is a hub process */
+#define GEN_MAX_IN  8
 
 struct gen_node {
 	uint64_t id;
@@ -69,8 +69,8 @@ static inline int gen_is_hub(uint64_t id)
 }
 
 static const char *const gen_comms[] = {"api-worker", "postgres", "nginx",   "payment-svc",
-					"redis",      "kafka",    "envoy",   "ledger",
-					"auth-svc",   "java",     "python3", "node"};
+					"redis",      "kafka",	  "envoy",   "ledger",
+					"auth-svc",   "java",	  "python3", "node"};
 
 static inline void gen_node_make(uint64_t seed, uint64_t id, struct gen_node *n)
 {
@@ -86,10 +86,10 @@ static inline void gen_node_make(uint64_t seed, uint64_t id, struct gen_node *n)
 		n->weight_ns = 0;
 		return;
 	}
-	static const int kinds[20] = {GN_SYMPTOM, GN_SPAN,	 GN_SPAN,    GN_SPAN,    GN_SPAN,
-				      GN_SYSCALL, GN_SYSCALL,	 GN_SYSCALL, GN_SYSCALL, GN_SYSCALL,
-				      GN_SYSCALL, GN_OFFCPU,	 GN_OFFCPU,  GN_OFFCPU,  GN_OFFCPU,
-				      GN_RECLAIM, GN_FAULTS,	 GN_TCP,     GN_TCP,     GN_RETRANSMIT};
+	static const int kinds[20] = {
+		GN_SYMPTOM, GN_SPAN,	GN_SPAN,    GN_SPAN,	GN_SPAN,   GN_SYSCALL,	 GN_SYSCALL,
+		GN_SYSCALL, GN_SYSCALL, GN_SYSCALL, GN_SYSCALL, GN_OFFCPU, GN_OFFCPU,	 GN_OFFCPU,
+		GN_OFFCPU,  GN_RECLAIM, GN_FAULTS,  GN_TCP,	GN_TCP,	   GN_RETRANSMIT};
 	uint64_t x = gen_next(&r);
 	n->kind = kinds[x % 20];
 	n->pid = 1000 + (uint32_t)((x >> 8) % 500);
@@ -108,8 +108,8 @@ static inline void gen_node_make(uint64_t seed, uint64_t id, struct gen_node *n)
 			dup |= n->in[k].src == src;
 		if (dup)
 			continue;
-		n->in[n->n_in++] = (struct gstore_edge){src, id, gen_weight(&r),
-							(uint8_t)(1 + gen_next(&r) % (GE__COUNT - 1))};
+		n->in[n->n_in++] = (struct gstore_edge){
+			src, id, gen_weight(&r), (uint8_t)(1 + gen_next(&r) % (GE__COUNT - 1))};
 	}
 	if (gen_unit(&r) < 0.3 && id > GEN_HUB) {
 		uint64_t last_hub = (id - 1) / GEN_HUB * GEN_HUB + 1;

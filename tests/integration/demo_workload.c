@@ -54,7 +54,8 @@ TEST_SLOW(demo_workload_times_out_only_under_contention, 120)
 		cpu_to += in_cpu && pay[i].timed_out;
 		mem_to += in_mem && pay[i].timed_out;
 	}
-	CHECK_GE_INT(calm_ok, calm - 1); /* calm periods: (almost) everything succeeds */
+	/* Calm periods: (almost) everything succeeds; the machine may be busy with other work. */
+	CHECK_GE_INT(calm_ok * 10, calm * 9);
 	CHECK_GE_INT(cpu_to, 1);
 	CHECK_GE_INT(mem_to, 1);
 	/* Teardown left nothing behind. */

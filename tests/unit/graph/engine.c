@@ -3,6 +3,7 @@
  * graph, then the root-cause walk. (The end-to-end version with the real probe and the demo
  * workload is in tests/integration/demo.c.)
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
@@ -281,6 +282,172 @@ TEST(engine_no_otel_abandoned_request_reaches_server_fsync)
 	CHECK_GE_INT(sent_to, 1);
 	gstore_subgraph_free(&sg);
 	gstore_rend(r);
+	engine_close(e);
+	gstore_close(g);
+	wire_batch_free(&s.meta);
+	config_free(&cfg);
+}
+
+#include "graph/tables.h"
+#include "store/query.h"
+#include "store/store.h"
+
+/* The same incident, read back through the query language: FROM spans / nodes / edges. */
+TEST(engine_graph_as_tables)
+{
+	struct kp_config cfg;
+	config_init(&cfg);
+	char dir[512], err[256];
+	snprintf(dir, sizeof(dir), "store.dataDir=%s/store", kt_tmpdir());
+	CHECK_EQ_INT(config_set(&cfg, dir, err, sizeof(err)), 0);
+	struct store *st;
+	CHECK_EQ_INT(store_open(&cfg, &st), 0);
+	struct gstore *g = open_graph();
+	CHECK_EQ_INT(graph_tables_register(st, g), 0);
+	struct engine *e;
+	CHECK_EQ_INT(engine_open(&cfg, g, &e), 0);
+	static struct stream s;
+	memset(&s, 0, sizeof(s));
+	build(&s, 0);
+	engine_submit_frame(e, HOST, s.ev, s.n, s.meta.meta.data, s.meta.meta.len);
+	struct otlp_span sp[2];
+	span(&sp[0], 1, CLIENT, T0 + 1 * MS - 20000, T0 + 751 * MS, 1, "pay-00001");
+	span(&sp[1], 2, CLIENT, T0 + 1200 * MS - 20000, T0 + 1200 * MS + 1300000, 0, "pay-00002");
+	engine_submit_spans(e, sp, 2);
+	CHECK_EQ_INT(engine_sync(e, 5000), 0);
+
+	struct query_opts o;
+	query_opts_from_config(&o, &cfg);
+	struct query_result *res;
+	struct query_error qe;
+	const char *q1 = "SELECT txn, name, status, dur FROM spans ORDER BY txn";
+	CHECKF(query_exec(st, q1, strlen(q1), &o, &res, &qe) == 0, "%s at %d", qe.message,
+	       qe.position);
+	CHECK_EQ_INT(res->nrows, 2);
+	CHECK_EQ_STR(res->cells[0].u.s.p, "pay-00001");
+	CHECK_EQ_STR(res->cells[2].u.s.p, "error");
+	CHECK_EQ_STR(res->cells[4].u.s.p, "pay-00002");
+	query_result_free(res);
+
+	const char *q2 = "SELECT kind, count() AS n FROM nodes GROUP BY kind ORDER BY kind";
+	CHECKF(query_exec(st, q2, strlen(q2), &o, &res, &qe) == 0, "%s", qe.message);
+	int saw_reclaim = 0, saw_symptom = 0;
+	for (size_t i = 0; i < res->nrows; i++) {
+		const struct query_value *k = &res->cells[i * 2];
+		saw_reclaim |= k->u.s.len == 7 && !memcmp(k->u.s.p, "reclaim", 7);
+		saw_symptom |= k->u.s.len == 7 && !memcmp(k->u.s.p, "symptom", 7);
+	}
+	CHECK(saw_reclaim && saw_symptom);
+	query_result_free(res);
+
+	const char *q3 = "SELECT src_kind, dst_kind, weight FROM edges WHERE kind = "
+			 "'memory-pressure-from'";
+	CHECKF(query_exec(st, q3, strlen(q3), &o, &res, &qe) == 0, "%s", qe.message);
+	CHECK_EQ_INT(res->nrows, 1);
+	CHECK_EQ_STR(res->cells[0].u.s.p, "process");
+	CHECK_EQ_STR(res->cells[1].u.s.p, "reclaim");
+	CHECK_EQ_INT(res->cells[2].u.i, 500 * MS);
+	query_result_free(res);
+
+	const char *q4 = "SELECT text FROM nodes WHERE kind = 'symptom' AND key = 'pay-00001'";
+	CHECKF(query_exec(st, q4, strlen(q4), &o, &res, &qe) == 0, "%s", qe.message);
+	CHECK_EQ_INT(res->nrows, 1);
+	CHECK_EQ_STR(res->cells[0].u.s.p, "TIMEOUT: 750 ms exceeded");
+	query_result_free(res);
+
+	engine_close(e);
+	store_close(st);
+	gstore_close(g);
+	wire_batch_free(&s.meta);
+	config_free(&cfg);
+}
+
+#include "graph/pathq.h"
+
+static struct query_result *pq(struct gstore *g, const char *text)
+{
+	struct query_result *res = NULL;
+	struct query_error qe;
+	int r = pathq_exec(g, text, strlen(text), 8, &res, &qe);
+	CHECKF(r == 0, "%s: %s at %d", text, qe.message, qe.position);
+	struct kp_buf b = {0};
+	query_result_write(res, QUERY_CSV, &b);
+	kt_note("%s ->\n%s", text, b.data);
+	buf_free(&b);
+	return res;
+}
+
+static const char *cell(const struct query_result *r, size_t row, int col)
+{
+	static char b[256];
+	const struct query_value *v = &r->cells[row * (size_t)r->ncols + (size_t)col];
+	snprintf(b, sizeof(b), "%.*s", v->type == QV_STR ? (int)v->u.s.len : 0,
+		 v->type == QV_STR ? v->u.s.p : "");
+	return b;
+}
+
+TEST(engine_path_statements)
+{
+	struct kp_config cfg;
+	config_init(&cfg);
+	struct gstore *g = open_graph();
+	struct engine *e;
+	CHECK_EQ_INT(engine_open(&cfg, g, &e), 0);
+	static struct stream s;
+	memset(&s, 0, sizeof(s));
+	build(&s, 0);
+	engine_submit_frame(e, HOST, s.ev, s.n, s.meta.meta.data, s.meta.meta.len);
+	struct otlp_span sp[1];
+	span(&sp[0], 1, CLIENT, T0 + 1 * MS - 20000, T0 + 751 * MS, 1, "pay-00001");
+	engine_submit_spans(e, sp, 1);
+	CHECK_EQ_INT(engine_sync(e, 5000), 0);
+
+	CHECK(pathq_is("  rootcause of 'x'", 17));
+	CHECK(!pathq_is("SELECT 1", 8));
+	struct query_result *r = pq(g, "ROOTCAUSE OF 'pay-00001'");
+	CHECK_EQ_INT(r->nrows, 7);
+	CHECK_EQ_STR(cell(r, 6, 1), "process");
+	CHECK_EQ_STR(cell(r, 6, 2), "memory-pressure-from");
+	CHECK_EQ_STR(cell(r, 6, 5), "batch-job");
+	query_result_free(r);
+
+	r = pq(g, "rootcause of 'pay-00001' steps 2;");
+	CHECK_EQ_INT(r->nrows, 3);
+	query_result_free(r);
+
+	r = pq(g, "ANCESTORS OF 'pay-00001' DEPTH 8");
+	int procs = 0;
+	for (size_t i = 0; i < r->nrows; i++)
+		procs += !strcmp(cell(r, i, 2), "process");
+	CHECK_EQ_INT(procs, 1);
+	query_result_free(r);
+
+	r = pq(g, "DESCENDANTS OF 'pid:300' DEPTH 8");
+	int symptoms = 0;
+	for (size_t i = 0; i < r->nrows; i++)
+		symptoms += !strcmp(cell(r, i, 2), "symptom");
+	CHECK_EQ_INT(symptoms, 1); /* batch-job's effects reach the timeout */
+	query_result_free(r);
+
+	/* From the symptom to the culprit: runs against the edges, reported FROM -> TO. */
+	r = pq(g, "PATH FROM 'pay-00001' TO 'pid:300'");
+	CHECK_GE_INT(r->nrows, 3);
+	CHECK_EQ_STR(cell(r, 0, 4), "symptom");
+	CHECK_EQ_STR(cell(r, r->nrows - 1, 4), "process");
+	query_result_free(r);
+
+	struct query_error qe;
+	struct query_result *res;
+	const char *bad[] = {"ROOTCAUSE 'x'", "ROOTCAUSE OF x", "ROOTCAUSE OF 'unterminated",
+			     "ANCESTORS OF 'pay-00001' DEPTH 999", "PATH FROM 'a'",
+			     "ROOTCAUSE OF 'pay-00001' extra"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECKF(pathq_exec(g, bad[i], strlen(bad[i]), 8, &res, &qe) == -EINVAL, "%s",
+		       bad[i]);
+		CHECK_GE_INT(qe.position, 0);
+	}
+	CHECK_EQ_INT(pathq_exec(g, "ROOTCAUSE OF 'nope'", 19, 8, &res, &qe), -ENOENT);
+	CHECK_CONTAINS(qe.message, "nothing in the causal graph");
 	engine_close(e);
 	gstore_close(g);
 	wire_batch_free(&s.meta);

@@ -26,8 +26,8 @@ static struct gstore *open_store(const char *name, uint64_t map_size)
 	return g;
 }
 
-static uint64_t add_node(struct gstore_wtxn *w, int kind, uint32_t pid, uint64_t start, uint64_t end,
-			 uint64_t weight, const char *comm, const char *text)
+static uint64_t add_node(struct gstore_wtxn *w, int kind, uint32_t pid, uint64_t start,
+			 uint64_t end, uint64_t weight, const char *comm, const char *text)
 {
 	struct gstore_labels l = {0};
 	if (comm)
@@ -109,9 +109,28 @@ TEST(gstore_open_formats)
 	CHECK_CONTAINS(err, "version 99");
 	CHECK_CONTAINS(gstore_strerror(GSTORE_EVERSION), "version");
 
+	/* Read-only open of a graph (tools): reads work, writes are refused. */
+	snprintf(dir, sizeof(dir), "%s/ro", kt_tmpdir());
+	g = open_store("ro", 0);
+	struct gstore_wtxn *w;
+	CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
+	struct gstore_node nd = {.kind = GN_SPAN, .start_ns = 1, .end_ns = 2, .service = "s"};
+	uint64_t id;
+	CHECK_EQ_INT(gstore_node_add(w, &nd, &id), 0);
+	CHECK_EQ_INT(gstore_wcommit(w), 0);
+	gstore_close(g);
+	struct gstore_opts ro = {.read_only = true};
+	CHECK_EQ_INT(gstore_open(dir, &ro, &g, err, sizeof(err)), 0);
+	struct gstore_rtxn *r;
+	CHECK_EQ_INT(gstore_rbegin(g, &r), 0);
+	CHECK_EQ_INT(gstore_node_get(r, id, &nd), 0);
+	CHECK_EQ_STR(nd.service, "s");
+	gstore_rend(r);
+	CHECK_EQ_INT(gstore_wbegin(g, &w), -EROFS);
+	gstore_close(g);
+
 	/* Read-only open of a directory without a graph. */
 	snprintf(dir, sizeof(dir), "%s/nothing", kt_tmpdir());
-	struct gstore_opts ro = {.read_only = true};
 	CHECK(gstore_open(dir, &ro, &g, err, sizeof(err)) < 0);
 }
 
@@ -123,8 +142,8 @@ TEST(gstore_nodes_and_labels)
 	struct gstore_node n;
 	CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
 	uint64_t a = add_node(w, GN_SYSCALL, 2847, T0, T0 + 800 * MS, 800 * MS, "postgres", NULL);
-	uint64_t b = add_node(w, GN_SYMPTOM, 2847, T0, T0 + 750 * MS, 750 * MS, "api-worker",
-			      "timeout");
+	uint64_t b =
+		add_node(w, GN_SYMPTOM, 2847, T0, T0 + 750 * MS, 750 * MS, "api-worker", "timeout");
 	CHECK_EQ_UINT(b, a + 1);
 	/* Validation happens before anything is written. */
 	struct gstore_node bad = {.kind = 0};
@@ -215,7 +234,8 @@ TEST(gstore_edge_order_and_pages)
 	CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
 	uint64_t hub = add_node(w, GN_PROCESS, 4721, T0, T0, 0, "batch-job", NULL);
 	for (int i = 0; i < N; i++)
-		ids[i] = add_node(w, GN_SYSCALL, 1, T0 + (uint64_t)i, T0 + (uint64_t)i, 0, NULL, NULL);
+		ids[i] = add_node(w, GN_SYSCALL, 1, T0 + (uint64_t)i, T0 + (uint64_t)i, 0, NULL,
+				  NULL);
 	/* weights with many ties: i % 97; kinds vary */
 	for (int i = 0; i < N; i++)
 		edge(w, hub, ids[i], 1 + i % 7, (uint64_t)(i % 97) * 1000);
@@ -357,6 +377,35 @@ TEST(gstore_keys_incidents_scans)
 	CHECK_EQ_UINT(inc[0].id, ids[3]);
 	CHECK_EQ_UINT(inc[1].id, ids[6]);
 
+	/* the incidents page as JSON */
+	struct kp_buf jb = {0};
+	CHECK_EQ_INT(gstore_incidents(r, 0, UINT64_MAX, NULL, inc, 2, &n), 0);
+	CHECK_EQ_INT(gstore_json_incidents(&jb, r, inc, n, 2), 0);
+	buf_append(&jb, "", 1);
+	{
+		struct json *root;
+		char err[128];
+		size_t pos;
+		struct json_doc *doc =
+			json_parse(jb.data, jb.len - 1, &root, err, sizeof(err), &pos);
+		CHECKF(doc != NULL, "%s in %s", err, jb.data);
+		const struct json *list = json_get(root, "incidents"),
+				  *next = json_get(root, "next");
+		CHECK_EQ_INT(list->u.arr.n, 2);
+		CHECK_EQ_STR(json_get(list->u.arr.items[0], "kind")->u.str.s, "symptom");
+		int64_t v;
+		CHECK_EQ_INT(json_int(json_get(list->u.arr.items[1], "time_ns"), &v), 0);
+		CHECK_EQ_UINT((uint64_t)v, T0 + 7 * MS);
+		CHECK_EQ_INT(json_int(json_get(next, "id"), &v), 0);
+		CHECK_EQ_UINT((uint64_t)v, ids[3]);
+		json_free(doc);
+	}
+	jb.len = 0;
+	CHECK_EQ_INT(gstore_json_incidents(&jb, r, inc, 1, 2), 0);
+	buf_append(&jb, "", 1);
+	CHECK_CONTAINS(jb.data, "\"next\":null");
+	buf_free(&jb);
+
 	/* scans */
 	struct gstore_scan s;
 	struct gstore_node nd;
@@ -408,8 +457,8 @@ static void build_incident(struct gstore_wtxn *w, struct incident *x)
 			  "write /var/lib/ledger/0001");
 	x->reclaim = add_node(w, GN_RECLAIM, 2847, T0 + 3 * MS, T0 + 791 * MS, 788 * MS,
 			      "api-worker", "memcg reclaim");
-	x->batch = add_node(w, GN_PROCESS, 4721, T0 - 60000 * MS, T0 + 900 * MS, 0, "batch-job",
-			    NULL);
+	x->batch =
+		add_node(w, GN_PROCESS, 4721, T0 - 60000 * MS, T0 + 900 * MS, 0, "batch-job", NULL);
 	x->timeout = add_node(w, GN_SYMPTOM, 2847, T0, T0 + 750 * MS, 750 * MS, "api-worker",
 			      "TIMEOUT: api-worker exceeded 750ms threshold");
 	x->failed = add_node(w, GN_SYMPTOM, 2847, T0, T0 + 802 * MS, 802 * MS, "api-worker",
@@ -615,6 +664,32 @@ TEST(gstore_traverse_and_path)
 	gstore_close(g);
 }
 
+/* Many edges between few nodes: the edge bound (4 * max_nodes) stops a traversal too. */
+TEST(gstore_traverse_edge_bound)
+{
+	struct gstore *g = open_store("g", 0);
+	struct gstore_wtxn *w;
+	struct gstore_rtxn *r;
+	struct gstore_subgraph sg = {0};
+	CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
+	uint64_t a = add_node(w, GN_SYMPTOM, 1, T0, T0, 0, NULL, NULL);
+	uint64_t b = add_node(w, GN_OFFCPU, 1, T0, T0, 0, NULL, NULL);
+	for (int i = 0; i < 9; i++)
+		edge(w, b, a, GE_PREEMPTED_BY, 1000 + (uint64_t)i);
+	CHECK_EQ_INT(gstore_wcommit(w), 0);
+	CHECK_EQ_INT(gstore_rbegin(g, &r), 0);
+	CHECK_EQ_INT(gstore_traverse(r, a, GSTORE_IN, 3, 2, GSTORE_SG_EDGES, &sg), 0);
+	CHECK_EQ_INT(sg.n_nodes, 2);
+	CHECK_EQ_INT(sg.n_edges, 8);
+	CHECK(sg.truncated);
+	CHECK_EQ_INT(gstore_traverse(r, a, GSTORE_IN, 3, 3, GSTORE_SG_EDGES, &sg), 0);
+	CHECK_EQ_INT(sg.n_edges, 9);
+	CHECK(!sg.truncated);
+	gstore_subgraph_free(&sg);
+	gstore_rend(r);
+	gstore_close(g);
+}
+
 TEST(gstore_expire_in_batches)
 {
 	struct gstore *g = open_store("g", 0);
@@ -712,7 +787,9 @@ TEST(gstore_map_full_fault)
 		CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
 		uint64_t prev = 0;
 		for (int i = 0; i < 200 && rc == 0; i++) {
-			struct gstore_node n = {.kind = GN_SYSCALL, .start_ns = T0, .end_ns = T0,
+			struct gstore_node n = {.kind = GN_SYSCALL,
+						.start_ns = T0,
+						.end_ns = T0,
 						.service = "a-service-name-that-takes-room"};
 			uint64_t id;
 			rc = gstore_node_add(w, &n, &id);
@@ -748,6 +825,48 @@ TEST(gstore_map_full_fault)
 	CHECK_EQ_INT(gstore_wcommit(w), 0);
 	check_ok(g);
 	gstore_close(g);
+}
+
+/* JSON stays valid whatever bytes labels and services hold. */
+TEST(gstore_json_escapes)
+{
+	struct gstore_labels l = {0};
+	CHECK_EQ_INT(gstore_labels_add(&l, "path", "/var/lib/\"ledger\"\n\xff\x01"), 0);
+	CHECK_EQ_INT(gstore_labels_add(&l, "we\"ird", "x"), 0);
+	struct gstore_node n = {.id = 9,
+				.kind = GN_SYSCALL,
+				.pid = 1,
+				.start_ns = 5,
+				.end_ns = 6,
+				.service = "a\\b",
+				.labels = l.buf,
+				.labels_len = l.len};
+	struct kp_buf b = {0};
+	gstore_json_node(&b, &n);
+	struct json *root;
+	char err[128];
+	size_t pos;
+	struct json_doc *doc = json_parse(b.data, b.len, &root, err, sizeof(err), &pos);
+	CHECKF(doc != NULL, "%s at %zu in %.*s", err, pos, (int)b.len, b.data);
+	const struct json *labels = json_get(root, "labels");
+	CHECK(labels && labels->type == JSON_OBJ);
+	CHECK_EQ_INT(labels->u.arr.n, 2);
+	CHECK_CONTAINS(json_get(labels, "path")->u.str.s, "\"ledger\"\n");
+	CHECK_EQ_STR(json_get(root, "service")->u.str.s, "a\\b");
+	CHECK_EQ_STR(json_get(root, "kind")->u.str.s, "syscall");
+	json_free(doc);
+	/* a chain that stopped at its start */
+	struct gstore_chain c = {.n = 1, .stop = GSTORE_STOP_LEAF};
+	c.steps[0] = (struct gstore_step){.id = 9, .kind = GN_SYMPTOM};
+	b.len = 0;
+	gstore_json_chain(&b, NULL, &c);
+	doc = json_parse(b.data, b.len, &root, err, sizeof(err), &pos);
+	CHECKF(doc != NULL, "%s", err);
+	CHECK(json_get(root, "key")->type == JSON_NULL);
+	CHECK_EQ_INT(json_get(root, "chain")->u.arr.n, 0);
+	CHECK(json_get(root, "root_cause")->type == JSON_NULL);
+	json_free(doc);
+	buf_free(&b);
 }
 
 TEST(gstore_kind_names)
