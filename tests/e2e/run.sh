@@ -44,8 +44,8 @@ done
 
 # --- 1. unit tests of the console's logic
 echo "e2e: vitest (dashboard unit tests)"
-if (cd dashboard && npx --no-install vitest run --reporter=dot >"$ART/vitest.log" 2>&1); then
-	echo "ok - dashboard unit tests ($(grep -Eo 'Tests +[0-9]+ passed' "$ART/vitest.log" | grep -Eo '[0-9]+') tests)"
+if (cd dashboard && NO_COLOR=1 npx --no-install vitest run >"$ART/vitest.log" 2>&1); then
+	echo "ok - dashboard unit tests ($(grep -Eo 'Tests +[0-9]+ passed' "$ART/vitest.log" | grep -Eo '[0-9]+') passed)"
 	passed=$((passed + 1))
 else
 	echo "not ok - dashboard unit tests (see $ART/vitest.log)"

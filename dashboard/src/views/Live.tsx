@@ -37,6 +37,9 @@ export function Live({ params }: { params: URLSearchParams }) {
   const counter = useRef({ n: 0, id: 0, total: 0 });
   const [reconnect, setReconnect] = useState(0);
   const pausedRef = useRef(false);
+  // After a new subscribe, events already in flight under the old filter still arrive; the
+  // server answers "subscribed" in order, so everything before that answer is dropped.
+  const awaitingAck = useRef(false);
 
   const subscribeMsg = useMemo(() => {
     const m: Record<string, unknown> = { op: 'subscribe' };
@@ -63,6 +66,7 @@ export function Live({ params }: { params: URLSearchParams }) {
       sock.onopen = () => {
         backoff = 500;
         setSt((s) => ({ ...s, state: 'open' }));
+        awaitingAck.current = true;
         sock.send(subRef.current);
         if (pausedRef.current) sock.send('{"op":"pause"}');
       };
@@ -77,6 +81,7 @@ export function Live({ params }: { params: URLSearchParams }) {
           control(ev);
           return;
         }
+        if (awaitingAck.current) return;
         counter.current.n++;
         counter.current.total++;
         if (!pausedRef.current) pending.current.push(ev);
@@ -92,6 +97,7 @@ export function Live({ params }: { params: URLSearchParams }) {
     const control = (m: Ev) => {
       switch (m.msg) {
         case 'subscribed':
+          awaitingAck.current = false;
           setSt((s) => ({ ...s, filter: JSON.stringify(m.filter ?? {}) }));
           break;
         case 'paused':
@@ -122,7 +128,11 @@ export function Live({ params }: { params: URLSearchParams }) {
 
   // Re-subscribe when filters change.
   useEffect(() => {
-    if (ws.current?.readyState === WebSocket.OPEN) ws.current.send(subscribeMsg);
+    if (ws.current?.readyState === WebSocket.OPEN) {
+      awaitingAck.current = true;
+      pending.current.length = 0;
+      ws.current.send(subscribeMsg);
+    }
     navigate(href('/live', { type: types.join(','), ...f }), { silent: true });
   }, [subscribeMsg, types, f]);
 

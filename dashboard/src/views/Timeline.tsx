@@ -113,7 +113,9 @@ export function TimelineView({ params }: { params: URLSearchParams }) {
     () =>
       (data?.lanes ?? []).map((l) => {
         const sk = big(l.skew_ns);
-        return sk !== 0n ? `${l.label}  [clock ${sk > 0n ? '−' : '+'}${fmtDur(sk > 0n ? sk : -sk)}]` : l.label;
+        // "node · node · tid 7": the service is unknown, say the process name once
+        const label = l.label.replace(/^([^·]+) · \1 · /, '$1 · ');
+        return sk !== 0n ? `${label}  [clock ${sk > 0n ? '−' : '+'}${fmtDur(sk > 0n ? sk : -sk)}]` : label;
       }),
     [data],
   );
@@ -320,8 +322,8 @@ export function TimelineView({ params }: { params: URLSearchParams }) {
       </form>
       <div className="tl-bar">
         <div className="seg">
-          <button onClick={() => setWinTo(zoomAt(win, Number(sp) / 2, 1.5))} title="zoom out">－</button>
-          <button onClick={() => setWinTo(zoomAt(win, Number(sp) / 2, 1 / 1.5))} title="zoom in" data-testid="tl-zoom-in">＋</button>
+          <button onClick={() => setWinTo(zoomAt(win, Number(sp) / 2, 1.5))} title="zoom out">−</button>
+          <button onClick={() => setWinTo(zoomAt(win, Number(sp) / 2, 1 / 1.5))} title="zoom in" data-testid="tl-zoom-in">+</button>
         </div>
         <div className="seg">
           {(
