@@ -829,7 +829,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	bool path_match;
 	struct httpd_route_ *rt = route_find(s, l, req, pathz, plen, &path_match);
 	bool is_stream = l == HTTPD_API && !strcmp(pathz, HTTPD_STREAM_PATH);
-	bool noauth = (rt && (rt->flags & HTTPD_ROUTE_NOAUTH)) ||
+	/* The dashboard's own files need no token: the page must load before its user can type
+	 * one, and it holds no data (everything it shows comes through /api/, which does). */
+	bool is_static = l == HTTPD_API && !rt && !is_stream && !path_match && s->static_dir &&
+			 strncmp(pathz, "/api/", 5) != 0 && strcmp(pathz, "/api") != 0;
+	bool noauth = (rt && (rt->flags & HTTPD_ROUTE_NOAUTH)) || is_static ||
 		      (l == HTTPD_API && !strcmp(pathz, "/healthz"));
 
 	if (l == HTTPD_API && s->o.auth_enabled && !noauth) {

@@ -275,10 +275,12 @@ function mountSvg(host: HTMLElement, P: Prepared, o: Opts): Controller {
   });
 
   let lodOff = true;
+  let userMoved = false; // until the user pans or zooms, a resize (a panel opening) refits
   const zoom = d3
     .zoom<SVGSVGElement, unknown>()
     .scaleExtent([0.01, 4])
     .on('zoom', (ev: d3.D3ZoomEvent<SVGSVGElement, unknown>) => {
+      if (ev.sourceEvent) userMoved = true;
       vp.attr('transform', ev.transform.toString());
       const off = ev.transform.k < LOD;
       if (off !== lodOff) {
@@ -290,6 +292,13 @@ function mountSvg(host: HTMLElement, P: Prepared, o: Opts): Controller {
   svg.on('click', () => o.onSelect(null));
   svg.call(zoom.transform, fitTransform(P.lay, size.w, size.h));
   measure(t0, P, el, o.onRendered);
+  let lastW = size.w;
+  const ro = new ResizeObserver(() => {
+    if (userMoved || Math.abs(el.clientWidth - lastW) < 2) return;
+    lastW = el.clientWidth;
+    svg.call(zoom.transform, fitTransform(P.lay, el.clientWidth, el.clientHeight));
+  });
+  ro.observe(el);
 
   return {
     zoomBy: (k) => svg.transition().duration(200).call(zoom.scaleBy, k),
@@ -303,6 +312,7 @@ function mountSvg(host: HTMLElement, P: Prepared, o: Opts): Controller {
       if (id) el.querySelector(`g.node[data-id="${CSS.escape(id)}"]`)?.classList.add('selected');
     },
     destroy: () => {
+      ro.disconnect();
       svg.on('.zoom', null);
       svg.remove();
     },
@@ -516,10 +526,12 @@ function mountCanvas(host: HTMLElement, P: Prepared, o: Opts): Controller {
     return -1;
   };
   const sel = d3.select(canvas);
+  let userMoved = false; // until the user pans or zooms, a resize (a panel opening) refits
   const zoom = d3
     .zoom<HTMLCanvasElement, unknown>()
     .scaleExtent([0.01, 4])
     .on('zoom', (ev: d3.D3ZoomEvent<HTMLCanvasElement, unknown>) => {
+      if (ev.sourceEvent) userMoved = true;
       t = ev.transform;
       schedule();
     });
@@ -541,7 +553,12 @@ function mountCanvas(host: HTMLElement, P: Prepared, o: Opts): Controller {
   canvas.addEventListener('click', onClick);
   canvas.addEventListener('mousemove', onMove);
   const ro = new ResizeObserver(() => {
+    const w0 = cw;
     resize();
+    if (!userMoved && Math.abs(cw - w0) >= 2) {
+      t = fitTransform(P.lay, cw, ch);
+      sel.call(zoom.transform, t);
+    }
     draw();
   });
   ro.observe(canvas);

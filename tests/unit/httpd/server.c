@@ -4,6 +4,7 @@
  * deadlines, start/stop without leaking descriptors.
  */
 #include <pthread.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include "common/json.h"
@@ -361,6 +362,37 @@ TEST(httpd_auth_bearer)
 	CHECK_EQ_INT(th_req(s, HTTPD_OTLP, "POST", "/v1/traces", NULL, "{}", 2, &r), 200);
 	httpc_resp_free(&r);
 	httpd_destroy(s);
+
+	/* With the dashboard installed, its files load without a token (the page asks for one);
+	 * the API, the stream and /metrics behind it still need it. */
+	char dist[1024], p[1100];
+	snprintf(dist, sizeof(dist), "%s/dist", kt_tmpdir());
+	CHECK_EQ_INT(mkdir(dist, 0755), 0);
+	snprintf(p, sizeof(p), "%s/index.html", dist);
+	FILE *f = fopen(p, "w");
+	CHECK(f != NULL);
+	fputs("<div id=\"root\"></div>", f);
+	fclose(f);
+	o.static_dir = dist;
+	s = th_create(&o);
+	httpd_route(s, HTTPD_API, "GET", "/api/v1/echo", 0, 0, h_echo, &ctx_a);
+	th_start(s);
+	CHECK_EQ_INT(th_get(s, "/", &r), 200);
+	CHECK_CONTAINS(r.body.data, "root");
+	httpc_resp_free(&r);
+	CHECK_EQ_INT(th_get(s, "/txn/pay-00017", &r), 200); /* SPA route -> index.html */
+	httpc_resp_free(&r);
+	CHECK_EQ_INT(th_get(s, "/api/v1/echo", &r), 401);
+	httpc_resp_free(&r);
+	CHECK_EQ_INT(th_get(s, "/api/v1/unknown", &r), 401);
+	httpc_resp_free(&r);
+	CHECK_EQ_INT(th_get(s, "/metrics", &r), 401);
+	httpc_resp_free(&r);
+	CHECK_EQ_INT(httpc_ws_connect(&ws, "127.0.0.1", httpd_port(s, HTTPD_API), "/api/v1/stream",
+				      NULL, 3000, err, sizeof(err)),
+		     -EPROTO);
+	httpd_destroy(s);
+	o.static_dir = NULL;
 
 	/* Enabled without tokens is a configuration error. */
 	o.n_tokens = 0;
