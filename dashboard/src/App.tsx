@@ -173,7 +173,7 @@ function TokenBox({ forceOpen, onSaved }: { forceOpen: boolean; onSaved: () => v
         >
           <label>
             Access token
-            <input type="password" value={tok} onChange={(e) => setTok(e.target.value)} placeholder="bearer token" autoFocus />
+            <input type="password" autoComplete="off" value={tok} onChange={(e) => setTok(e.target.value)} placeholder="bearer token" autoFocus />
           </label>
           <div className="hint">Kept in this browser (localStorage), sent as a bearer token.</div>
           <div className="row">

@@ -226,24 +226,32 @@ await check('live stream: events arrive, rate shown, pause holds, resume continu
     fsyncSync(fd);
   }, 50);
   try {
+    const lt = Date.now();
+    const step = (what) => process.env.E2E_DEBUG && console.log(`    ${what} +${Date.now() - lt} ms`);
     await page.goto(BASE + '/#/live');
     await page.waitForFunction(() => document.querySelectorAll('[data-testid=live-stream] .ev-line').length >= 3, null, { timeout: 20000 });
     await page.waitForFunction(() => Number(document.querySelector('[data-testid=live-rate] strong')?.textContent ?? 0) > 0, null, { timeout: 5000 });
     const line = await page.locator('[data-testid=live-stream] .ev-line').first().innerText();
     assert(/\d{2}:\d{2}:\d{2}\.\d{6}/.test(line) && /PID \d+/.test(line), `a line without time or pid: ${line}`);
-    await shot('6-live');
+    step('lines and rate');
     await page.click('[data-testid=live-pause]');
+    step('clicked pause');
     await page.waitForSelector('[data-testid=live-stream].paused');
+    step('paused');
+    await shot('6-live-paused');
     await page.waitForTimeout(300);
     const n1 = await page.locator('[data-testid=live-stream] .ev-line').first().getAttribute('data-type') + (await page.locator('[data-testid=live-stream] .ev-line').first().innerText());
     await page.waitForTimeout(1200);
     const n2 = await page.locator('[data-testid=live-stream] .ev-line').first().getAttribute('data-type') + (await page.locator('[data-testid=live-stream] .ev-line').first().innerText());
     assert(n1 === n2, 'new lines appeared while paused');
+    step('held');
     await page.click('[data-testid=live-pause]');
+    step('clicked resume');
     await page.waitForFunction((old) => {
       const el = document.querySelector('[data-testid=live-stream] .ev-line');
       return el && el.getAttribute('data-type') + el.innerText !== old;
     }, n1, { timeout: 10000 });
+    step('pause and resume');
     // a type filter: only fsync lines after it applies
     await page.click('.chips button:text-is("fsync")');
     await page.click('button:text("Clear")');
@@ -362,6 +370,24 @@ await check('causal graph with 2,000 nodes: renders, pans and zooms, nodes click
   await page.waitForTimeout(400);
   await shot('11-graph-2000');
 });
+
+const AUTH_URL = arg('auth-url', '');
+if (AUTH_URL)
+  await check('api.auth: the console loads, asks for the token, then shows data and the stream', async () => {
+    const p3 = await ctx.newPage(); // its 401s are expected: not watched for console errors
+    await p3.goto(AUTH_URL + '/');
+    await p3.waitForSelector('input[type=password]', { timeout: 10000 });
+    assert(/needs an access token/.test(await p3.locator('.banner').innerText()), 'no banner about the token');
+    await p3.fill('input[type=password]', arg('auth-token'));
+    await p3.click('button[type=submit]:text("Save")');
+    await p3.waitForSelector('.empty, table.incident-table', { timeout: 10000 });
+    assert((await p3.locator('.error-box').count()) === 0, `still an error: ${await p3.locator('.error-box').first().innerText().catch(() => '')}`);
+    await p3.goto(AUTH_URL + '/#/live');
+    await p3.waitForSelector('.conn-dot.open', { timeout: 10000 });
+    await p3.screenshot({ path: join(ART, '12-auth.png') });
+    await p3.evaluate(() => localStorage.removeItem('kprobe.token'));
+    await p3.close();
+  });
 
 await check('no console errors', async () => {
   assert(consoleErrors.length === 0, `${consoleErrors.length} console errors:\n${consoleErrors.slice(0, 8).join('\n')}`);

@@ -67,8 +67,15 @@ fi
 
 # --- 2. the appliance with a real incident
 DATA=$(mktemp -d /tmp/kprobe-e2e.XXXXXX)
+AUTH_DATA=$(mktemp -d /tmp/kprobe-e2e-auth.XXXXXX)
 UP_PID=
+AUTH_PID=
 cleanup() {
+	if [ -n "$AUTH_PID" ]; then
+		kill -TERM "$AUTH_PID" 2>/dev/null
+		wait "$AUTH_PID" 2>/dev/null
+	fi
+	rm -rf "$AUTH_DATA"
 	if [ -n "$UP_PID" ] && kill -0 "$UP_PID" 2>/dev/null; then
 		kill -TERM "$UP_PID" 2>/dev/null
 		for _ in $(seq 1 150); do kill -0 "$UP_PID" 2>/dev/null || break; sleep 0.1; done
@@ -104,8 +111,21 @@ fi
 API=$(sed -n 's/.*dashboard  http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$ART/up.txt" | head -1)
 echo "e2e: appliance on 127.0.0.1:$API, data in $DATA"
 
+# A second, empty appliance with api.auth on: the console asks for the token and then works.
+TOKEN="e2e-$$-$RANDOM"
+bin/kprobed --set store.dataDir="$AUTH_DATA" --set api.port=0 --set ingest.port=0 --set otlp.port=0 \
+	--set api.auth.enabled=true --set api.auth.tokens="$TOKEN" >"$ART/kprobed-auth.log" 2>&1 &
+AUTH_PID=$!
+AUTH_API=
+for _ in $(seq 1 100); do
+	AUTH_API=$(sed -n 's/^api=\([0-9]*\) .*/\1/p' "$AUTH_DATA/kprobed.ports" 2>/dev/null)
+	[ -n "$AUTH_API" ] && break
+	sleep 0.1
+done
+
 # --- 3. the browser
-node tests/e2e/dashboard.test.mjs --url "http://127.0.0.1:$API" --artifacts "$ART" | tee "$ART/browser.txt"
+node tests/e2e/dashboard.test.mjs --url "http://127.0.0.1:$API" --artifacts "$ART" \
+	${AUTH_API:+--auth-url "http://127.0.0.1:$AUTH_API" --auth-token "$TOKEN"} | tee "$ART/browser.txt"
 p=$(sed -n 's/^browser: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p' "$ART/browser.txt")
 f=$(sed -n 's/^browser: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' "$ART/browser.txt")
 if [ -z "$p" ]; then

@@ -3,7 +3,7 @@
 // node) are sent as a subscribe message, pause asks the server to stop sending (resume continues
 // from live), and a rate indicator shows events per second as received here and as counted by
 // the server, with any events the server had to drop for this client.
-import { useEffect, useMemo, useRef, useState } from 'react';
+import { memo, useEffect, useMemo, useRef, useState } from 'react';
 import { streamUrl } from '../lib/api';
 import { parseJson } from '../lib/json';
 import { big, fmtDur, fmtTime } from '../lib/ns';
@@ -11,7 +11,8 @@ import { href, navigate } from '../lib/route';
 import { TYPE_COLORS } from '../lib/evtypes';
 
 const TYPES = Object.keys(TYPE_COLORS);
-const KEEP = 400; // lines on screen
+const KEEP = 250; // lines on screen
+const FLUSH_MS = 200; // screen updates: 5 a second reads as live and costs little at 10k events/s
 
 type Ev = Record<string, unknown> & { type?: string; ts?: bigint | number };
 
@@ -37,9 +38,9 @@ export function Live({ params }: { params: URLSearchParams }) {
   const counter = useRef({ n: 0, id: 0, total: 0 });
   const [reconnect, setReconnect] = useState(0);
   const pausedRef = useRef(false);
-  // After a new subscribe, events already in flight under the old filter still arrive; the
-  // server answers "subscribed" in order, so everything before that answer is dropped.
-  const awaitingAck = useRef(false);
+  // The filter also applies here: after a change, events the server sent under the old one
+  // are still in flight (and under a flood its answer to the new subscribe can lag).
+  const filterRef = useRef<Filter>({ types: new Set(), pid: [], comm: [], service: [], node: [] });
 
   const subscribeMsg = useMemo(() => {
     const m: Record<string, unknown> = { op: 'subscribe' };
@@ -51,8 +52,8 @@ export function Live({ params }: { params: URLSearchParams }) {
     if (f.node) m.node = list(f.node);
     return JSON.stringify(m);
   }, [types, f]);
-  const subRef = useRef(subscribeMsg);
-  subRef.current = subscribeMsg;
+  const subParamsRef = useRef<Record<string, string>>({});
+  subParamsRef.current = { type: types.join(','), pid: f.pid, comm: f.comm, service: f.service, node: f.node };
 
   // Connection (reconnects with backoff when the server goes away).
   useEffect(() => {
@@ -61,13 +62,12 @@ export function Live({ params }: { params: URLSearchParams }) {
     let backoff = 500;
     const open = () => {
       setSt((s) => ({ ...s, state: 'connecting', error: null }));
-      const sock = new WebSocket(streamUrl());
+      // the filter in the URL applies from the first event (no flood before a subscribe)
+      const sock = new WebSocket(streamUrl(subParamsRef.current));
       ws.current = sock;
       sock.onopen = () => {
         backoff = 500;
         setSt((s) => ({ ...s, state: 'open' }));
-        awaitingAck.current = true;
-        sock.send(subRef.current);
         if (pausedRef.current) sock.send('{"op":"pause"}');
       };
       sock.onmessage = (m) => {
@@ -81,10 +81,13 @@ export function Live({ params }: { params: URLSearchParams }) {
           control(ev);
           return;
         }
-        if (awaitingAck.current) return;
+        if (!matches(ev, filterRef.current)) return;
         counter.current.n++;
         counter.current.total++;
-        if (!pausedRef.current) pending.current.push(ev);
+        if (!pausedRef.current) {
+          pending.current.push(ev);
+          if (pending.current.length > 4 * KEEP) pending.current.splice(0, pending.current.length - KEEP);
+        }
       };
       sock.onclose = (e) => {
         if (ws.current === sock) ws.current = null;
@@ -97,7 +100,6 @@ export function Live({ params }: { params: URLSearchParams }) {
     const control = (m: Ev) => {
       switch (m.msg) {
         case 'subscribed':
-          awaitingAck.current = false;
           setSt((s) => ({ ...s, filter: JSON.stringify(m.filter ?? {}) }));
           break;
         case 'paused':
@@ -128,28 +130,28 @@ export function Live({ params }: { params: URLSearchParams }) {
 
   // Re-subscribe when filters change.
   useEffect(() => {
-    if (ws.current?.readyState === WebSocket.OPEN) {
-      awaitingAck.current = true;
-      pending.current.length = 0;
-      ws.current.send(subscribeMsg);
-    }
+    filterRef.current = filterOf(types, f);
+    pending.current = pending.current.filter((ev) => matches(ev, filterRef.current));
+    if (ws.current?.readyState === WebSocket.OPEN) ws.current.send(subscribeMsg);
     navigate(href('/live', { type: types.join(','), ...f }), { silent: true });
   }, [subscribeMsg, types, f]);
 
-  // Flush at most every animation frame; rate once a second.
+  // Flush a few times a second (in an animation frame, so a hidden tab does no work); rate once
+  // a second.
   useEffect(() => {
     let raf = 0;
     const flush = () => {
-      if (pending.current.length) {
-        const batch = pending.current.splice(0);
-        setLines((old) => {
-          const add = batch.slice(-KEEP).reverse().map((ev) => ({ id: ++counter.current.id, ev }));
-          return [...add, ...old].slice(0, KEEP);
-        });
-      }
-      raf = requestAnimationFrame(flush);
+      raf = requestAnimationFrame(() => {
+        if (pending.current.length) {
+          const batch = pending.current.splice(0);
+          setLines((old) => {
+            const add = batch.slice(-KEEP).reverse().map((ev) => ({ id: ++counter.current.id, ev }));
+            return [...add, ...old].slice(0, KEEP);
+          });
+        }
+      });
     };
-    raf = requestAnimationFrame(flush);
+    const flusher = setInterval(flush, FLUSH_MS);
     let last = performance.now();
     const tick = setInterval(() => {
       const now = performance.now();
@@ -161,6 +163,7 @@ export function Live({ params }: { params: URLSearchParams }) {
     }, 1000);
     return () => {
       cancelAnimationFrame(raf);
+      clearInterval(flusher);
       clearInterval(tick);
     };
   }, []);
@@ -233,7 +236,36 @@ export function Live({ params }: { params: URLSearchParams }) {
   );
 }
 
-function Line({ ev }: { ev: Ev }) {
+interface Filter {
+  types: Set<string>;
+  pid: number[];
+  comm: string[];
+  service: string[];
+  node: string[];
+}
+
+function filterOf(types: string[], f: { pid: string; comm: string; service: string; node: string }): Filter {
+  const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+  return {
+    types: new Set(types),
+    pid: list(f.pid).map(Number).filter((x) => Number.isInteger(x)),
+    comm: list(f.comm),
+    service: list(f.service),
+    node: list(f.node),
+  };
+}
+
+/** The server's semantics: AND across keys, OR within one. */
+function matches(ev: Ev, f: Filter): boolean {
+  if (f.types.size && !f.types.has(String(ev.type))) return false;
+  if (f.pid.length && !f.pid.includes(Number(ev.pid))) return false;
+  if (f.comm.length && !f.comm.includes(String(ev.comm ?? ''))) return false;
+  if (f.service.length && !f.service.includes(String(ev.service ?? ''))) return false;
+  if (f.node.length && !f.node.includes(String(ev.node ?? ''))) return false;
+  return true;
+}
+
+const Line = memo(function Line({ ev }: { ev: Ev }) {
   const t = String(ev.type ?? '?');
   const ts = big(ev.ts);
   const dur = Number(ev.dur ?? 0);
@@ -252,7 +284,7 @@ function Line({ ev }: { ev: Ev }) {
       {typeof ev.ret === 'number' && ev.ret < 0 && <span className="ev-err">ERR {ev.ret}</span>}
     </div>
   );
-}
+});
 
 function kb(n: unknown) {
   const v = Number(n ?? 0);
