@@ -16,6 +16,7 @@ export function App() {
   const route = useRoute();
   const [zone, setZone] = useState<Zone>(timeZone());
   const [authProblem, setAuthProblem] = useState(false);
+  const [epoch, setEpoch] = useState(0); // a new token remounts the view: everything refetches
   const searchRef = useRef<HTMLInputElement>(null);
 
   useEffect(() => {
@@ -85,14 +86,20 @@ export function App() {
             <button className={zone === 'utc' ? 'on' : ''} onClick={() => changeZone('utc')}>UTC</button>
             <button className={zone === 'local' ? 'on' : ''} onClick={() => changeZone('local')}>Local</button>
           </div>
-          <TokenBox forceOpen={authProblem} onSaved={() => setAuthProblem(false)} />
+          <TokenBox
+            forceOpen={authProblem}
+            onSaved={() => {
+              setAuthProblem(false);
+              setEpoch((e) => e + 1);
+            }}
+          />
         </div>
       </header>
       {authProblem && (
         <div className="banner">kprobed refused the request: it needs an access token (api.auth.enabled). Set one with the key button.</div>
       )}
       <main>
-        <ErrorBoundary key={route.view + route.arg}>
+        <ErrorBoundary key={`${route.view}:${route.arg}:${epoch}`}>
           <Suspense fallback={<div className="page loading">Loading…</div>}>{view}</Suspense>
         </ErrorBoundary>
       </main>
@@ -168,7 +175,6 @@ function TokenBox({ forceOpen, onSaved }: { forceOpen: boolean; onSaved: () => v
             setToken(tok.trim());
             setOpen(false);
             onSaved();
-            location.reload();
           }}
         >
           <label>

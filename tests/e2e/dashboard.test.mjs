@@ -375,16 +375,24 @@ const AUTH_URL = arg('auth-url', '');
 if (AUTH_URL)
   await check('api.auth: the console loads, asks for the token, then shows data and the stream', async () => {
     const p3 = await ctx.newPage(); // its 401s are expected: not watched for console errors
+    const at = Date.now();
+    const step = (what) => process.env.E2E_DEBUG && console.log(`    ${what} +${Date.now() - at} ms`);
     await p3.goto(AUTH_URL + '/');
+    step('loaded');
     await p3.waitForSelector('input[type=password]', { timeout: 10000 });
     assert(/needs an access token/.test(await p3.locator('.banner').innerText()), 'no banner about the token');
     await p3.fill('input[type=password]', arg('auth-token'));
     await p3.click('button[type=submit]:text("Save")');
+    step('saved');
     await p3.waitForSelector('.empty, table.incident-table', { timeout: 10000 });
-    assert((await p3.locator('.error-box').count()) === 0, `still an error: ${await p3.locator('.error-box').first().innerText().catch(() => '')}`);
-    await p3.goto(AUTH_URL + '/#/live');
+    step('listed');
+    if ((await p3.locator('.error-box').count()) > 0) throw new Error(`still an error: ${await p3.locator('.error-box').first().innerText()}`);
+    await p3.click('nav.tabs a:text("Live")');
+    step('live');
     await p3.waitForSelector('.conn-dot.open', { timeout: 10000 });
+    step('streaming');
     await p3.screenshot({ path: join(ART, '12-auth.png') });
+    step('screenshot');
     await p3.evaluate(() => localStorage.removeItem('kprobe.token'));
     await p3.close();
   });
