@@ -274,7 +274,13 @@ await check('query: a bad query shows its error at its position; a good one a ta
   await page.click('[data-testid=run-query]');
   await page.waitForSelector('[data-testid=query-error]', { timeout: 10000 });
   const err = await page.locator('[data-testid=query-error]').innerText();
-  assert(/Line 3, column \d+/.test(err), `error without a position: ${err}`);
+  // the server's byte position, as line and column of the text
+  const bad = 'SELECT ts, type\nFROM events\nWHERE dur >> 5';
+  const srv = JSON.parse((await api('/api/v1/query', bad)).text);
+  assert(typeof srv.position === 'number', `the server gave no position: ${JSON.stringify(srv)}`);
+  const before = bad.slice(0, srv.position).split('\n');
+  const want = `Line ${before.length}, column ${before[before.length - 1].length + 1}`;
+  assert(err.includes(want) && err.includes(srv.error), `error shows "${err}", want "${want}: ${srv.error}"`);
   const mark = await page.locator('mark.t-error').innerText();
   assert(mark.trim().length > 0, 'the error position is not marked in the editor');
   await page.waitForTimeout(200);

@@ -1,10 +1,10 @@
 // echarts.ts - the parts of Apache ECharts the console uses (tree-shaken: custom series on a
-// canvas, grid, tooltip), registered once.
+// canvas, grid, tooltip, marked areas), registered once.
 import { CustomChart } from 'echarts/charts';
-import { GridComponent, TooltipComponent } from 'echarts/components';
+import { GridComponent, MarkAreaComponent, TooltipComponent } from 'echarts/components';
 import * as echarts from 'echarts/core';
 import { CanvasRenderer } from 'echarts/renderers';
 
-echarts.use([CustomChart, GridComponent, TooltipComponent, CanvasRenderer]);
+echarts.use([CustomChart, GridComponent, MarkAreaComponent, TooltipComponent, CanvasRenderer]);
 
 export { echarts };

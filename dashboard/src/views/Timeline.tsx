@@ -47,6 +47,18 @@ export function TimelineView({ params }: { params: URLSearchParams }) {
     type: params.get('type') ?? '',
   }));
   const [draft, setDraft] = useState(filters);
+  // From a transaction: its time range to mark, and the pids whose lanes go first.
+  const mark = useMemo(() => {
+    const m = /^(\d+)-(\d+)$/.exec(params.get('mark') ?? '');
+    return m ? { from: BigInt(m[1]), to: BigInt(m[2]) } : null;
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+  const pinned = useMemo(
+    // pid -> rank (the transaction's own process first)
+    () => new Map((params.get('pin') ?? '').split(',').map(Number).filter((x) => Number.isInteger(x) && x > 0).map((pid, i) => [pid, i])),
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [],
+  );
   const [data, setData] = useState<Timeline | null>(null);
   const [error, setError] = useState<Error | null>(null);
   const [loading, setLoading] = useState(false);
@@ -61,10 +73,17 @@ export function TimelineView({ params }: { params: URLSearchParams }) {
   // Keep the address bar a link to what is shown.
   useEffect(() => {
     navigate(
-      href('/timeline', { from: win.from.toString(), to: win.to.toString(), lane, ...filters }),
+      href('/timeline', {
+        from: win.from.toString(),
+        to: win.to.toString(),
+        lane,
+        ...filters,
+        mark: mark ? `${mark.from}-${mark.to}` : undefined,
+        pin: pinned.size ? [...pinned.keys()].join(',') : undefined,
+      }),
       { silent: true },
     );
-  }, [win, lane, filters]);
+  }, [win, lane, filters, mark, pinned]);
 
   // Fetch (debounced) for the window.
   useEffect(() => {
@@ -79,6 +98,13 @@ export function TimelineView({ params }: { params: URLSearchParams }) {
           { from: win.from, to: win.to, lane, max, pid: filters.pid, tid: filters.tid, service: filters.service, comm: filters.comm, type: filters.type },
           ac.signal,
         );
+        if (pinned.size && r.lane === 'thread') {
+          const pin = (l: Timeline['lanes'][number]) => {
+            const b = l.bars.find((x) => x.pid !== undefined && pinned.has(x.pid));
+            return b ? pinned.get(b.pid!)! : pinned.size;
+          };
+          r.lanes = r.lanes.map((l, i) => ({ l, i })).sort((a, b) => pin(a.l) - pin(b.l) || a.i - b.i).map((x) => x.l);
+        }
         setData(r);
         setError(null);
         setFetchMs(performance.now() - t0);
@@ -114,10 +140,11 @@ export function TimelineView({ params }: { params: URLSearchParams }) {
       (data?.lanes ?? []).map((l) => {
         const sk = big(l.skew_ns);
         // "node · node · tid 7": the service is unknown, say the process name once
-        const label = l.label.replace(/^([^·]+) · \1 · /, '$1 · ');
+        let label = l.label.replace(/^([^·]+) · \1 · /, '$1 · ');
+        if (pinned.size && l.bars.some((b) => b.pid !== undefined && pinned.has(b.pid))) label = `▸ ${label}`;
         return sk !== 0n ? `${label}  [clock ${sk > 0n ? '−' : '+'}${fmtDur(sk > 0n ? sk : -sk)}]` : label;
       }),
-    [data],
+    [data, pinned],
   );
 
   // Create the chart once; wire wheel zoom and drag pan.
@@ -261,12 +288,21 @@ export function TimelineView({ params }: { params: URLSearchParams }) {
             },
             data: items,
             progressive: 0,
+            markArea:
+              mark && mark.to >= win.from && mark.from <= win.to
+              ? {
+                  silent: true,
+                  itemStyle: { color: 'rgba(255,122,69,0.08)', borderColor: 'rgba(255,122,69,0.5)', borderWidth: 1 },
+                  label: { show: true, position: 'insideTopLeft', color: '#ff9f70', fontSize: 11, formatter: 'transaction' },
+                  data: [[{ xAxis: Math.max(-1, Number(mark.from - base)) }, { xAxis: Math.min(sp + 1, Number(mark.to - base)) }]],
+                }
+              : undefined,
           },
         ],
       },
       { notMerge: true },
     );
-  }, [flat, win, laneLabels]);
+  }, [flat, win, laneLabels, mark]);
 
   const setWinTo = useCallback((w: Win) => setWin(w), []);
   const fitData = async () => {

@@ -51,11 +51,15 @@ export function Txn({ txnKey, params }: { txnKey: string; params: URLSearchParam
     if (n) setSel(n);
   };
   const sym = rc.data?.symptom;
+  // The transaction's window with a margin; its time range marked, and the threads of the chain
+  // (victim and culprits) pinned on top.
   const timelineHref = sym
     ? href('/timeline', {
         from: (big(sym.start_ns) - pad(sym)).toString(),
         to: (big(sym.end_ns) + pad(sym)).toString(),
         lane: 'thread',
+        mark: `${big(sym.start_ns)}-${big(sym.end_ns)}`,
+        pin: [...new Set([sym, ...(rc.data?.chain ?? [])].map((s) => s.pid).filter(Boolean))].join(','),
       })
     : undefined;
 
