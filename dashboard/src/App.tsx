@@ -49,7 +49,7 @@ export function App() {
       view = <Incidents params={route.params} />;
       break;
     case 'txn':
-      view = <Txn key={route.arg} txnKey={route.arg} params={route.params} />;
+      view = <Txn key={`${route.arg}:${route.params.get('node') ?? ''}`} txnKey={route.arg} params={route.params} />;
       break;
     case 'timeline':
       view = <TimelineView params={route.params} />;

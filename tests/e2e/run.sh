@@ -109,7 +109,20 @@ if [ -z "$ok" ]; then
 	finish
 fi
 API=$(sed -n 's/.*dashboard  http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$ART/up.txt" | head -1)
+OTLP=$(sed -n 's/.*OTLP       http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$ART/up.txt" | head -1)
 echo "e2e: appliance on 127.0.0.1:$API, data in $DATA"
+
+# The browser test opens a failed payment whose chain reaches batch-job. On a busy machine the
+# contention sometimes lands elsewhere (other processes take the CPU): then the demo runs once
+# more on the same appliance, as `kprobe demo` itself advises.
+explained() {
+	curl -s "http://127.0.0.1:$API/api/v1/incidents?q=pay-&limit=500" | grep -q '"root_cause":"[^"]*batch-job'
+}
+for attempt in 2 3; do
+	explained && break
+	echo "e2e: no failed payment was explained by batch-job this time; running the demo again ($attempt/3)"
+	bin/kprobe demo --quick --api "$API" --otlp "$OTLP" >"$ART/demo-$attempt.txt" 2>&1
+done
 
 # A second, empty appliance with api.auth on: the console asks for the token and then works.
 TOKEN="e2e-$$-$RANDOM"

@@ -1,7 +1,7 @@
 // route.ts - hash routes, so every view is a link that works when pasted (kprobed serves
 // index.html for "/", and the hash never reaches the server):
 //   #/                     incidents     #/?q=pay-00017&from=24h&service=...
-//   #/txn/<key>            one transaction: root-cause chain, causal graph, node details
+//   #/txn/<key>[?node=<id>] one transaction: root-cause chain, causal graph, node details
 //   #/timeline?from=&to=&lane=thread&pid=...
 //   #/live?type=write,fsync&comm=...
 //   #/query?q=<text>
@@ -41,8 +41,10 @@ export function href(path: string, params?: Record<string, string | number | big
   return `#${path}${s ? '?' + s : ''}`;
 }
 
-export function txnHref(key: string): string {
-  return `#/txn/${encodeURIComponent(key)}`;
+/** A transaction by key; with node, that exact symptom (a key can name several, e.g. a
+ * transaction id reused by a retry or a second run). */
+export function txnHref(key: string, node?: unknown): string {
+  return `#/txn/${encodeURIComponent(key)}${node !== undefined ? `?node=${String(node)}` : ''}`;
 }
 
 /** Goes to a route. replace: no new history entry; silent: only the address bar changes (a view

@@ -116,9 +116,8 @@ export function GraphView({ graph, chainIds, rootCauseId, selected, onSelect, on
       c.destroy();
       ctrl.current = null;
     };
-    // chainIds / rootCauseId come with the same transaction as graph
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [prepared, mode]);
+    // the root-cause answer may arrive after the graph: marking it rebuilds the drawing
+  }, [prepared, mode, chainIds, rootCauseId]);
 
   useEffect(() => ctrl.current?.select(selected), [selected, prepared]);
 

@@ -174,7 +174,7 @@ export function Incidents({ params }: { params: URLSearchParams }) {
                   data-key={r.key}
                   onClick={(e) => {
                     if ((e.target as HTMLElement).closest('a')) return;
-                    navigate(txnHref(r.key || `#${r.id}`));
+                    navigate(txnHref(r.key || `#${r.id}`, r.id));
                   }}
                 >
                   <td className="nowrap">
@@ -191,7 +191,7 @@ export function Incidents({ params }: { params: URLSearchParams }) {
                     <Dur ns={r.duration_ns} />
                   </td>
                   <td className="nowrap">
-                    <a className="txn-link mono" href={txnHref(r.key || `#${r.id}`)}>
+                    <a className="txn-link mono" href={txnHref(r.key || `#${r.id}`, r.id)}>
                       {r.key || `#${r.id}`}
                     </a>
                   </td>

@@ -15,13 +15,17 @@ import { ResultTable } from './Query';
 export function Txn({ txnKey, params }: { txnKey: string; params: URLSearchParams }) {
   const depth = Number(params.get('depth') ?? 8);
   const direction = params.get('direction') === 'descendants' ? 'descendants' : 'ancestors';
-  const rc = useAsync((signal) => api.rootcause(txnKey, signal), [txnKey]);
+  // ?node=<id> pins the exact symptom the incident list showed; the key alone resolves to the
+  // latest symptom under it.
+  const node = /^\d+$/.test(params.get('node') ?? '') ? params.get('node')! : null;
+  const apiKey = node ? `#${node}` : txnKey;
+  const rc = useAsync((signal) => api.rootcause(apiKey, signal), [apiKey]);
   const gr = useAsync(
     (signal) => {
       performance.mark('kp-graph-fetch');
-      return api.graph(txnKey, { depth, direction, max: 5000 }, signal);
+      return api.graph(apiKey, { depth, direction, max: 5000 }, signal);
     },
-    [txnKey, depth, direction],
+    [apiKey, depth, direction],
   );
   const [sel, setSel] = useState<GraphNode | null>(null);
   useMarkOnce('kp-txn-view', !!rc.data && !!gr.data);
@@ -97,9 +101,9 @@ export function Txn({ txnKey, params }: { txnKey: string; params: URLSearchParam
             <span className="sub">
               {' '}
               {direction} of the symptom, {depth} hops ·{' '}
-              <a href={href(`/txn/${encodeURIComponent(txnKey)}`, { depth: Math.min(64, depth + 4), direction })}>deeper</a>
+              <a href={href(`/txn/${encodeURIComponent(txnKey)}`, { node: node ?? undefined, depth: Math.min(64, depth + 4), direction })}>deeper</a>
               {' · '}
-              <a href={href(`/txn/${encodeURIComponent(txnKey)}`, { depth, direction: direction === 'ancestors' ? 'descendants' : 'ancestors' })}>
+              <a href={href(`/txn/${encodeURIComponent(txnKey)}`, { node: node ?? undefined, depth, direction: direction === 'ancestors' ? 'descendants' : 'ancestors' })}>
                 {direction === 'ancestors' ? 'show effects' : 'show causes'}
               </a>
             </span>
@@ -107,7 +111,7 @@ export function Txn({ txnKey, params }: { txnKey: string; params: URLSearchParam
           {gr.error && <ErrorBox error={gr.error} />}
           {!gr.data && gr.loading && <Loading what="graph" />}
           {gr.data && gr.data.nodes.length === 0 && <Empty>The graph has no nodes for this key.</Empty>}
-          {gr.data && gr.data.nodes.length > 0 && (
+          {gr.data && gr.data.nodes.length > 0 && !rc.loading && (
             <GraphView
               graph={gr.data}
               chainIds={chainIds}
