@@ -6,6 +6,7 @@
 import { memo, useEffect, useMemo, useRef, useState } from 'react';
 import { streamUrl } from '../lib/api';
 import { parseJson } from '../lib/json';
+import { type Filter, filterOf, matches } from '../lib/livefilter';
 import { big, fmtDur, fmtTime } from '../lib/ns';
 import { href, navigate } from '../lib/route';
 import { TYPE_COLORS } from '../lib/evtypes';
@@ -234,35 +235,6 @@ export function Live({ params }: { params: URLSearchParams }) {
       </div>
     </div>
   );
-}
-
-interface Filter {
-  types: Set<string>;
-  pid: number[];
-  comm: string[];
-  service: string[];
-  node: string[];
-}
-
-function filterOf(types: string[], f: { pid: string; comm: string; service: string; node: string }): Filter {
-  const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
-  return {
-    types: new Set(types),
-    pid: list(f.pid).map(Number).filter((x) => Number.isInteger(x)),
-    comm: list(f.comm),
-    service: list(f.service),
-    node: list(f.node),
-  };
-}
-
-/** The server's semantics: AND across keys, OR within one. */
-function matches(ev: Ev, f: Filter): boolean {
-  if (f.types.size && !f.types.has(String(ev.type))) return false;
-  if (f.pid.length && !f.pid.includes(Number(ev.pid))) return false;
-  if (f.comm.length && !f.comm.includes(String(ev.comm ?? ''))) return false;
-  if (f.service.length && !f.service.includes(String(ev.service ?? ''))) return false;
-  if (f.node.length && !f.node.includes(String(ev.node ?? ''))) return false;
-  return true;
 }
 
 const Line = memo(function Line({ ev }: { ev: Ev }) {
