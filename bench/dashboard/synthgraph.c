@@ -44,11 +44,12 @@ static uint64_t rnd(void)
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: synthgraph --data DIR [--nodes N] [--key KEY] [--seed X] [--time NS]\n"
-		     "\n"
-		     "Writes a layered causal graph of N nodes (default 2000) under KEY (default\n"
-		     "synth-2000) into DIR/graph. TIME is the symptom's end, epoch ns (default: one\n"
-		     "hour ago). Run it while no kprobed uses DIR.\n");
+	fprintf(out,
+		"usage: synthgraph --data DIR [--nodes N] [--key KEY] [--seed X] [--time NS]\n"
+		"\n"
+		"Writes a layered causal graph of N nodes (default 2000) under KEY (default\n"
+		"synth-2000) into DIR/graph. TIME is the symptom's end, epoch ns (default: one\n"
+		"hour ago). Run it while no kprobed uses DIR.\n");
 }
 
 static const struct {
@@ -155,7 +156,9 @@ int main(int argc, char **argv)
 			struct gstore_labels lb = {0};
 			char text[128], buf[32];
 			uint32_t pid = 2000 + (uint32_t)(rnd() % 6000);
-			const char *comm = l == NLAYERS - 1 ? "batch-job" : l <= 3 ? "settlement" : "worker";
+			const char *comm = l == NLAYERS - 1 ? "batch-job"
+					   : l <= 3	    ? "settlement"
+							    : "worker";
 			gstore_labels_add(&lb, "comm", comm);
 			if (l == NLAYERS - 1)
 				snprintf(text, sizeof(text), "batch-job");
@@ -167,9 +170,9 @@ int main(int argc, char **argv)
 			if (l == 0)
 				gstore_labels_add(&lb, "key", key);
 			if (layers[l].kind == GN_OFFCPU || layers[l].kind == GN_RECLAIM) {
-				gstore_labels_add(&lb, "mechanism", layers[l].kind == GN_OFFCPU
-									    ? "preemption"
-									    : "reclaim");
+				gstore_labels_add(&lb, "mechanism",
+						  layers[l].kind == GN_OFFCPU ? "preemption"
+									      : "reclaim");
 				snprintf(buf, sizeof(buf), "%u", 4000 + (unsigned)(rnd() % 1000));
 				gstore_labels_add(&lb, "culprit_pid", buf);
 			}
@@ -182,7 +185,7 @@ int main(int argc, char **argv)
 						.start_ns = l == 0 ? t_end - sym_ns : start,
 						.end_ns = l == 0 ? t_end : start + wt,
 						.weight_ns = wt,
-						.service = l <= 1	? "payment-handler"
+						.service = l <= 1   ? "payment-handler"
 							   : l <= 4 ? "settlement-svc"
 								    : "",
 						.labels = lb.buf,
@@ -198,7 +201,8 @@ int main(int argc, char **argv)
 			/* one to three effects in the layer above; node 0 always feeds node 0 */
 			int k = 1 + (int)(rnd() % 3);
 			for (int j = 0; j < k; j++) {
-				long dst = i == 0 && j == 0 ? 0 : (long)(rnd() % (uint64_t)size[l - 1]);
+				long dst = i == 0 && j == 0 ? 0
+							    : (long)(rnd() % (uint64_t)size[l - 1]);
 				struct gstore_edge e = {.src = ids[l][i],
 							.dst = ids[l - 1][dst],
 							.weight_ns = KP_MIN(wt, weight[l - 1][dst]),
