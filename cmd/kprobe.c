@@ -7,6 +7,7 @@
 
 #include "common/config.h"
 #include "common/util.h"
+#include "replay/cli.h"
 
 static void usage(FILE *out)
 {
@@ -28,6 +29,10 @@ int main(int argc, char **argv)
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
+	if (!strcmp(argv[1], "record"))
+		return replay_cmd_record(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "replay"))
+		return replay_cmd_replay(argc - 1, argv + 1);
 	fprintf(stderr, "kprobe: unknown command '%s' (see kprobe --help)\n", argv[1]);
 	return 2;
 }
