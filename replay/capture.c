@@ -228,16 +228,42 @@ static int on_rec(void *ctx, void *data, size_t size)
 	return r;
 }
 
-int capture_poll(struct capture *c, int timeout_ms, capture_cb cb, void *ctx)
+static int rb_ready(struct capture *c)
 {
-	c->cb = cb;
-	c->ctx = ctx;
-	c->cb_ret = 0;
 	if (!c->rb) {
 		c->rb = ring_buffer__new(bpf_map__fd(c->skel->maps.rb), on_rec, c, NULL);
 		if (!c->rb)
 			return -errno ? -errno : -ENOMEM;
 	}
+	return 0;
+}
+
+int capture_fd(struct capture *c)
+{
+	int r = rb_ready(c);
+	return r < 0 ? r : ring_buffer__epoll_fd(c->rb);
+}
+
+int capture_consume(struct capture *c, capture_cb cb, void *ctx)
+{
+	int r = rb_ready(c);
+	if (r < 0)
+		return r;
+	c->cb = cb;
+	c->ctx = ctx;
+	c->cb_ret = 0;
+	int n = ring_buffer__consume(c->rb);
+	return c->cb_ret ? c->cb_ret : n;
+}
+
+int capture_poll(struct capture *c, int timeout_ms, capture_cb cb, void *ctx)
+{
+	int r = rb_ready(c);
+	if (r < 0)
+		return r;
+	c->cb = cb;
+	c->ctx = ctx;
+	c->cb_ret = 0;
 	int n = ring_buffer__poll(c->rb, timeout_ms);
 	if (c->cb_ret)
 		return c->cb_ret;

@@ -54,6 +54,11 @@ typedef int (*capture_cb)(void *ctx, const void *rec, size_t len);
 /* Waits up to timeout_ms for records and delivers them all. Returns the count or -errno. */
 int capture_poll(struct capture *c, int timeout_ms, capture_cb cb, void *ctx);
 
+/* An fd that polls readable when records wait (for callers with their own event loop), and a
+ * non-blocking drain of what is there. */
+int capture_fd(struct capture *c);
+int capture_consume(struct capture *c, capture_cb cb, void *ctx);
+
 struct capture_stats {
 	uint64_t emitted;   /* records committed by the kernel side */
 	uint64_t dropped;   /* records lost (ring buffer full): the recording is incomplete */

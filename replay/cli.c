@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/ptrace.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -22,8 +25,10 @@
 #include "common/util.h"
 #include "replay/capture.h"
 #include "replay/cli.h"
+#include "replay/internal.h"
 #include "replay/rec.h"
 #include "replay/replay.h"
+#include "replay/sysc.h"
 
 static int exit_code_of(int status)
 {
@@ -87,6 +92,97 @@ static int on_cap(void *ctx, const void *rec, size_t len)
 		rc->bytes += len;
 	}
 	return 0;
+}
+
+/*
+ * The recorder traces the command tree only to stop each process at exec: there its vDSO clock
+ * functions are redirected to real system calls (as a replay does), so every clock read the
+ * program makes is a system call the probe records, with its exact value. Without this, clock
+ * reads through the vDSO would be invisible to BPF and a replay could only approximate them from
+ * the neighbouring calls' timestamps (which it still does for processes captured by the agent).
+ * Nothing else stops: fork/clone events are continued at once, signals pass through.
+ */
+struct rtrace {
+	pid_t root;
+	int status;
+	bool first;
+	pid_t seen[1024]; /* tasks whose first stop was seen */
+	int nseen;
+	char vdso_err[256];
+};
+
+static bool rtrace_seen(struct rtrace *t, pid_t p, bool add)
+{
+	for (int i = 0; i < t->nseen; i++)
+		if (t->seen[i] == p)
+			return true;
+	if (add) {
+		if (t->nseen == 1024)
+			t->nseen = 0; /* old entries belong to tasks long gone */
+		t->seen[t->nseen++] = p;
+	}
+	return false;
+}
+
+static void rtrace_patch(struct rtrace *t, pid_t pid)
+{
+	char path[64], err[256];
+	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || replay__vdso_patch(pid, fd, err, sizeof(err)) < 0)
+		snprintf(t->vdso_err, sizeof(t->vdso_err), "%s", fd < 0 ? strerror(errno) : err);
+	if (fd >= 0)
+		close(fd);
+}
+
+static void rtrace_reap(struct rtrace *t)
+{
+	for (;;) {
+		int st;
+		pid_t pid = waitpid(-1, &st, WNOHANG | __WALL);
+		if (pid <= 0)
+			return;
+		if (WIFEXITED(st) || WIFSIGNALED(st)) {
+			if (pid == t->root)
+				t->status = st;
+			continue;
+		}
+		if (!WIFSTOPPED(st))
+			continue;
+		int sig = WSTOPSIG(st), ev = st >> 16;
+		if (pid == t->root && t->first && sig == SIGTRAP) {
+			/* the first exec (PTRACE_TRACEME) */
+			t->first = false;
+			rtrace_seen(t, pid, true);
+			ptrace(PTRACE_SETOPTIONS, pid, 0,
+			       PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK |
+				       PTRACE_O_TRACEEXEC);
+			rtrace_patch(t, pid);
+			ptrace(PTRACE_CONT, pid, 0, 0);
+			continue;
+		}
+		switch (ev) {
+		case PTRACE_EVENT_EXEC:
+			rtrace_patch(t, pid);
+			ptrace(PTRACE_CONT, pid, 0, 0);
+			break;
+		case PTRACE_EVENT_CLONE:
+		case PTRACE_EVENT_FORK:
+		case PTRACE_EVENT_VFORK:
+			ptrace(PTRACE_CONT, pid, 0, 0);
+			break;
+		case 0:
+			/* a new task's first stop is the SIGSTOP of its auto-attach */
+			if (!rtrace_seen(t, pid, true) && sig == SIGSTOP)
+				ptrace(PTRACE_CONT, pid, 0, 0);
+			else
+				ptrace(PTRACE_CONT, pid, 0, sig);
+			break;
+		default:
+			ptrace(PTRACE_CONT, pid, 0, 0);
+			break;
+		}
+	}
 }
 
 int replay_cmd_record(int argc, char **argv)
@@ -202,16 +298,22 @@ int replay_cmd_record(int argc, char **argv)
 	m.mono_base = clock_ns(CLOCK_MONOTONIC);
 	m.real_base = clock_ns(CLOCK_REALTIME);
 	m.boot_base = clock_ns(CLOCK_BOOTTIME);
+	sigset_t chld, oldmask;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &oldmask);
+	int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
 	pid_t child = fork();
 	if (child == 0) {
 		char c;
 		signal(SIGINT, SIG_DFL);
+		sigprocmask(SIG_SETMASK, &oldmask, NULL);
 		if (read(go[0], &c, 1) != 1)
 			_exit(REPLAY_EXIT_ERROR);
-		int g = go[0];
-		if (g != 3)
-			dup2(g, 3);
 		syscall(SYS_close_range, 3, ~0u, 0);
+		/* traced only to stop at exec: see struct rtrace */
+		if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0)
+			_exit(REPLAY_EXIT_ERROR);
 		execvp(cmd[0], cmd);
 		fprintf(stderr, "kprobe record: cannot run %s: %s\n", cmd[0], strerror(errno));
 		_exit(127);
@@ -227,14 +329,24 @@ int replay_cmd_record(int argc, char **argv)
 	}
 	close(go[1]);
 
+	struct rtrace rt = {.root = child, .status = -1, .first = true};
 	int status = -1, quiet_polls = 0;
 	uint64_t last_progress = now_mono_ns();
+	struct pollfd pf[2] = {{capture_fd(cap), POLLIN, 0}, {sfd, POLLIN, 0}};
+	rtrace_reap(&rt);
 	for (;;) {
-		int n = capture_poll(cap, 100, on_cap, &rc);
+		int n = poll(pf, 2, 100);
+		if (n < 0 && errno != EINTR)
+			break;
+		n = capture_consume(cap, on_cap, &rc);
+		if (pf[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(sfd, &si, sizeof(si)) > 0)
+				;
+		}
+		rtrace_reap(&rt);
 		if (status < 0) {
-			int st;
-			if (waitpid(child, &st, WNOHANG) == child)
-				status = st;
+			status = rt.status;
 		} else {
 			/* the command is done: drain what is still in flight */
 			quiet_polls = n > 0 ? 0 : quiet_polls + 1;
@@ -247,6 +359,11 @@ int replay_cmd_record(int argc, char **argv)
 			last_progress = now_mono_ns();
 		}
 	}
+	close(sfd);
+	sigprocmask(SIG_SETMASK, &oldmask, NULL);
+	if (rt.vdso_err[0] && !quiet)
+		fprintf(stderr, "kprobe record: %s (clock reads through the vDSO are not recorded; "
+			"the replay reconstructs them)\n", rt.vdso_err);
 	signal(SIGINT, SIG_DFL);
 	struct capture_stats cs;
 	capture_stats(cap, &cs);
@@ -321,11 +438,57 @@ static void replay_usage(FILE *out)
 		"Output:\n"
 		"  -v, --verbose        notes as they happen (-v -v: a line per served call)\n"
 		"  -q, --quiet          no summary lines\n"
+		"  --list               print what the recording holds (threads, calls) and exit\n"
 		"\n"
 		"Exit status: CMD's (128+N when killed by signal N); 86 when a divergence stopped the\n"
 		"replay; 85 when the replay could not run or continue (bad recording, data the\n"
 		"recording does not have); 2 on usage errors. With --fuzz: 0 when no variant changed\n"
 		"the outcome, 1 when some did.\n");
+}
+
+/* --list: what a recording holds, one line per thread and per call. */
+static void list_recording(const struct rec *r, FILE *out)
+{
+	const struct rec_meta *m = rec_meta(r);
+	char st[160];
+	replay_outcome_str(m->root_status, "", st, sizeof(st));
+	fprintf(out, "recording of:");
+	for (int i = 0; i < m->argc; i++)
+		fprintf(out, " %s", m->argv[i]);
+	fprintf(out, "\n  on %s (kernel %s), in %s; %s; %" PRIu64 " calls; maxBytes %u; %.1f ms\n",
+		m->host, m->kernel, m->cwd, st, rec_ncalls(r), m->max_bytes,
+		(double)(m->mono_end - m->mono_base) / 1e6);
+	for (int i = 0; i < rec_nthreads(r); i++) {
+		const struct rec_thread *t = rec_thread(r, i);
+		fprintf(out, "thread %u (process %u%s%s%s) %s: %u calls, parent %u child #%u\n", t->tid,
+			t->tgid, t->flags & REC_T_ROOT ? ", root" : "",
+			t->flags & REC_T_PEER ? ", peer" : "", t->flags & REC_T_THREAD ? ", thread" : "",
+			t->exe, t->n_calls, t->parent_tid, t->child_index);
+	}
+	for (uint64_t n = 0; n < rec_ncalls(r); n++) {
+		int th;
+		const struct kp_cap_rec *c = rec_call_seq(r, n, &th);
+		struct kp_cap_sock k;
+		fprintf(out, "%6" PRIu64 " %7u %+10.3f ms %-14s (%lld, %lld, %lld) = %lld", (uint64_t)c->seq,
+			c->tid, ((double)c->ts_exit - (double)m->mono_base) / 1e6,
+			sysc_name(c->nr), (long long)c->args[0], (long long)c->args[1],
+			(long long)c->args[2], (long long)c->ret);
+		if (c->payload_len) {
+			fprintf(out, " \"");
+			for (uint32_t i = 0; i < c->payload_len && i < 48; i++) {
+				uint8_t b = kp_cap_payload(c)[i];
+				fprintf(out, b >= 32 && b < 127 && b != '"' ? "%c" : "\\x%02x", b);
+			}
+			fprintf(out, "\"%s", c->payload_len > 48 ? "..." : "");
+		}
+		if (c->flags & KP_CAP_F_TRUNC)
+			fprintf(out, " [truncated]");
+		if (kp_cap_sock_get(c, &k) && k.family == 2)
+			fprintf(out, " [%u.%u.%u.%u:%u -> %u.%u.%u.%u:%u]", k.saddr[0], k.saddr[1],
+				k.saddr[2], k.saddr[3], k.sport, k.daddr[0], k.daddr[1], k.daddr[2],
+				k.daddr[3], k.dport);
+		fprintf(out, "\n");
+	}
 }
 
 static void out_compare(const struct kp_buf *rec, bool rec_cut, const struct kp_buf *got,
@@ -358,7 +521,7 @@ int replay_cmd_replay(int argc, char **argv)
 	long fuzz = 0;
 	uint64_t seed = 1;
 	double scale = 1.0;
-	bool quiet = false;
+	bool quiet = false, list = false;
 	char err[1024];
 	for (int i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "--")) {
@@ -410,6 +573,8 @@ int replay_cmd_replay(int argc, char **argv)
 			verbose++;
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
 			quiet = true;
+		} else if (!strcmp(a, "--list")) {
+			list = true;
 		} else if (a[0] != '-' && !file) {
 			file = a;
 		} else {
@@ -435,6 +600,11 @@ int replay_cmd_replay(int argc, char **argv)
 		return REPLAY_EXIT_ERROR;
 	}
 	const struct rec_meta *m = rec_meta(r);
+	if (list) {
+		list_recording(r, stdout);
+		rec_close(r);
+		return 0;
+	}
 	if (m->flags & REC_F_INCOMPLETE) {
 		fprintf(stderr, "kprobe replay: %s is incomplete (%" PRIu64 " records were lost while "
 			"recording): record again with a larger probe.ebpf.ringBufferSizeKb\n", file,

@@ -211,11 +211,19 @@ int replay__model_build(struct replay__model **out, const struct rec *r, char *e
 			continue;
 		struct kp_cap_sock k;
 		long fd = (s->cap.flags & KP_CAPD_NEWFD) ? (long)c->ret : (long)(int)c->args[0];
-		bool has = kp_cap_sock_get(c, &k) && k.dport != 0 && k.type == SOCK_STREAM;
-		if (has && fd >= 0) {
+		/*
+		 * An fd joins a connection at connect/accept, or at its first call with a complete
+		 * address pair (a socket from before the recording). Later tuples do not move it:
+		 * once the peer resets, the kernel unhashes the socket and its local port reads 0.
+		 */
+		bool has = kp_cap_sock_get(c, &k) && k.dport != 0 && k.sport != 0 &&
+			   k.type == SOCK_STREAM;
+		uint64_t key = (uint64_t)c->pid << 32 | (uint32_t)fd;
+		bool opens = s->kind == SK_CONNECT || (s->kind == SK_NEWFD && c->ret >= 0);
+		if (has && fd >= 0 && (opens || fdmap_find(&fm, key) < 0)) {
 			int e = ep_get(m, &k, c->pid);
-			fdmap_set(&fm, (uint64_t)c->pid << 32 | (uint32_t)fd, e);
-			if (s->kind == SK_CONNECT || (s->kind == SK_NEWFD && c->ret >= 0))
+			fdmap_set(&fm, key, e);
+			if (opens)
 				m->eps[e].connect_t = c->ts_exit;
 		}
 		if (!(s->cap.flags & (KP_CAPD_FD | KP_CAPD_NEWFD)) || fd < 0)
