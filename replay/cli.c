@@ -698,11 +698,17 @@ int replay_cmd_replay(int argc, char **argv)
 			bool ch = res.diverged || res.failed || !same_status || !same_out;
 			changed += ch;
 			if (!quiet) {
+				char why[160] = "";
+				if (!same_status)
+					snprintf(why, sizeof(why), ": exit %d -> %d",
+						 exit_code_of(ro.status), exit_code_of(res.status));
+				if (!same_out)
+					snprintf(why + strlen(why), sizeof(why) - strlen(why),
+						 "%s stdout differs", why[0] ? "," : ":");
 				fprintf(stderr, "  variant %ld (seed %" PRIu64 "): %s%s%s%s\n", v + 1,
 					o.fuzz_seed, res.diverged ? "diverged" : res.failed ? "stopped"
 											  : now,
-					ch ? "  [CHANGED" : "", ch && !same_out ? ": stdout differs" : "",
-					ch ? "]" : "");
+					ch ? "  [CHANGED" : "", why, ch ? "]" : "");
 				/* which delays it drew */
 				const char *p = res.notes.data;
 				int shown = 0;

@@ -134,6 +134,20 @@ struct held {
 	struct held *next;
 };
 
+/*
+ * A served call (or a new task's first run) waiting for its turn to run user code. In a
+ * multi-task replay only one task runs between system calls at a time, and ready tasks are let
+ * go in the recorded order of their *next* call's entry: whichever reached its next system call
+ * first in the recording (and so, most likely, took the contended lock first) goes first.
+ */
+struct pend {
+	struct task *t;
+	bool ptrace_cont; /* a new task: PTRACE_CONT instead of a notification answer */
+	struct seccomp_notif_resp resp;
+	uint64_t key;
+	struct pend *next;
+};
+
 struct act {
 	enum { A_VAL, A_ERR, A_CONT, A_HOLD, A_SENT, A_STOP } k;
 	int64_t v;
@@ -162,6 +176,9 @@ struct eng {
 	int ntasks;
 	struct proc *procs;
 	struct held *held;
+	bool sched;             /* multi-task: release one task at a time (struct pend) */
+	struct pend *pends;
+	struct task *inflight;  /* the task running user code, NULL when none */
 	uint64_t vnow, shift;
 	double scale;
 	uint64_t *inj_seen;
@@ -215,6 +232,17 @@ static void task_del(struct eng *e, struct task *t)
 	if (*pp)
 		*pp = t->hnext;
 	e->ntasks--;
+	if (e->inflight == t)
+		e->inflight = NULL;
+	for (struct pend **pp = &e->pends; *pp;) {
+		if ((*pp)->t == t) {
+			struct pend *x = *pp;
+			*pp = x->next;
+			free(x);
+		} else {
+			pp = &(*pp)->next;
+		}
+	}
 	/* a held call of this task will never be answered */
 	for (struct held **h = &e->held; *h;) {
 		if ((pid_t)(*h)->req.pid == t->tid) {
@@ -1834,6 +1862,27 @@ static void go_off(struct eng *e, struct task *t, const char *why)
 	     why);
 }
 
+/* "sendto(fd=3, 12 bytes)", "poll(1 fds, timeout 750 ms)", "openat(...)" */
+static void describe_call(struct kp_buf *b, long nr, const __u64 *a)
+{
+	const struct sysc *s = sysc_by_nr(nr);
+	if (!s) {
+		buf_printf(b, "%s(...)", sysc_name(nr));
+		return;
+	}
+	buf_printf(b, "%s(", s->name);
+	if (s->cap.flags & KP_CAPD_FD)
+		buf_printf(b, "fd=%d, ", (int)a[0]);
+	if (s->cap.pay == KP_PAY_BUF && (s->kind == SK_OUT || s->kind == SK_IN))
+		buf_printf(b, "%llu bytes", (unsigned long long)a[s->cap.pay_arg + 1]);
+	else if (nr == SYS_poll)
+		buf_printf(b, "%llu fds, timeout %d ms", (unsigned long long)a[1], (int)a[2]);
+	else
+		buf_printf(b, "%#llx, %#llx, %#llx", (unsigned long long)a[0],
+			   (unsigned long long)a[1], (unsigned long long)a[2]);
+	buf_puts(b, ")");
+}
+
 static struct act diverge(struct eng *e, struct task *t, const struct seccomp_notif *req,
 			  const struct kp_cap_rec *c, const char *why)
 {
@@ -1841,13 +1890,11 @@ static struct act diverge(struct eng *e, struct task *t, const struct seccomp_no
 	buf_printf(&res->report, "divergence in %s (recorded thread %u), call #%u of its stream "
 		   "(global #%" PRIu64 "):\n", tname(t), rec_thread(e->rec, t->rt)->tid, c->ord,
 		   (uint64_t)c->seq);
-	buf_printf(&res->report, "  call:     %s(%llu, %llu, %llu, ...)\n",
-		   sysc_name(req->data.nr), (unsigned long long)req->data.args[0],
-		   (unsigned long long)req->data.args[1], (unsigned long long)req->data.args[2]);
-	buf_printf(&res->report, "  recorded: %s(%llu, %llu, %llu, ...) = %lld\n",
-		   sysc_name(c->nr), (unsigned long long)c->args[0],
-		   (unsigned long long)c->args[1], (unsigned long long)c->args[2],
-		   (long long)c->ret);
+	buf_printf(&res->report, "  call:     ");
+	describe_call(&res->report, req->data.nr, req->data.args);
+	buf_printf(&res->report, "\n  recorded: ");
+	describe_call(&res->report, c->nr, c->args);
+	buf_printf(&res->report, " = %lld\n", (long long)c->ret);
 	buf_printf(&res->report, "  %s\n", why);
 	res->diverged = true;
 	e->stop = true;
@@ -1976,7 +2023,72 @@ static struct act script_serve(struct eng *e, struct task *t, const struct secco
 	return apply(e, t, req, c, s);
 }
 
-static int respond(struct eng *e, const struct seccomp_notif *req, struct act a)
+/* Recorded entry time of the task's next call: its place in the release order. */
+static uint64_t release_key(struct eng *e, struct task *t)
+{
+	if (t->rt < 0 || t->off)
+		return 0;
+	const struct kp_cap_rec *n = rec_call(e->rec, t->rt, t->cur);
+	if (!n)
+		return UINT64_MAX - 1;
+	return n->ts_enter ? n->ts_enter : n->ts_exit;
+}
+
+static void pend_push(struct eng *e, struct task *t, const struct seccomp_notif_resp *r,
+		      bool ptrace_cont)
+{
+	struct pend *p = xcalloc(1, sizeof(*p));
+	p->t = t;
+	p->ptrace_cont = ptrace_cont;
+	if (r)
+		p->resp = *r;
+	p->key = release_key(e, t);
+	p->next = e->pends;
+	e->pends = p;
+}
+
+/* Lets the next task run, when none is running. */
+static void release_next(struct eng *e)
+{
+	while (!e->inflight && e->pends) {
+		struct pend **best = &e->pends;
+		for (struct pend **pp = &e->pends; *pp; pp = &(*pp)->next)
+			if ((*pp)->key < (*best)->key)
+				best = pp;
+		struct pend *x = *best;
+		*best = x->next;
+		int r = x->ptrace_cont ? (int)ptrace(PTRACE_CONT, x->t->tid, 0, 0)
+				       : ioctl(e->nfd, SECCOMP_IOCTL_NOTIF_SEND, &x->resp);
+		if (r == 0)
+			e->inflight = x->t;
+		free(x);
+	}
+}
+
+/* Is the running task blocked somewhere we do not see (a futex, a sleep)? Then the next one
+ * may go. */
+static void check_inflight(struct eng *e)
+{
+	if (!e->inflight)
+		return;
+	char path[96], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", e->inflight->proc->tgid,
+		 e->inflight->tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0) {
+		e->inflight = NULL;
+		return;
+	}
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')');
+	if (p && p[1] == ' ' && (p[2] == 'S' || p[2] == 'D' || p[2] == 't' || p[2] == 'T'))
+		e->inflight = NULL;
+}
+
+static int respond(struct eng *e, struct task *t, const struct seccomp_notif *req, struct act a)
 {
 	struct seccomp_notif_resp r = {.id = req->id};
 	switch (a.k) {
@@ -1990,7 +2102,15 @@ static int respond(struct eng *e, const struct seccomp_notif *req, struct act a)
 		r.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
 		e->res->passed++;
 		break;
+	case A_SENT:
+		if (e->sched && t)
+			e->inflight = t; /* ADDFD|SEND answered already: it runs */
+		return 0;
 	default:
+		return 0;
+	}
+	if (e->sched && t) {
+		pend_push(e, t, &r, false);
 		return 0;
 	}
 	if (ioctl(e->nfd, SECCOMP_IOCTL_NOTIF_SEND, &r) < 0)
@@ -2005,9 +2125,11 @@ static void handle(struct eng *e, struct seccomp_notif *req, bool forced)
 	struct act a;
 	if (!forced)
 		e->res->stops++;
+	if (t && e->inflight == t)
+		e->inflight = NULL; /* it reached a system call: its run is over */
 	if (!t || !t->proc || !t->proc->started || !s || e->stop || req->data.arch !=
 									    AUDIT_ARCH_X86_64) {
-		respond(e, req, CONT);
+		respond(e, NULL, req, CONT);
 		return;
 	}
 	if (t->rt < 0 || t->off)
@@ -2034,7 +2156,7 @@ static void handle(struct eng *e, struct seccomp_notif *req, bool forced)
 	}
 	if (a.k == A_STOP)
 		return;
-	respond(e, req, a);
+	respond(e, t, req, a);
 }
 
 /* Serves held calls whose turn has come; forced: the one with the lowest sequence anyway. */
@@ -2096,6 +2218,15 @@ static bool is_thread_of(pid_t tid, pid_t tgid)
 	return found == tgid;
 }
 
+/* A new task's first run: at once, or in the release order of a multi-task replay. */
+static void task_start(struct eng *e, struct task *t)
+{
+	if (e->sched)
+		pend_push(e, t, NULL, true);
+	else
+		ptrace(PTRACE_CONT, t->tid, 0, 0);
+}
+
 static void link_child(struct eng *e, struct task *parent, pid_t ntid, int ev)
 {
 	struct task *c = task_find(e, ntid);
@@ -2132,7 +2263,7 @@ static void link_child(struct eng *e, struct task *parent, pid_t ntid, int ev)
 	c->linked = true;
 	if (c->parked) {
 		c->parked = false;
-		ptrace(PTRACE_CONT, ntid, 0, 0);
+		task_start(e, c);
 	}
 }
 
@@ -2215,7 +2346,7 @@ static void reap(struct eng *e)
 			if (sig == SIGSTOP && t->want_initial) {
 				t->want_initial = false;
 				if (t->linked)
-					ptrace(PTRACE_CONT, pid, 0, 0);
+					task_start(e, t);
 				else
 					t->parked = true;
 				break;
@@ -2397,6 +2528,7 @@ int replay_run(const struct replay_opts *o, struct replay_result *res, char *err
 			note(&e, "cannot use SCHED_RR (%s): threads may interleave differently from the "
 			     "recording", strerror(errno));
 	}
+	e.sched = rt;
 	uint64_t t0 = now_mono_ns();
 	if ((ret = spawn(&e, argv, &old, rt, err, errlen)) < 0)
 		goto cleanup;
@@ -2413,7 +2545,15 @@ int replay_run(const struct replay_opts *o, struct replay_result *res, char *err
 			kill_all(&e);
 		if (e.ntasks == 0)
 			break;
-		int r = poll(pf, 2, e.held ? HOLD_BREAK_MS : -1);
+		if (e.sched)
+			release_next(&e);
+		/* a running task that others wait for: look at it every millisecond */
+		int to = e.inflight && e.pends ? 1 : e.held ? HOLD_BREAK_MS : -1;
+		int r = poll(pf, 2, to);
+		if (r == 0 && e.inflight && e.pends) {
+			check_inflight(&e);
+			continue;
+		}
 		if (r < 0 && errno != EINTR)
 			break;
 		if (pf[1].revents & POLLIN) {
@@ -2444,6 +2584,11 @@ cleanup:
 		struct held *h = e.held;
 		e.held = h->next;
 		free(h);
+	}
+	while (e.pends) {
+		struct pend *x = e.pends;
+		e.pends = x->next;
+		free(x);
 	}
 	for (int b = 0; b < NBUCKET; b++)
 		while (e.tasks[b])
