@@ -151,13 +151,15 @@ TEST(rec_open_refuses_damage)
 	CHECK_CONTAINS(err, "version");
 	CHECK(open_mutated(30, 0x01, 0, err, sizeof(err)) < 0);
 	CHECK_CONTAINS(err, "header checksum");
-	CHECK(open_mutated(SIZE_MAX, 0, 100, err, sizeof(err)) < 0);
-	CHECK_CONTAINS(err, "cut");
-	/* every single-byte flip is caught, none crashes */
 	int fd = open(path("a.kprc"), O_RDONLY);
 	struct stat st;
 	fstat(fd, &st);
 	close(fd);
+	CHECK(open_mutated(SIZE_MAX, 0, 100, err, sizeof(err)) < 0);
+	CHECK_CONTAINS(err, "too short");
+	CHECK(open_mutated(SIZE_MAX, 0, st.st_size - 40, err, sizeof(err)) < 0);
+	CHECK_CONTAINS(err, "cut");
+	/* every single-byte flip is caught, none crashes */
 	for (off_t i = 0; i < st.st_size; i += 3)
 		CHECKF(open_mutated((size_t)i, 0x10, 0, err, sizeof(err)) < 0, "flip at %lld "
 		       "accepted", (long long)i);
