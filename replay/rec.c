@@ -519,7 +519,7 @@ static int parse(struct rec *r, char *err, size_t errlen)
 		return fail(err, errlen, -ENOTSUP, "recording version %u, this kprobe reads version "
 			    "%u", get16(d + 4), REC_VERSION);
 	const uint8_t *tr = d + len - TRAILER_LEN;
-	if (get32(tr) != REC_TRAILER_MAGIC || get64(tr + 8) != len)
+	if (get32(tr) != REC_TRAILER_MAGIC || get32(tr + 4) != 0 || get64(tr + 8) != len)
 		return fail(err, errlen, -EINVAL, "trailer missing or wrong length: the file was cut "
 			    "(%zu bytes)", len);
 	uint32_t hdr_len = get32(d + 8), nth = get32(d + 12), meta_len = get32(d + 136);
