@@ -31,6 +31,8 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -100,6 +102,7 @@ struct rsock {
 struct fdm {
 	uint8_t kind;
 	uint8_t ext; /* FK_EXT: which of 0, 1, 2 */
+	bool seekable; /* FK_FILE on a regular file: served reads move the shared offset */
 	int sup;     /* our handle on the same open file (-1) */
 	struct rsock *rs;
 };
@@ -885,10 +888,13 @@ static struct act newfd_install(struct eng *e, struct task *t, const struct secc
 				e->ep_used[rs->ep] = true;
 		}
 	}
-	if (keep)
+	if (keep) {
+		struct stat st;
 		f->sup = obj;
-	else
+		f->seekable = kind == FK_FILE && fstat(obj, &st) == 0 && S_ISREG(st.st_mode);
+	} else {
 		close(obj);
+	}
 	return SENT(fd);
 }
 
@@ -904,7 +910,7 @@ static struct act serve_in(struct eng *e, struct task *t, const struct seccomp_n
 		return ERR(-c->ret);
 	struct fdm *f = (s->cap.flags & KP_CAPD_FD) ? fdm_get(t->proc, (int)a[0]) : NULL;
 	if (nr == SYS_lseek) {
-		if (f && f->kind == FK_FILE && f->sup >= 0)
+		if (f && f->seekable)
 			lseek(f->sup, c->ret, SEEK_SET);
 		return VAL(c->ret);
 	}
@@ -957,7 +963,7 @@ static struct act serve_in(struct eng *e, struct task *t, const struct seccomp_n
 			mem_write(t, msg + 48, &fl, 4);
 		}
 	}
-	if (f && f->kind == FK_FILE && f->sup >= 0 && (nr == SYS_read || nr == SYS_readv))
+	if (f && f->seekable && (nr == SYS_read || nr == SYS_readv))
 		lseek(f->sup, (off_t)len, SEEK_CUR);
 	if (f && f->rs)
 		f->rs->off += len;
@@ -2461,6 +2467,81 @@ static int spawn(struct eng *e, char *const *argv, const sigset_t *oldmask, bool
 
 /* ================================================================== run */
 
+/*
+ * A single-task replay waits for notifications in a blocking SECCOMP_IOCTL_NOTIF_RECV (one
+ * system call less per served call than poll + RECV). Process events still have to get through:
+ * this thread turns SIGCHLD (from a signalfd) into SIGUSR2 aimed at the supervisor, which
+ * interrupts the ioctl, and repeats it until the supervisor has taken note, so an event that
+ * lands just before the ioctl starts is not lost.
+ */
+struct kicker {
+	pthread_t main, th;
+	int sfd, efd;
+	atomic_int pending;
+	bool running;
+};
+
+static void on_kick(int sig)
+{
+	(void)sig;
+}
+
+static void *kicker_run(void *arg)
+{
+	struct kicker *k = arg;
+	struct pollfd p[2] = {{k->sfd, POLLIN, 0}, {k->efd, POLLIN, 0}};
+	for (;;) {
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			return NULL;
+		if (p[1].revents)
+			return NULL;
+		if (!(p[0].revents & POLLIN))
+			continue;
+		struct signalfd_siginfo si;
+		while (read(k->sfd, &si, sizeof(si)) > 0)
+			;
+		atomic_store(&k->pending, 1);
+		while (atomic_load(&k->pending)) {
+			pthread_kill(k->main, SIGUSR2);
+			struct pollfd q = {k->efd, POLLIN, 0};
+			if (poll(&q, 1, 1) > 0)
+				return NULL;
+		}
+	}
+}
+
+static int kicker_start(struct kicker *k, int sfd)
+{
+	struct sigaction sa = {.sa_handler = on_kick}; /* no SA_RESTART: the ioctl returns EINTR */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR2, &sa, NULL);
+	k->main = pthread_self();
+	k->sfd = sfd;
+	k->efd = eventfd(0, EFD_CLOEXEC);
+	atomic_store(&k->pending, 0);
+	sigset_t m, old;
+	sigemptyset(&m);
+	sigaddset(&m, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &m, &old); /* the kicker never takes SIGUSR2 itself */
+	k->running = k->efd >= 0 && pthread_create(&k->th, NULL, kicker_run, k) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return k->running ? 0 : -1;
+}
+
+static void kicker_stop(struct kicker *k)
+{
+	if (k->running) {
+		uint64_t one = 1;
+		if (write(k->efd, &one, 8) != 8)
+			pthread_cancel(k->th);
+		pthread_join(k->th, NULL);
+		k->running = false;
+	}
+	if (k->efd >= 0)
+		close(k->efd);
+	signal(SIGUSR2, SIG_DFL);
+}
+
 static void pin_cpu(void)
 {
 	int cpu = sched_getcpu();
@@ -2536,7 +2617,11 @@ int replay_run(const struct replay_opts *o, struct replay_result *res, char *err
 	struct pollfd pf[2] = {{e.nfd, POLLIN, 0}, {e.sfd, POLLIN, 0}};
 	struct seccomp_notif req;
 	bool need_reap = true;
+	struct kicker kick = {.efd = -1};
+	bool blocking = !e.sched && !getenv("KPROBE_REPLAY_POLL") && kicker_start(&kick, e.sfd) == 0;
 	while (e.ntasks > 0) {
+		if (blocking && atomic_exchange(&kick.pending, 0))
+			need_reap = true;
 		if (need_reap) {
 			reap(&e);
 			need_reap = false;
@@ -2545,6 +2630,17 @@ int replay_run(const struct replay_opts *o, struct replay_result *res, char *err
 			kill_all(&e);
 		if (e.ntasks == 0)
 			break;
+		if (blocking && !e.held && pf[0].fd >= 0 && !e.stop && !e.root_done) {
+			memset(&req, 0, sizeof(req));
+			if (ioctl(e.nfd, SECCOMP_IOCTL_NOTIF_RECV, &req) == 0) {
+				handle(&e, &req, false);
+				if (e.held)
+					release_held(&e, false);
+			} else if (errno != EINTR && errno != ENOENT) {
+				pf[0].fd = -1; /* nobody left under the filter: wait for exits */
+			}
+			continue;
+		}
 		if (e.sched)
 			release_next(&e);
 		/* a running task that others wait for: look at it every millisecond */
@@ -2577,6 +2673,7 @@ int replay_run(const struct replay_opts *o, struct replay_result *res, char *err
 		if (pf[0].fd < 0 && !(pf[1].revents & POLLIN) && e.ntasks > 0)
 			need_reap = true;
 	}
+	kicker_stop(&kick);
 	res->wall_ns = now_mono_ns() - t0;
 	res->virt_ns = e.vnow - e.meta->mono_base;
 cleanup:
