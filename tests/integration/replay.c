@@ -317,6 +317,25 @@ TEST_BPF(replay_threads_same_output)
 	}
 }
 
+/* fork, a pipe between the two, a signal, the child's exit status: all as recorded */
+TEST_BPF(replay_processes_pipes_signals)
+{
+	struct run r;
+	const char *rec[] = {bin("kprobe"), "record", "--out", tmp("p.kprc"), "--",
+			     bin("tests/replay_procs"), NULL};
+	run_cmd(&r, rec);
+	CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
+	CHECK_CONTAINS(r.out, "exited 7, signals seen 1");
+	char recorded[512];
+	copy(recorded, sizeof(recorded), r.out);
+	const char *rep[] = {bin("kprobe"), "replay", tmp("p.kprc"), NULL};
+	for (int i = 0; i < 2; i++) {
+		run_cmd(&r, rep);
+		CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
+		CHECK_EQ_STR(r.out, recorded);
+	}
+}
+
 TEST_BPF(replay_refuses_damaged_recordings)
 {
 	struct run r;
