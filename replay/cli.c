@@ -60,12 +60,18 @@ static void record_usage(FILE *out)
 		"serves or compares (number, arguments, result, timestamps) with the bytes that\n"
 		"input-side calls returned and output-side calls wrote, up to replay.capture.maxBytes\n"
 		"per call (longer payloads are flagged truncated). Loads a BPF program: needs root.\n"
+		"CMD runs under ptrace, stopped only at each exec to redirect its vDSO clock functions\n"
+		"to real system calls, so clock reads are recorded with their exact values (programs\n"
+		"that trace themselves, or setuid ones, do not run as usual under it).\n"
 		"\n"
 		"  --out FILE        where the recording goes (written atomically)\n"
 		"  --pid PID         also record this running process and its future children, as the\n"
 		"                    world's other side: a local server CMD talks to. A replay of CMD\n"
 		"                    then knows what that peer sent and when, even bytes CMD never read\n"
 		"                    (repeatable)\n"
+		"  --linger DURATION keep recording the --pid peers this long after CMD exits, so an\n"
+		"                    answer they send after CMD gave up is in the recording (default\n"
+		"                    1s with --pid, else 0)\n"
 		"  --appliance URL   also ship the recording to kprobed (not available yet)\n"
 		"  --config FILE, --set KEY=VALUE   configuration (replay.capture.maxBytes,\n"
 		"                    probe.ebpf.ringBufferSizeKb)\n"
@@ -190,6 +196,7 @@ int replay_cmd_record(int argc, char **argv)
 	struct kp_config cfg;
 	char err[1024];
 	const char *out = NULL, *appliance = NULL;
+	uint64_t linger = UINT64_MAX;
 	pid_t peers[64];
 	int npeers = 0, cmd_at = -1;
 	bool quiet = false;
@@ -232,6 +239,12 @@ int replay_cmd_record(int argc, char **argv)
 			peers[npeers++] = (pid_t)p;
 		} else if (!strcmp(a, "--appliance") && i + 1 < argc) {
 			appliance = argv[++i];
+		} else if (!strcmp(a, "--linger") && i + 1 < argc) {
+			if (parse_duration_ns(argv[++i], &linger) < 0) {
+				fprintf(stderr, "kprobe record: --linger '%s': a duration (500ms, 2s)\n",
+					argv[i]);
+				return 2;
+			}
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
 			quiet = true;
 		} else {
@@ -252,6 +265,8 @@ int replay_cmd_record(int argc, char **argv)
 		return 2;
 	}
 
+	if (linger == UINT64_MAX)
+		linger = npeers ? NSEC_PER_SEC : 0;
 	struct capture *cap = NULL;
 	struct capture_opts co = {
 		.max_bytes = (uint32_t)cfg.replay_capture_max_bytes,
@@ -331,7 +346,7 @@ int replay_cmd_record(int argc, char **argv)
 
 	struct rtrace rt = {.root = child, .status = -1, .first = true};
 	int status = -1, quiet_polls = 0;
-	uint64_t last_progress = now_mono_ns();
+	uint64_t last_progress = now_mono_ns(), ended = 0;
 	struct pollfd pf[2] = {{capture_fd(cap), POLLIN, 0}, {sfd, POLLIN, 0}};
 	rtrace_reap(&rt);
 	for (;;) {
@@ -347,10 +362,13 @@ int replay_cmd_record(int argc, char **argv)
 		rtrace_reap(&rt);
 		if (status < 0) {
 			status = rt.status;
+			if (status >= 0)
+				ended = now_mono_ns();
 		} else {
-			/* the command is done: drain what is still in flight */
+			/* the command is done: drain what is still in flight, and give the peers
+			 * their linger time */
 			quiet_polls = n > 0 ? 0 : quiet_polls + 1;
-			if (quiet_polls >= 3)
+			if (quiet_polls >= 3 && now_mono_ns() - ended >= linger)
 				break;
 		}
 		if (!quiet && now_mono_ns() - last_progress > 2 * NSEC_PER_SEC) {

@@ -140,8 +140,7 @@ TEST_BPF(replay_client_timeout_and_fix)
 	struct run r;
 	const char *rec[] = {bin("kprobe"), "record", "--pid", spid, "--out", tmp("c.kprc"), "--",
 			     bin("tests/replay_client"), tmp("client.cfg"), "750", NULL};
-	run_cmd(&r, rec);
-	usleep(300 * 1000); /* the server's late answer is in the recording too */
+	run_cmd(&r, rec); /* --pid lingers 1 s: the server's late answer is recorded */
 	stop(s);
 	CHECK_EQ_INT(r.code, 1);
 	CHECK_EQ_STR(r.out, "request failed: no answer within 750 ms\n");
