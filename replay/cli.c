@@ -24,6 +24,7 @@
 #include "common/config.h"
 #include "common/util.h"
 #include "replay/capture.h"
+#include "bpf/capture.h"
 #include "replay/cli.h"
 #include "replay/internal.h"
 #include "replay/rec.h"
@@ -58,8 +59,9 @@ static void record_usage(FILE *out)
 		"Runs CMD with replay capture on for it and everything it starts, and writes a\n"
 		"self-contained recording to FILE for `kprobe replay`: every system call the replay\n"
 		"serves or compares (number, arguments, result, timestamps) with the bytes that\n"
-		"input-side calls returned and output-side calls wrote, up to replay.capture.maxBytes\n"
-		"per call (longer payloads are flagged truncated). Loads a BPF program: needs root.\n"
+		"input-side calls returned and output-side calls wrote, up to --max-bytes\n"
+		"per call (longer payloads are flagged truncated; --max-bytes). Loads a BPF program:\n"
+		"needs root.\n"
 		"CMD runs under ptrace, stopped only at each exec to redirect its vDSO clock functions\n"
 		"to real system calls, so clock reads are recorded with their exact values (programs\n"
 		"that trace themselves, or setuid ones, do not run as usual under it).\n"
@@ -69,12 +71,14 @@ static void record_usage(FILE *out)
 		"                    world's other side: a local server CMD talks to. A replay of CMD\n"
 		"                    then knows what that peer sent and when, even bytes CMD never read\n"
 		"                    (repeatable)\n"
+		"  --max-bytes N     payload bytes kept per call (default and maximum 65536; the\n"
+		"                    agent's capture uses replay.capture.maxBytes, 4096 by default)\n"
 		"  --linger DURATION keep recording the --pid peers this long after CMD exits, so an\n"
 		"                    answer they send after CMD gave up is in the recording (default\n"
 		"                    1s with --pid, else 0)\n"
 		"  --appliance URL   also ship the recording to kprobed (not available yet)\n"
-		"  --config FILE, --set KEY=VALUE   configuration (replay.capture.maxBytes,\n"
-		"                    probe.ebpf.ringBufferSizeKb)\n"
+		"  --config FILE, --set KEY=VALUE   configuration (probe.ebpf.ringBufferSizeKb: the\n"
+		"                    ring buffer is at least 64 MiB for a recording)\n"
 		"  -q, --quiet       no progress lines\n"
 		"\n"
 		"Exit status: CMD's (128+N when killed by signal N); 85 when the recording could not\n"
@@ -197,6 +201,7 @@ int replay_cmd_record(int argc, char **argv)
 	char err[1024];
 	const char *out = NULL, *appliance = NULL;
 	uint64_t linger = UINT64_MAX;
+	long max_bytes = KP_CAP_MAX_PAYLOAD;
 	pid_t peers[64];
 	int npeers = 0, cmd_at = -1;
 	bool quiet = false;
@@ -239,6 +244,14 @@ int replay_cmd_record(int argc, char **argv)
 			peers[npeers++] = (pid_t)p;
 		} else if (!strcmp(a, "--appliance") && i + 1 < argc) {
 			appliance = argv[++i];
+		} else if (!strcmp(a, "--max-bytes") && i + 1 < argc) {
+			char *end;
+			max_bytes = strtol(argv[++i], &end, 10);
+			if (*end || max_bytes < 0 || max_bytes > KP_CAP_MAX_PAYLOAD) {
+				fprintf(stderr, "kprobe record: --max-bytes '%s': 0..%d\n", argv[i],
+					KP_CAP_MAX_PAYLOAD);
+				return 2;
+			}
 		} else if (!strcmp(a, "--linger") && i + 1 < argc) {
 			if (parse_duration_ns(argv[++i], &linger) < 0) {
 				fprintf(stderr, "kprobe record: --linger '%s': a duration (500ms, 2s)\n",
@@ -269,7 +282,7 @@ int replay_cmd_record(int argc, char **argv)
 		linger = npeers ? NSEC_PER_SEC : 0;
 	struct capture *cap = NULL;
 	struct capture_opts co = {
-		.max_bytes = (uint32_t)cfg.replay_capture_max_bytes,
+		.max_bytes = (uint32_t)max_bytes,
 		.ringbuf_bytes = KP_MAX((size_t)cfg.probe_ringbuf_kb << 10, (size_t)64 << 20),
 	};
 	int ret = capture_open(&cap, &co, err, sizeof(err));
@@ -295,6 +308,10 @@ int replay_cmd_record(int argc, char **argv)
 	m.cwd = cwd;
 	m.host = host;
 	m.kernel = un.release;
+	extern char **environ;
+	while (environ[m.envc] && m.envc < REC_MAX_ENV)
+		m.envc++;
+	m.envp = environ;
 	m.max_bytes = co.max_bytes;
 	m.root_status = -1;
 	for (int fd = 0; fd < 3; fd++) {
@@ -457,6 +474,8 @@ static void replay_usage(FILE *out)
 		"  -v, --verbose        notes as they happen (-v -v: a line per served call)\n"
 		"  -q, --quiet          no summary lines\n"
 		"  --list               print what the recording holds (threads, calls) and exit\n"
+		"  --keep-env           run CMD with this environment and working directory instead\n"
+		"                       of the recorded ones (they are inputs too: $PWD, $HOME, ...)\n"
 		"\n"
 		"Exit status: CMD's (128+N when killed by signal N); 86 when a divergence stopped the\n"
 		"replay; 85 when the replay could not run or continue (bad recording, data the\n"
@@ -539,7 +558,7 @@ int replay_cmd_replay(int argc, char **argv)
 	long fuzz = 0;
 	uint64_t seed = 1;
 	double scale = 1.0;
-	bool quiet = false, list = false;
+	bool quiet = false, list = false, keep_env = false;
 	char err[1024];
 	for (int i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "--")) {
@@ -593,6 +612,8 @@ int replay_cmd_replay(int argc, char **argv)
 			quiet = true;
 		} else if (!strcmp(a, "--list")) {
 			list = true;
+		} else if (!strcmp(a, "--keep-env")) {
+			keep_env = true;
 		} else if (a[0] != '-' && !file) {
 			file = a;
 		} else {
@@ -644,6 +665,7 @@ int replay_cmd_replay(int argc, char **argv)
 		.stdout_fd = -1,
 		.stderr_fd = -1,
 		.verbose = verbose,
+		.keep_env = keep_env,
 	};
 	struct replay_result res;
 	int code;

@@ -89,6 +89,9 @@ static void meta_copy(struct rec_meta *dst, const struct rec_meta *src)
 	dst->cwd = xstrdup_or_empty(src->cwd);
 	dst->host = xstrdup_or_empty(src->host);
 	dst->kernel = xstrdup_or_empty(src->kernel);
+	dst->envp = xcalloc((size_t)src->envc + 1, sizeof(char *));
+	for (int i = 0; i < src->envc; i++)
+		dst->envp[i] = xstrdup(src->envp[i]);
 }
 
 static void meta_free(struct rec_meta *m)
@@ -100,6 +103,10 @@ static void meta_free(struct rec_meta *m)
 	free(m->cwd);
 	free(m->host);
 	free(m->kernel);
+	if (m->envp)
+		for (int i = 0; i < m->envc; i++)
+			free(m->envp[i]);
+	free(m->envp);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -233,8 +240,9 @@ static const char *base_name(const char *p, size_t n)
  *       80     8  truncated
  *       88    48  std fds 0..2: dev u64, ino u64
  *      136     4  meta_len
- *      140     4  zero
- *      144        meta: argv[0..argc) NUL-terminated, cwd, host, kernel; zero padding to 8
+ *      140     4  envc
+ *      144        meta: argv[0..argc), cwd, host, kernel, env[0..envc), each NUL-terminated;
+ *                 zero padding to 8
  * hdr_len-8    8  xxh3_64(bytes [0, hdr_len-8))
  *
  *   thread table, n_threads entries of 128 bytes:
@@ -362,6 +370,8 @@ int rec_writer_finish(struct rec_writer *w, const char *path, struct rec_summary
 	buf_append(&meta, m->cwd, strlen(m->cwd) + 1);
 	buf_append(&meta, m->host, strlen(m->host) + 1);
 	buf_append(&meta, m->kernel, strlen(m->kernel) + 1);
+	for (int i = 0; i < m->envc; i++)
+		buf_append(&meta, m->envp[i], strlen(m->envp[i]) + 1);
 	while (meta.len % 8)
 		buf_append(&meta, "", 1);
 	uint32_t hdr_len = HDR_FIXED + (uint32_t)meta.len + 8;
@@ -387,6 +397,7 @@ int rec_writer_finish(struct rec_writer *w, const char *path, struct rec_summary
 		put64(h + 96 + 16 * i, m->std[i].ino);
 	}
 	put32(h + 136, (uint32_t)meta.len);
+	put32(h + 140, (uint32_t)m->envc);
 	buf_append(&out, h, sizeof(h));
 	buf_append(&out, meta.data, meta.len);
 	buf_free(&meta);
@@ -573,6 +584,17 @@ static int parse(struct rec *r, char *err, size_t errlen)
 	m->cwd = xstrdup(cwd);
 	m->host = xstrdup(host);
 	m->kernel = xstrdup(kern);
+	m->envc = (int)get32(d + 140);
+	if (m->envc < 0 || m->envc > REC_MAX_ENV)
+		return fail(err, errlen, -EINVAL, "%d environment strings: out of bounds", m->envc);
+	m->envp = xcalloc((size_t)m->envc + 1, sizeof(char *));
+	for (int i = 0; i < m->envc; i++) {
+		const char *v = meta_str(&p, end);
+		if (!v)
+			return fail(err, errlen, -EINVAL, "environment string %d runs past the meta "
+				    "block", i);
+		m->envp[i] = xstrdup(v);
+	}
 
 	r->th = xcalloc(nth, sizeof(*r->th));
 	r->nth = (int)nth;

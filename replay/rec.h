@@ -26,6 +26,7 @@
 #define REC_VERSION       1
 #define REC_MAX_THREADS   65536
 #define REC_MAX_ARGS      256
+#define REC_MAX_ENV       4096
 #define REC_MAX_META      (256 << 10)
 
 /* rec_meta.flags */
@@ -59,6 +60,8 @@ struct rec_meta {
 	char *cwd;    /* its working directory */
 	char *host;   /* where it was recorded */
 	char *kernel; /* uname -r there */
+	int envc;
+	char **envp;  /* its environment (a replay runs with it, unless told otherwise) */
 };
 
 struct rec_thread {

@@ -61,6 +61,7 @@ struct replay_opts {
 	uint64_t fuzz_seed;         /* != 0: every delay is drawn from [0, delay_ns] with this seed */
 	int stdout_fd, stderr_fd;   /* -1: inherited */
 	int verbose;                /* 1: notes as they happen, 2: a line per served call */
+	bool keep_env;              /* run in this environment and cwd, not the recorded ones */
 };
 
 struct replay_result {
