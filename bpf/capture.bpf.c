@@ -556,6 +556,7 @@ static __always_inline int on_exit(struct pt_regs *regs, long ret)
 	hdr_init(s, KP_CAP_CALL, pt);
 	s->hdr.nr = (__u16)nr;
 	s->hdr.ret = ret;
+	s->hdr.ip = BPF_CORE_READ(regs, ip);
 	s->hdr.ts_enter = ts_enter;
 	if (!ts_enter)
 		s->hdr.flags |= KP_CAP_F_NOENTER;

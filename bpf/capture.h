@@ -15,11 +15,11 @@
  *
  * Record layout in the ring buffer and in a recording's streams (little-endian, 8-byte aligned):
  *
- *   +----------------------------+  struct kp_cap_rec (120 bytes)
+ *   +----------------------------+  struct kp_cap_rec (128 bytes)
  *   | len kind flags nr pid tid  |
  *   | ord seq ts_enter ts_exit   |
  *   | ret args[6] payload_len    |
- *   | aux_len fd_mode fd_ino     |
+ *   | aux_len fd_mode fd_ino ip  |
  *   +----------------------------+
  *   | payload[payload_len]       |  KP_CAP_F_TRUNC: the call moved more than was kept
  *   | aux[aux_len]               |  layout per enum kp_cap_aux
@@ -29,7 +29,9 @@
  *
  * Process events use the same header: KP_CAP_FORK (args[0] child tid, args[1] child tgid,
  * KP_CAP_F_THREAD for a thread), KP_CAP_EXEC (payload: the file name), KP_CAP_EXIT (ret: the
- * exit code as the kernel keeps it, i.e. a wait status).
+ * exit code as the kernel keeps it, i.e. a wait status). KP_CAP_LOADER comes from user space
+ * (the recorder, at an exec stop): args[0..1] the address range of the process's dynamic
+ * loader from then on; the recording writer flags calls made from there KP_CAP_F_LOADER.
  */
 #ifndef KP_CAPTURE_H
 #define KP_CAPTURE_H
@@ -40,7 +42,7 @@
 #define KP_CAP_NR_MAX      512   /* syscall numbers below this can be captured */
 #define KP_CAP_MAX_IOV     8     /* iovecs walked per call; more -> KP_CAP_F_TRUNC */
 #define KP_CAP_MAX_COMMS   8
-#define KP_CAP_HDR_LEN     120
+#define KP_CAP_HDR_LEN     128
 #define KP_CAP_SOCK_LEN    40
 #define KP_CAP_REC_MAX                                                                             \
 	(KP_CAP_HDR_LEN + KP_CAP_MAX_PAYLOAD + KP_CAP_MAX_AUX + KP_CAP_SOCK_LEN + 8)
@@ -50,6 +52,7 @@ enum kp_cap_kind {
 	KP_CAP_FORK = 2,
 	KP_CAP_EXEC = 3,
 	KP_CAP_EXIT = 4,
+	KP_CAP_LOADER = 5,
 };
 
 /* kp_cap_rec.flags */
@@ -57,6 +60,7 @@ enum kp_cap_kind {
 #define KP_CAP_F_SOCK    0x02 /* a struct kp_cap_sock follows the aux blob */
 #define KP_CAP_F_NOENTER 0x04 /* the call began before capture started: ts_enter unknown */
 #define KP_CAP_F_THREAD  0x08 /* FORK: the child is a thread of the parent's process */
+#define KP_CAP_F_LOADER  0x10 /* made by the dynamic loader (set by the recording writer) */
 
 struct kp_cap_rec {
 	__u32 len;      /* whole record, header + payload + aux + sock + padding */
@@ -75,6 +79,7 @@ struct kp_cap_rec {
 	__u16 aux_len;
 	__u16 fd_mode;  /* S_IFMT bits of the inode behind the fd argument, 0 if none */
 	__u64 fd_ino;   /* that inode's number */
+	__u64 ip;       /* user instruction pointer after the system call instruction */
 };
 
 /* The connection an inet socket fd belongs to, read from the socket after the call. */

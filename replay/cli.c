@@ -113,6 +113,7 @@ static int on_cap(void *ctx, const void *rec, size_t len)
  * Nothing else stops: fork/clone events are continued at once, signals pass through.
  */
 struct rtrace {
+	struct rec_writer *w;
 	pid_t root;
 	int status;
 	bool first;
@@ -137,6 +138,16 @@ static bool rtrace_seen(struct rtrace *t, pid_t p, bool add)
 static void rtrace_patch(struct rtrace *t, pid_t pid)
 {
 	char path[64], err[256];
+	/* where this process's dynamic loader lives: its calls are the machine's, not the
+	 * program's, and a replay elsewhere makes them for real */
+	uint64_t lo, hi;
+	if (replay__loader_range(pid, &lo, &hi) == 0) {
+		struct kp_cap_rec r = {.len = KP_CAP_HDR_LEN, .kind = KP_CAP_LOADER,
+				       .pid = (uint32_t)pid, .tid = (uint32_t)pid,
+				       .ts_exit = now_mono_ns(), .args = {lo, hi}};
+		r.ts_enter = r.ts_exit;
+		rec_writer_add(t->w, &r, sizeof(r));
+	}
 	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0 || replay__vdso_patch(pid, fd, err, sizeof(err)) < 0)
@@ -361,7 +372,7 @@ int replay_cmd_record(int argc, char **argv)
 	}
 	close(go[1]);
 
-	struct rtrace rt = {.root = child, .status = -1, .first = true};
+	struct rtrace rt = {.w = rc.w, .root = child, .status = -1, .first = true};
 	int status = -1, quiet_polls = 0;
 	uint64_t last_progress = now_mono_ns(), ended = 0;
 	struct pollfd pf[2] = {{capture_fd(cap), POLLIN, 0}, {sfd, POLLIN, 0}};

@@ -113,6 +113,7 @@ struct proc {
 	int pidfd;
 	int refs;
 	bool started; /* has exec'd the command: calls before that run untouched */
+	uint64_t ld_lo, ld_hi; /* its dynamic loader's code: calls from there are the machine's */
 	uint32_t rtgid; /* recorded process it replays (0 unknown) */
 	struct fdm *fds;
 	int nfds;
@@ -213,6 +214,18 @@ static struct task *task_find(struct eng *e, pid_t tid)
 		if (t->tid == tid)
 			return t;
 	return NULL;
+}
+
+/*
+ * The thread's next recorded call, past the dynamic loader's calls: those belong to the machine
+ * the recording was made on (its library cache, its libraries) and are made for real here.
+ */
+static const struct kp_cap_rec *next_rec(struct eng *e, struct task *t)
+{
+	const struct kp_cap_rec *c;
+	while ((c = rec_call(e->rec, t->rt, t->cur)) && (c->flags & KP_CAP_F_LOADER))
+		t->cur++;
+	return c;
 }
 
 static struct task *task_new(struct eng *e, pid_t tid)
@@ -1345,7 +1358,7 @@ static const struct kp_cap_rec *lookahead(struct eng *e, struct task *t,
 		const struct kp_cap_rec *c = rec_call(e->rec, t->rt, k);
 		if (!c)
 			return NULL;
-		if (c->nr != req->data.nr)
+		if (c->nr != req->data.nr || (c->flags & KP_CAP_F_LOADER))
 			continue;
 		if ((s->cap.flags & KP_CAPD_FD) && (int)c->args[0] != (int)req->data.args[0])
 			continue;
@@ -1485,6 +1498,9 @@ static struct act do_dup(struct eng *e, struct task *t, const struct seccomp_not
 	return CONT;
 }
 
+static const struct replay_inj *inject(struct eng *e, struct task *t,
+				       const struct seccomp_notif *req, uint64_t *delay);
+
 static struct act model_serve(struct eng *e, struct task *t, const struct seccomp_notif *req,
 			      const struct sysc *s)
 {
@@ -1493,6 +1509,25 @@ static struct act model_serve(struct eng *e, struct task *t, const struct seccom
 	struct fdm *f = (s->cap.flags & KP_CAPD_FD) ? fdm_get(t->proc, (int)a[0]) : NULL;
 	const struct kp_cap_rec *c;
 	e->res->modeled++;
+	/* injections apply off script too: a failure is answered as is; a delay makes the world
+	 * later for calls that wait on it, and the call itself longer otherwise */
+	uint64_t delay;
+	const struct replay_inj *fail = inject(e, t, req, &delay);
+	if (fail) {
+		if (t->proc == e->root_proc && strerrorname_np(fail->err))
+			snprintf(e->res->reason, sizeof(e->res->reason), "%s from %s",
+				 strerrorname_np(fail->err), s->name);
+		note(e, "%s: injected %s", tname(t), fail->spec);
+		return ERR(fail->err);
+	}
+	if (delay) {
+		note(e, "%s: %s delayed by %" PRIu64 " ms", tname(t), s->name,
+		     (uint64_t)(delay / NSEC_PER_MSEC));
+		if (s->kind == SK_WAIT || (f && f->rs && f->rs->ep >= 0))
+			e->shift += delay;
+		else
+			e->vnow += delay;
+	}
 	switch (s->kind) {
 	case SK_TIME:
 		return synth_time(e, t, req);
@@ -1958,7 +1993,7 @@ static bool is_next(struct eng *e, struct task *t, const struct kp_cap_rec *c)
 			if (u == t || u->rt < 0 || u->off || !u->linked || !u->proc ||
 			    !u->proc->started)
 				continue;
-			const struct kp_cap_rec *n = rec_call(e->rec, u->rt, u->cur);
+			const struct kp_cap_rec *n = next_rec(e, u);
 			if (n && n->seq < c->seq)
 				return false;
 		}
@@ -1971,7 +2006,7 @@ static struct act script_serve(struct eng *e, struct task *t, const struct secco
 	char why[2048];
 	const struct kp_cap_rec *c;
 	for (;;) {
-		c = rec_call(e->rec, t->rt, t->cur);
+		c = next_rec(e, t);
 		if (!c) {
 			go_off(e, t, "its recorded stream has ended");
 			return model_serve(e, t, req, s);
@@ -1997,6 +2032,22 @@ static struct act script_serve(struct eng *e, struct task *t, const struct secco
 	int m = match(e, t, req, c, s, why, sizeof(why));
 	if (m == M_OUTPUT)
 		return diverge(e, t, req, c, why);
+	if (m == M_INPUT && (req->data.nr == SYS_openat || req->data.nr == SYS_open) &&
+	    c->nr == req->data.nr) {
+		/*
+		 * An open of a path the recording did not try. If it fails here too it was a probe
+		 * (a loader trying library directories this machine's cache points it to): answer
+		 * it for real and keep the thread on its recorded stream. If it opens something,
+		 * the program now reads what the recording never saw: off script.
+		 */
+		struct act r = newfd_install(e, t, req, NULL);
+		if (r.k == A_ERR) {
+			e->res->modeled++;
+			return r;
+		}
+		go_off(e, t, why);
+		return r;
+	}
 	if (m == M_INPUT) {
 		if (s->kind == SK_TIME)
 			return synth_time(e, t, req);
@@ -2043,7 +2094,7 @@ static uint64_t release_key(struct eng *e, struct task *t)
 {
 	if (t->rt < 0 || t->off)
 		return 0;
-	const struct kp_cap_rec *n = rec_call(e->rec, t->rt, t->cur);
+	const struct kp_cap_rec *n = next_rec(e, t);
 	if (!n)
 		return UINT64_MAX - 1;
 	return n->ts_enter ? n->ts_enter : n->ts_exit;
@@ -2147,10 +2198,22 @@ static void handle(struct eng *e, struct seccomp_notif *req, bool forced)
 		respond(e, NULL, req, CONT);
 		return;
 	}
-	if (t->rt < 0 || t->off)
+	uint64_t ip = req->data.instruction_pointer;
+	if (ip >= t->proc->ld_lo && ip < t->proc->ld_hi) {
+		/* the dynamic loader: this machine's libraries, for real */
+		if (s->kind == SK_NEWFD)
+			a = newfd_install(e, t, req, NULL);
+		else if (s->kind == SK_CLOSE)
+			a = do_close(e, t, req);
+		else if (s->kind == SK_DUP)
+			a = do_dup(e, t, req, NULL);
+		else
+			a = CONT;
+	} else if (t->rt < 0 || t->off) {
 		a = model_serve(e, t, req, s);
-	else
+	} else {
 		a = script_serve(e, t, req, s, forced);
+	}
 	if (e->o->verbose > 1 && a.k != A_HOLD)
 		fprintf(stderr, "kprobe replay: %d %s(%llu, %llu, %llu) -> %s %lld%s\n", t->tid,
 			s->name, (unsigned long long)req->data.args[0],
@@ -2183,8 +2246,7 @@ static void release_held(struct eng *e, bool forced)
 		uint64_t best_seq = UINT64_MAX;
 		for (struct held **h = &e->held; *h; h = &(*h)->next) {
 			struct task *t = task_find(e, (pid_t)(*h)->req.pid);
-			const struct kp_cap_rec *c = t && t->rt >= 0 ? rec_call(e->rec, t->rt, t->cur)
-								      : NULL;
+			const struct kp_cap_rec *c = t && t->rt >= 0 ? next_rec(e, t) : NULL;
 			uint64_t seq = c ? c->seq : 0;
 			if (!forced && c && !is_next(e, t, c))
 				continue;
@@ -2256,6 +2318,8 @@ static void link_child(struct eng *e, struct task *parent, pid_t ntid, int ev)
 	} else {
 		struct proc *pp = parent->proc, *np = proc_new(e, ntid);
 		np->started = pp->started;
+		np->ld_lo = pp->ld_lo;
+		np->ld_hi = pp->ld_hi;
 		np->rtgid = 0;
 		for (int i = 0; i < pp->nfds; i++) {
 			struct fdm *d = fdm_get(np, i);
@@ -2313,6 +2377,8 @@ static void on_exec(struct eng *e, struct task *t)
 		if (access(path, F_OK) != 0)
 			fdm_clear(&p->fds[i]);
 	}
+	if (replay__loader_range(t->tid, &p->ld_lo, &p->ld_hi) < 0)
+		p->ld_lo = p->ld_hi = 0;
 	p->started = true;
 }
 

@@ -65,4 +65,10 @@ bool replay__model_bytes(const struct replay__model *m, int ep, uint64_t off, ui
  */
 int replay__vdso_patch(pid_t pid, int memfd, char *err, size_t errlen);
 
+/*
+ * The address range of a process's dynamic loader (the ELF interpreter mapped at AT_BASE), just
+ * after exec. Returns 0, or -ENOENT for a static program.
+ */
+int replay__loader_range(pid_t pid, uint64_t *lo, uint64_t *hi);
+
 #endif

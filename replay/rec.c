@@ -59,7 +59,7 @@ bool kp_cap_rec_valid(const void *rec, size_t len)
 	const struct kp_cap_rec *c = rec;
 	if (c->len < KP_CAP_HDR_LEN || c->len > len || c->len > KP_CAP_REC_MAX)
 		return false;
-	if (c->kind < KP_CAP_CALL || c->kind > KP_CAP_EXIT)
+	if (c->kind < KP_CAP_CALL || c->kind > KP_CAP_LOADER)
 		return false;
 	uint64_t need = (uint64_t)KP_CAP_HDR_LEN + c->payload_len + c->aux_len +
 			((c->flags & KP_CAP_F_SOCK) ? KP_CAP_SOCK_LEN : 0);
@@ -188,6 +188,23 @@ static int wrec_cmp(const void *a, const void *b)
 	return x->arrival < y->arrival ? -1 : x->arrival > y->arrival;
 }
 
+struct lrange {
+	uint32_t tgid;
+	uint64_t lo, hi;
+};
+
+static void lrange_set(struct lrange **v, int *n, uint32_t tgid, uint64_t lo, uint64_t hi)
+{
+	int k = 0;
+	while (k < *n && (*v)[k].tgid != tgid)
+		k++;
+	if (k == *n) {
+		*v = xrealloc(*v, sizeof(**v) * (size_t)(*n + 1));
+		(*n)++;
+	}
+	(*v)[k] = (struct lrange){tgid, lo, hi};
+}
+
 struct tmap {
 	struct wthread *v;
 	int n, cap;
@@ -276,6 +293,9 @@ int rec_writer_finish(struct rec_writer *w, const char *path, struct rec_summary
 	/* Threads: the root first, then in order of appearance. */
 	thread_get(&tm, m->root_tid, m->root_tid);
 	uint64_t seq = 0;
+	/* loader ranges per process, in time order (a fork inherits its parent's) */
+	struct lrange *lr = NULL;
+	int nlr = 0;
 	for (size_t i = 0; i < w->n; i++) {
 		struct kp_cap_rec *c = w->recs[i].r;
 		struct wthread *t = thread_get(&tm, c->tid, c->pid);
@@ -285,6 +305,9 @@ int rec_writer_finish(struct rec_writer *w, const char *path, struct rec_summary
 			t->t.end_ns = c->ts_exit;
 		switch (c->kind) {
 		case KP_CAP_CALL:
+			for (int k = 0; k < nlr; k++)
+				if (lr[k].tgid == c->pid && c->ip >= lr[k].lo && c->ip < lr[k].hi)
+					c->flags |= KP_CAP_F_LOADER;
 			c->seq = ++seq;
 			c->ord = t->t.n_calls++;
 			buf_append(&t->stream, c, c->len);
@@ -294,7 +317,17 @@ int rec_writer_finish(struct rec_writer *w, const char *path, struct rec_summary
 					sum->truncated++;
 			}
 			break;
+		case KP_CAP_LOADER:
+			lrange_set(&lr, &nlr, c->pid, c->args[0], c->args[1]);
+			break;
 		case KP_CAP_FORK: {
+			if (!(c->flags & KP_CAP_F_THREAD))
+				for (int k = 0; k < nlr; k++)
+					if (lr[k].tgid == c->pid) {
+						lrange_set(&lr, &nlr, (uint32_t)c->args[1], lr[k].lo,
+							   lr[k].hi);
+						break;
+					}
 			struct wthread *ch = thread_get(&tm, (uint32_t)c->args[0], (uint32_t)c->args[1]);
 			t = thread_get(&tm, c->tid, c->pid); /* thread_get may have moved it */
 			ch->t.parent_tid = c->tid;
@@ -472,6 +505,7 @@ cleanup:
 	for (int i = 0; i < tm.n; i++)
 		buf_free(&tm.v[i].stream);
 	free(tm.v);
+	free(lr);
 	buf_free(&out);
 	return ret;
 }

@@ -5,6 +5,8 @@
  * time. The vDSO getrandom (kernels 6.11+) is made to return -ENOSYS so libc falls back to the
  * getrandom system call, which is served from the recording.
  *
+ * Also here: where a process's dynamic loader lives, so calls it makes can be told apart.
+ *
  * The vDSO pages are read-only and process_vm_writev refuses them; writes through /proc/PID/mem
  * (FOLL_FORCE) go to a private copy of the page, as for a debugger's breakpoint. The symbols come
  * from the vDSO's own ELF dynamic symbol table, read from the tracee.
@@ -153,4 +155,54 @@ int replay__vdso_patch(pid_t pid, int memfd, char *err, size_t errlen)
 cleanup:
 	free(img);
 	return ret;
+}
+
+int replay__loader_range(pid_t pid, uint64_t *lo, uint64_t *hi)
+{
+	char path[64], line[4096 + 128], file[4096] = "";
+	snprintf(path, sizeof(path), "/proc/%d/auxv", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	Elf64_auxv_t av[128];
+	ssize_t n = read(fd, av, sizeof(av));
+	close(fd);
+	uint64_t base = 0;
+	for (ssize_t i = 0; n > 0 && i < n / (ssize_t)sizeof(av[0]); i++)
+		if (av[i].a_type == AT_BASE)
+			base = av[i].a_un.a_val;
+	if (!base)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	*lo = UINT64_MAX;
+	*hi = 0;
+	/* first the file mapped at AT_BASE, then every mapping of that file */
+	for (int pass = 0; pass < 2; pass++) {
+		rewind(f);
+		while (fgets(line, sizeof(line), f)) {
+			unsigned long a, b;
+			int off = 0;
+			if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &a, &b, &off) < 2 || !off)
+				continue;
+			char *name = line + off;
+			name[strcspn(name, "\n")] = 0;
+			if (pass == 0 && a == base) {
+				snprintf(file, sizeof(file), "%s", name);
+				break;
+			}
+			if (pass == 1 && file[0] && !strcmp(name, file)) {
+				if (a < *lo)
+					*lo = a;
+				if (b > *hi)
+					*hi = b;
+			}
+		}
+		if (!file[0])
+			break;
+	}
+	fclose(f);
+	return *hi > *lo ? 0 : -ENOENT;
 }

@@ -250,6 +250,27 @@ TEST_BPF(replay_fail_fsync_takes_error_path)
 	CHECK(access(tmp("ledger"), F_OK) != 0); /* its error path removed the file, for real */
 }
 
+/* The dynamic loader's calls depend on this machine's libraries: a replay makes them for real.
+ * Here the loader is sent probing directories the recording never saw, and the program still
+ * replays on script (and its environment is otherwise the recorded one without --keep-env). */
+TEST_BPF(replay_loader_calls_are_the_machines)
+{
+	struct run r;
+	const char *rec[] = {bin("kprobe"), "record", "--out", tmp("l.kprc"), "--",
+			     bin("tests/replay_fsync"), tmp("ledger"), NULL};
+	run_cmd(&r, rec);
+	CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
+	CHECK(mkdir(tmp("empty"), 0755) == 0);
+	CHECK(setenv("LD_LIBRARY_PATH", tmp("empty"), 1) == 0);
+	const char *rep[] = {bin("kprobe"), "replay", "--keep-env", tmp("l.kprc"), NULL};
+	run_cmd(&r, rep);
+	unsetenv("LD_LIBRARY_PATH");
+	CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
+	CHECK_CONTAINS(r.out, "saved 43 bytes");
+	CHECKF(!strstr(r.err, "leaves the script"), "%.900s", r.err);
+	CHECK_CONTAINS(r.err, " 0 from the model");
+}
+
 /* Recorded against a fast server; injected delays make it time out. */
 TEST_BPF(replay_delay_and_time_scale_cause_timeout)
 {
