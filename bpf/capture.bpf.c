@@ -25,9 +25,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define S_IFMT   00170000
+#define S_IFMT	 00170000
 #define S_IFSOCK 0140000
-#define AF_INET  2
+#define AF_INET	 2
 #define AF_INET6 10
 
 #define SCRATCH_DATA (3 * KP_CAP_MAX_PAYLOAD + 4096)
@@ -455,7 +455,8 @@ __noinline int cap_payload(long ret)
 	switch (d->pay) {
 	case KP_PAY_BUF:
 	case KP_PAY_ARGLEN: {
-		__u64 n = d->pay == KP_PAY_BUF ? (ret > 0 ? (__u64)ret : 0) : arg_at(a, d->pay_arg + 1);
+		__u64 n = d->pay == KP_PAY_BUF ? (ret > 0 ? (__u64)ret : 0)
+					       : arg_at(a, d->pay_arg + 1);
 		if (d->pay == KP_PAY_ARGLEN && n > 128)
 			n = 128;
 		if (n > lim) {

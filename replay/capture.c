@@ -77,16 +77,17 @@ static int cgroup_id_of(const char *path, __u64 *id, char *err, size_t errlen)
 		return -errno;
 	}
 	if (fs.f_type != CGROUP2_SUPER_MAGIC) {
-		snprintf(err, errlen, "replay.capture.cgroups: %s is not a cgroup-v2 directory (use "
-			 "the unified hierarchy, e.g. /sys/fs/cgroup/unified/...)", path);
+		snprintf(err, errlen,
+			 "replay.capture.cgroups: %s is not a cgroup-v2 directory (use "
+			 "the unified hierarchy, e.g. /sys/fs/cgroup/unified/...)",
+			 path);
 		return -EINVAL;
 	}
 	*id = st.st_ino;
 	return 0;
 }
 
-static int load(struct capture *c, const struct capture_opts *o, bool raw, char *err,
-		size_t errlen)
+static int load(struct capture *c, const struct capture_opts *o, bool raw, char *err, size_t errlen)
 {
 	struct capture_bpf *s = capture_bpf__open();
 	if (!s) {
@@ -100,13 +101,13 @@ static int load(struct capture *c, const struct capture_opts *o, bool raw, char 
 		strncpy((char *)s->rodata->comms[i], o->comms[i], 15);
 	int ncpu = libbpf_num_possible_cpus();
 	bpf_map__set_max_entries(s->maps.scratch, (__u32)(ncpu > 0 ? ncpu : 1));
-	bpf_map__set_max_entries(s->maps.rb, (__u32)pow2_at_least(o->ringbuf_bytes ? o->ringbuf_bytes
-									       : 64u << 20));
+	bpf_map__set_max_entries(
+		s->maps.rb, (__u32)pow2_at_least(o->ringbuf_bytes ? o->ringbuf_bytes : 64u << 20));
 	set_autoload(s, raw);
 	int ret = capture_bpf__load(s);
 	if (ret) {
-		snprintf(err, errlen, "cannot load the capture probe (%s): %s", raw ? "raw_tp" :
-			 "tp_btf", strerror(-ret));
+		snprintf(err, errlen, "cannot load the capture probe (%s): %s",
+			 raw ? "raw_tp" : "tp_btf", strerror(-ret));
 		capture_bpf__destroy(s);
 		return ret;
 	}
@@ -120,8 +121,10 @@ int capture_open(struct capture **out, const struct capture_opts *o, char *err, 
 	struct capture *c = xcalloc(1, sizeof(*c));
 	int ret;
 	if (o->max_bytes > KP_CAP_MAX_PAYLOAD || o->ncomms > KP_CAP_MAX_COMMS) {
-		snprintf(err, errlen, "capture: maxBytes %u (max %u) or %d comms (max %d) out of "
-			 "bounds", o->max_bytes, KP_CAP_MAX_PAYLOAD, o->ncomms, KP_CAP_MAX_COMMS);
+		snprintf(err, errlen,
+			 "capture: maxBytes %u (max %u) or %d comms (max %d) out of "
+			 "bounds",
+			 o->max_bytes, KP_CAP_MAX_PAYLOAD, o->ncomms, KP_CAP_MAX_COMMS);
 		free(c);
 		return -EINVAL;
 	}
@@ -131,7 +134,8 @@ int capture_open(struct capture **out, const struct capture_opts *o, char *err, 
 		return -EPERM;
 	}
 	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
-		snprintf(err, errlen, "capture needs kernel BTF (/sys/kernel/btf/vmlinux is missing: "
+		snprintf(err, errlen,
+			 "capture needs kernel BTF (/sys/kernel/btf/vmlinux is missing: "
 			 "a kernel built with CONFIG_DEBUG_INFO_BTF)");
 		free(c);
 		return -ENOTSUP;
@@ -177,13 +181,14 @@ cleanup:
 	return ret;
 }
 
-int capture_open_config(struct capture **out, const struct kp_config *cfg, char *err,
-			size_t errlen)
+int capture_open_config(struct capture **out, const struct kp_config *cfg, char *err, size_t errlen)
 {
 	const struct kp_strlist *comms = &cfg->replay_capture_comms,
-				*cgs = &cfg->replay_capture_cgroups, *pids = &cfg->replay_capture_pids;
+				*cgs = &cfg->replay_capture_cgroups,
+				*pids = &cfg->replay_capture_pids;
 	if (!comms->n && !cgs->n && !pids->n) {
-		snprintf(err, errlen, "replay capture is off (replay.capture.comms, .cgroups and "
+		snprintf(err, errlen,
+			 "replay capture is off (replay.capture.comms, .cgroups and "
 			 ".pids are empty)");
 		return -ENOENT;
 	}

@@ -18,8 +18,8 @@
 #include "common/config.h"
 
 struct capture_opts {
-	uint32_t max_bytes;      /* payload bytes kept per call (<= KP_CAP_MAX_PAYLOAD) */
-	size_t ringbuf_bytes;    /* kernel ring buffer; 0 = 64 MiB; rounded up to a power of 2 */
+	uint32_t max_bytes;	  /* payload bytes kept per call (<= KP_CAP_MAX_PAYLOAD) */
+	size_t ringbuf_bytes;	  /* kernel ring buffer; 0 = 64 MiB; rounded up to a power of 2 */
 	const char *const *comms; /* capture processes with these command names (<= 8) */
 	int ncomms;
 	const char *const *cgroups; /* ... and tasks in these cgroup-v2 directories */
@@ -63,7 +63,7 @@ struct capture_stats {
 	uint64_t emitted;   /* records committed by the kernel side */
 	uint64_t dropped;   /* records lost (ring buffer full): the recording is incomplete */
 	uint64_t truncated; /* records whose payload was cut at max_bytes */
-	bool raw_tp;        /* the raw_tp fallback is in use */
+	bool raw_tp;	    /* the raw_tp fallback is in use */
 };
 void capture_stats(struct capture *c, struct capture_stats *st);
 

@@ -57,31 +57,43 @@ static void record_usage(FILE *out)
 		"usage: kprobe record --out FILE [--pid PID]... [options] -- CMD [ARGS...]\n"
 		"\n"
 		"Runs CMD with replay capture on for it and everything it starts, and writes a\n"
-		"self-contained recording to FILE for `kprobe replay`: every system call the replay\n"
+		"self-contained recording to FILE for `kprobe replay`: every system call the "
+		"replay\n"
 		"serves or compares (number, arguments, result, timestamps) with the bytes that\n"
 		"input-side calls returned and output-side calls wrote, up to --max-bytes\n"
-		"per call (longer payloads are flagged truncated; --max-bytes). Loads a BPF program:\n"
+		"per call (longer payloads are flagged truncated; --max-bytes). Loads a BPF "
+		"program:\n"
 		"needs root.\n"
-		"CMD runs under ptrace, stopped only at each exec to redirect its vDSO clock functions\n"
-		"to real system calls, so clock reads are recorded with their exact values (programs\n"
+		"CMD runs under ptrace, stopped only at each exec to redirect its vDSO clock "
+		"functions\n"
+		"to real system calls, so clock reads are recorded with their exact values "
+		"(programs\n"
 		"that trace themselves, or setuid ones, do not run as usual under it).\n"
 		"\n"
 		"  --out FILE        where the recording goes (written atomically)\n"
-		"  --pid PID         also record this running process and its future children, as the\n"
-		"                    world's other side: a local server CMD talks to. A replay of CMD\n"
-		"                    then knows what that peer sent and when, even bytes CMD never read\n"
+		"  --pid PID         also record this running process and its future children, as "
+		"the\n"
+		"                    world's other side: a local server CMD talks to. A replay of "
+		"CMD\n"
+		"                    then knows what that peer sent and when, even bytes CMD never "
+		"read\n"
 		"                    (repeatable)\n"
 		"  --max-bytes N     payload bytes kept per call (default and maximum 65536; the\n"
-		"                    agent's capture uses replay.capture.maxBytes, 4096 by default)\n"
-		"  --linger DURATION keep recording the --pid peers this long after CMD exits, so an\n"
-		"                    answer they send after CMD gave up is in the recording (default\n"
+		"                    agent's capture uses replay.capture.maxBytes, 4096 by "
+		"default)\n"
+		"  --linger DURATION keep recording the --pid peers this long after CMD exits, so "
+		"an\n"
+		"                    answer they send after CMD gave up is in the recording "
+		"(default\n"
 		"                    1s with --pid, else 0)\n"
 		"  --appliance URL   also ship the recording to kprobed (not available yet)\n"
-		"  --config FILE, --set KEY=VALUE   configuration (probe.ebpf.ringBufferSizeKb: the\n"
+		"  --config FILE, --set KEY=VALUE   configuration (probe.ebpf.ringBufferSizeKb: "
+		"the\n"
 		"                    ring buffer is at least 64 MiB for a recording)\n"
 		"  -q, --quiet       no progress lines\n"
 		"\n"
-		"Exit status: CMD's (128+N when killed by signal N); 85 when the recording could not\n"
+		"Exit status: CMD's (128+N when killed by signal N); 85 when the recording could "
+		"not\n"
 		"be made or is incomplete (records were lost); 2 on usage errors.\n"
 		"\n"
 		"Example:\n"
@@ -142,9 +154,12 @@ static void rtrace_patch(struct rtrace *t, pid_t pid)
 	 * program's, and a replay elsewhere makes them for real */
 	uint64_t lo, hi;
 	if (replay__loader_range(pid, &lo, &hi) == 0) {
-		struct kp_cap_rec r = {.len = KP_CAP_HDR_LEN, .kind = KP_CAP_LOADER,
-				       .pid = (uint32_t)pid, .tid = (uint32_t)pid,
-				       .ts_exit = now_mono_ns(), .args = {lo, hi}};
+		struct kp_cap_rec r = {.len = KP_CAP_HDR_LEN,
+				       .kind = KP_CAP_LOADER,
+				       .pid = (uint32_t)pid,
+				       .tid = (uint32_t)pid,
+				       .ts_exit = now_mono_ns(),
+				       .args = {lo, hi}};
 		r.ts_enter = r.ts_exit;
 		rec_writer_add(t->w, &r, sizeof(r));
 	}
@@ -244,12 +259,14 @@ int replay_cmd_record(int argc, char **argv)
 			char *end;
 			long p = strtol(argv[++i], &end, 10);
 			if (*end || p <= 0 || npeers == 64) {
-				fprintf(stderr, "kprobe record: --pid '%s': not a pid (or too many)\n",
+				fprintf(stderr,
+					"kprobe record: --pid '%s': not a pid (or too many)\n",
 					argv[i]);
 				return 2;
 			}
 			if (kill((pid_t)p, 0) < 0) {
-				fprintf(stderr, "kprobe record: --pid %ld: %s\n", p, strerror(errno));
+				fprintf(stderr, "kprobe record: --pid %ld: %s\n", p,
+					strerror(errno));
 				return 2;
 			}
 			peers[npeers++] = (pid_t)p;
@@ -265,27 +282,31 @@ int replay_cmd_record(int argc, char **argv)
 			}
 		} else if (!strcmp(a, "--linger") && i + 1 < argc) {
 			if (parse_duration_ns(argv[++i], &linger) < 0) {
-				fprintf(stderr, "kprobe record: --linger '%s': a duration (500ms, 2s)\n",
+				fprintf(stderr,
+					"kprobe record: --linger '%s': a duration (500ms, 2s)\n",
 					argv[i]);
 				return 2;
 			}
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
 			quiet = true;
 		} else {
-			fprintf(stderr, "kprobe record: unknown or incomplete option '%s' (see kprobe "
-				"record --help)\n", a);
+			fprintf(stderr,
+				"kprobe record: unknown or incomplete option '%s' (see kprobe "
+				"record --help)\n",
+				a);
 			return 2;
 		}
 	}
 	if (!out || !cmd || !cmd[0]) {
 		fprintf(stderr, "kprobe record: need --out FILE and -- CMD (see kprobe record "
-			"--help)\n");
+				"--help)\n");
 		return 2;
 	}
 	if (appliance) {
 		fprintf(stderr, "kprobe record: --appliance: shipping recordings to kprobed is not "
-			"available yet (the appliance has no replay endpoint); record to a file and "
-			"copy it\n");
+				"available yet (the appliance has no replay endpoint); record to a "
+				"file and "
+				"copy it\n");
 		return 2;
 	}
 
@@ -400,7 +421,8 @@ int replay_cmd_record(int argc, char **argv)
 				break;
 		}
 		if (!quiet && now_mono_ns() - last_progress > 2 * NSEC_PER_SEC) {
-			fprintf(stderr, "kprobe record: %" PRIu64 " records, %" PRIu64 " KiB so far\n",
+			fprintf(stderr,
+				"kprobe record: %" PRIu64 " records, %" PRIu64 " KiB so far\n",
 				rc.n, rc.bytes >> 10);
 			last_progress = now_mono_ns();
 		}
@@ -408,8 +430,10 @@ int replay_cmd_record(int argc, char **argv)
 	close(sfd);
 	sigprocmask(SIG_SETMASK, &oldmask, NULL);
 	if (rt.vdso_err[0] && !quiet)
-		fprintf(stderr, "kprobe record: %s (clock reads through the vDSO are not recorded; "
-			"the replay reconstructs them)\n", rt.vdso_err);
+		fprintf(stderr,
+			"kprobe record: %s (clock reads through the vDSO are not recorded; "
+			"the replay reconstructs them)\n",
+			rt.vdso_err);
 	signal(SIGINT, SIG_DFL);
 	struct capture_stats cs;
 	capture_stats(cap, &cs);
@@ -428,15 +452,18 @@ int replay_cmd_record(int argc, char **argv)
 		return REPLAY_EXIT_ERROR;
 	}
 	if (!quiet)
-		fprintf(stderr, "kprobe record: %" PRIu64 " calls in %u threads (%u processes, %u "
+		fprintf(stderr,
+			"kprobe record: %" PRIu64 " calls in %u threads (%u processes, %u "
 			"peers), %" PRIu64 " KiB of payload, %" PRIu64 " truncated -> %s (%" PRIu64
-			" KiB)%s\n", sum.calls, sum.threads, sum.processes, sum.peers,
-			sum.payload_bytes >> 10, sum.truncated, out, sum.file_bytes >> 10,
-			cs.raw_tp ? " [raw_tp]" : "");
+			" KiB)%s\n",
+			sum.calls, sum.threads, sum.processes, sum.peers, sum.payload_bytes >> 10,
+			sum.truncated, out, sum.file_bytes >> 10, cs.raw_tp ? " [raw_tp]" : "");
 	if (cs.dropped) {
-		fprintf(stderr, "kprobe record: %" PRIu64 " records were lost in the kernel (ring "
+		fprintf(stderr,
+			"kprobe record: %" PRIu64 " records were lost in the kernel (ring "
 			"buffer full): %s is marked incomplete and will not replay; raise "
-			"probe.ebpf.ringBufferSizeKb\n", cs.dropped, out);
+			"probe.ebpf.ringBufferSizeKb\n",
+			cs.dropped, out);
 		return REPLAY_EXIT_ERROR;
 	}
 	return exit_code_of(status);
@@ -450,20 +477,32 @@ static void replay_usage(FILE *out)
 		"usage: kprobe replay (FILE | --incident KEY | --pid P --from T --to T)\n"
 		"                     [--appliance URL] [injections] [-- CMD [ARGS...]]\n"
 		"\n"
-		"Runs CMD (default: the recorded command line) under ptrace with a seccomp filter that\n"
-		"stops only on the calls the replay must serve. Input-side calls (reads, recv, accept,\n"
-		"connect, poll/select/epoll results, clock reads including the vDSO ones, getrandom,\n"
-		"stat, ...) are answered from the recording and the real call is suppressed; output\n"
-		"calls are compared with the recording. Everything else runs natively. Threads replay\n"
+		"Runs CMD (default: the recorded command line) under ptrace with a seccomp filter "
+		"that\n"
+		"stops only on the calls the replay must serve. Input-side calls (reads, recv, "
+		"accept,\n"
+		"connect, poll/select/epoll results, clock reads including the vDSO ones, "
+		"getrandom,\n"
+		"stat, ...) are answered from the recording and the real call is suppressed; "
+		"output\n"
+		"calls are compared with the recording. Everything else runs natively. Threads "
+		"replay\n"
 		"from their own recorded streams, in the recorded order; signals pass through.\n"
 		"\n"
-		"The first output that differs from the recording while the program has seen exactly\n"
-		"its recorded inputs is a divergence: the replay stops and reports the thread, the\n"
-		"call, its arguments, expected and actual bytes. When an input differs instead (another\n"
-		"timeout, another file, an injected failure), that thread leaves the script and is\n"
-		"answered by a model of the recorded world: the bytes each recorded connection carried\n"
-		"and when (including what a peer recorded beside it sent), in virtual time. That is how\n"
-		"a fix is verified against the recorded incident: the outcome change is reported, e.g.\n"
+		"The first output that differs from the recording while the program has seen "
+		"exactly\n"
+		"its recorded inputs is a divergence: the replay stops and reports the thread, "
+		"the\n"
+		"call, its arguments, expected and actual bytes. When an input differs instead "
+		"(another\n"
+		"timeout, another file, an injected failure), that thread leaves the script and "
+		"is\n"
+		"answered by a model of the recorded world: the bytes each recorded connection "
+		"carried\n"
+		"and when (including what a peer recorded beside it sent), in virtual time. That "
+		"is how\n"
+		"a fix is verified against the recorded incident: the outcome change is reported, "
+		"e.g.\n"
 		"\"failed (timeout) -> succeeded\".\n"
 		"\n"
 		"Source:\n"
@@ -471,26 +510,35 @@ static void replay_usage(FILE *out)
 		"  --incident KEY, --pid P --from T --to T, --appliance URL\n"
 		"                       fetch a recording from kprobed (not available yet)\n"
 		"Injections:\n"
-		"  --delay CALL[:fd=N][:nth=K]:+DURATION   that call completes DURATION later (virtual\n"
+		"  --delay CALL[:fd=N][:nth=K]:+DURATION   that call completes DURATION later "
+		"(virtual\n"
 		"                       time); a wait it pushes past its timeout times out. E.g.\n"
 		"                       --delay poll:+1s, --delay recvfrom:fd=3:nth=2:+250ms\n"
-		"  --fail CALL[:nth=K]:ERRNO               that call fails with ERRNO: --fail fsync:EIO\n"
-		"  --time-scale F       recorded time runs F times as long (2: everything the world\n"
+		"  --fail CALL[:nth=K]:ERRNO               that call fails with ERRNO: --fail "
+		"fsync:EIO\n"
+		"  --time-scale F       recorded time runs F times as long (2: everything the "
+		"world\n"
 		"                       does takes twice as long)\n"
-		"  --fuzz N             replay N times with delays drawn from [0, DURATION] for every\n"
-		"                       --delay (default --delay poll:+500ms and friends) and report\n"
+		"  --fuzz N             replay N times with delays drawn from [0, DURATION] for "
+		"every\n"
+		"                       --delay (default --delay poll:+500ms and friends) and "
+		"report\n"
 		"                       which variants change the outcome (exit status or stdout)\n"
 		"  --seed S             first fuzz seed (default 1)\n"
 		"Output:\n"
 		"  -v, --verbose        notes as they happen (-v -v: a line per served call)\n"
 		"  -q, --quiet          no summary lines\n"
 		"  --list               print what the recording holds (threads, calls) and exit\n"
-		"  --keep-env           run CMD with this environment and working directory instead\n"
-		"                       of the recorded ones (they are inputs too: $PWD, $HOME, ...)\n"
+		"  --keep-env           run CMD with this environment and working directory "
+		"instead\n"
+		"                       of the recorded ones (they are inputs too: $PWD, $HOME, "
+		"...)\n"
 		"\n"
-		"Exit status: CMD's (128+N when killed by signal N); 86 when a divergence stopped the\n"
+		"Exit status: CMD's (128+N when killed by signal N); 86 when a divergence stopped "
+		"the\n"
 		"replay; 85 when the replay could not run or continue (bad recording, data the\n"
-		"recording does not have); 2 on usage errors. With --fuzz: 0 when no variant changed\n"
+		"recording does not have); 2 on usage errors. With --fuzz: 0 when no variant "
+		"changed\n"
 		"the outcome, 1 when some did.\n");
 }
 
@@ -508,17 +556,18 @@ static void list_recording(const struct rec *r, FILE *out)
 		(double)(m->mono_end - m->mono_base) / 1e6);
 	for (int i = 0; i < rec_nthreads(r); i++) {
 		const struct rec_thread *t = rec_thread(r, i);
-		fprintf(out, "thread %u (process %u%s%s%s) %s: %u calls, parent %u child #%u\n", t->tid,
-			t->tgid, t->flags & REC_T_ROOT ? ", root" : "",
-			t->flags & REC_T_PEER ? ", peer" : "", t->flags & REC_T_THREAD ? ", thread" : "",
-			t->exe, t->n_calls, t->parent_tid, t->child_index);
+		fprintf(out, "thread %u (process %u%s%s%s) %s: %u calls, parent %u child #%u\n",
+			t->tid, t->tgid, t->flags & REC_T_ROOT ? ", root" : "",
+			t->flags & REC_T_PEER ? ", peer" : "",
+			t->flags & REC_T_THREAD ? ", thread" : "", t->exe, t->n_calls,
+			t->parent_tid, t->child_index);
 	}
 	for (uint64_t n = 0; n < rec_ncalls(r); n++) {
 		int th;
 		const struct kp_cap_rec *c = rec_call_seq(r, n, &th);
 		struct kp_cap_sock k;
-		fprintf(out, "%6" PRIu64 " %7u %+10.3f ms %-14s (%lld, %lld, %lld) = %lld", (uint64_t)c->seq,
-			c->tid, ((double)c->ts_exit - (double)m->mono_base) / 1e6,
+		fprintf(out, "%6" PRIu64 " %7u %+10.3f ms %-14s (%lld, %lld, %lld) = %lld",
+			(uint64_t)c->seq, c->tid, ((double)c->ts_exit - (double)m->mono_base) / 1e6,
 			sysc_name(c->nr), (long long)c->args[0], (long long)c->args[1],
 			(long long)c->args[2], (long long)c->ret);
 		if (c->payload_len) {
@@ -552,8 +601,10 @@ static void out_compare(const struct kp_buf *rec, bool rec_cut, const struct kp_
 	if (i == n && rec->len == got->len)
 		snprintf(buf, len, "identical to the recording (%zu bytes)", rec->len);
 	else
-		snprintf(buf, len, "differs from the recording at byte %zu (%zu bytes recorded, "
-			 "%zu now)", i, rec->len, got->len);
+		snprintf(buf, len,
+			 "differs from the recording at byte %zu (%zu bytes recorded, "
+			 "%zu now)",
+			 i, rec->len, got->len);
 }
 
 static bool out_same(const struct kp_buf *a, const struct kp_buf *b)
@@ -598,23 +649,28 @@ int replay_cmd_replay(int argc, char **argv)
 			char *end;
 			scale = strtod(argv[++i], &end);
 			if (*end || !(scale > 0.0) || scale > 1e6) {
-				fprintf(stderr, "kprobe replay: --time-scale '%s': a positive number "
-					"(0.5 = twice as fast, 2 = twice as slow)\n", argv[i]);
+				fprintf(stderr,
+					"kprobe replay: --time-scale '%s': a positive number "
+					"(0.5 = twice as fast, 2 = twice as slow)\n",
+					argv[i]);
 				return 2;
 			}
 		} else if (!strcmp(a, "--fuzz") && more) {
 			char *end;
 			fuzz = strtol(argv[++i], &end, 10);
 			if (*end || fuzz < 1 || fuzz > 100000) {
-				fprintf(stderr, "kprobe replay: --fuzz '%s': a count from 1\n", argv[i]);
+				fprintf(stderr, "kprobe replay: --fuzz '%s': a count from 1\n",
+					argv[i]);
 				return 2;
 			}
 		} else if (!strcmp(a, "--seed") && more) {
 			seed = strtoull(argv[++i], NULL, 0);
 			if (!seed)
 				seed = 1;
-		} else if ((!strcmp(a, "--incident") || !strcmp(a, "--pid") || !strcmp(a, "--from") ||
-			    !strcmp(a, "--to") || !strcmp(a, "--appliance")) && more) {
+		} else if ((!strcmp(a, "--incident") || !strcmp(a, "--pid") ||
+			    !strcmp(a, "--from") || !strcmp(a, "--to") ||
+			    !strcmp(a, "--appliance")) &&
+			   more) {
 			remote = a;
 			i++;
 		} else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
@@ -628,20 +684,25 @@ int replay_cmd_replay(int argc, char **argv)
 		} else if (a[0] != '-' && !file) {
 			file = a;
 		} else {
-			fprintf(stderr, "kprobe replay: unknown or incomplete option '%s' (see kprobe "
-				"replay --help)\n", a);
+			fprintf(stderr,
+				"kprobe replay: unknown or incomplete option '%s' (see kprobe "
+				"replay --help)\n",
+				a);
 			return 2;
 		}
 	}
 	if (remote) {
-		fprintf(stderr, "kprobe replay: %s: fetching recordings from kprobed is not "
-			"available yet (the appliance has no replay endpoint); replay a FILE written "
-			"by `kprobe record`\n", remote);
+		fprintf(stderr,
+			"kprobe replay: %s: fetching recordings from kprobed is not "
+			"available yet (the appliance has no replay endpoint); replay a FILE "
+			"written "
+			"by `kprobe record`\n",
+			remote);
 		return 2;
 	}
 	if (!file) {
 		fprintf(stderr, "kprobe replay: which recording? (kprobe replay FILE [-- CMD], see "
-			"--help)\n");
+				"--help)\n");
 		return 2;
 	}
 	struct rec *r;
@@ -656,9 +717,10 @@ int replay_cmd_replay(int argc, char **argv)
 		return 0;
 	}
 	if (m->flags & REC_F_INCOMPLETE) {
-		fprintf(stderr, "kprobe replay: %s is incomplete (%" PRIu64 " records were lost while "
-			"recording): record again with a larger probe.ebpf.ringBufferSizeKb\n", file,
-			m->dropped);
+		fprintf(stderr,
+			"kprobe replay: %s is incomplete (%" PRIu64 " records were lost while "
+			"recording): record again with a larger probe.ebpf.ringBufferSizeKb\n",
+			file, m->dropped);
 		rec_close(r);
 		return REPLAY_EXIT_ERROR;
 	}
@@ -690,7 +752,8 @@ int replay_cmd_replay(int argc, char **argv)
 			return REPLAY_EXIT_ERROR;
 		}
 		if (res.diverged || res.failed) {
-			fprintf(stderr, "kprobe replay: %s", res.report.data ? res.report.data : "");
+			fprintf(stderr, "kprobe replay: %s",
+				res.report.data ? res.report.data : "");
 			if (res.notes.len && !verbose)
 				fprintf(stderr, "kprobe replay: before that:\n%s", res.notes.data);
 			code = res.diverged ? REPLAY_EXIT_DIVERGED : REPLAY_EXIT_ERROR;
@@ -701,19 +764,24 @@ int replay_cmd_replay(int argc, char **argv)
 			char now[160], cmp[200];
 			replay_outcome_str(res.status, res.reason, now, sizeof(now));
 			out_compare(&ro.out, ro.out_cut, &res.out, res.out_cut, cmp, sizeof(cmp));
-			fprintf(stderr, "kprobe replay: %" PRIu64 " calls served, %" PRIu64 " compared, %"
-				PRIu64 " run for real, %" PRIu64 " clock reads from virtual time, %" PRIu64
-				" from the model; %.1f ms wall, %.1f ms virtual\n", res.served,
-				res.compared, res.passed, res.synthesized, res.modeled,
+			fprintf(stderr,
+				"kprobe replay: %" PRIu64 " calls served, %" PRIu64
+				" compared, %" PRIu64 " run for real, %" PRIu64
+				" clock reads from virtual time, %" PRIu64
+				" from the model; %.1f ms wall, %.1f ms virtual\n",
+				res.served, res.compared, res.passed, res.synthesized, res.modeled,
 				(double)res.wall_ns / 1e6, (double)res.virt_ns / 1e6);
 			if (!res.diverged && !res.failed) {
 				if (strcmp(now, rec_out))
-					fprintf(stderr, "kprobe replay: outcome: %s → %s\n", rec_out, now);
+					fprintf(stderr, "kprobe replay: outcome: %s → %s\n",
+						rec_out, now);
 				else
-					fprintf(stderr, "kprobe replay: outcome: %s, as recorded\n", now);
+					fprintf(stderr, "kprobe replay: outcome: %s, as recorded\n",
+						now);
 				fprintf(stderr, "kprobe replay: stdout: %s\n", cmp);
 				if (res.notes.len && !verbose)
-					fprintf(stderr, "kprobe replay: notes:\n%s", res.notes.data);
+					fprintf(stderr, "kprobe replay: notes:\n%s",
+						res.notes.data);
 			}
 		}
 		replay_result_free(&res);
@@ -721,9 +789,10 @@ int replay_cmd_replay(int argc, char **argv)
 		/* fuzzing: every --delay (or a default set) is drawn anew per variant */
 		struct replay_inj def[8];
 		if (!ninj) {
-			const char *d[] = {"poll:+500ms", "ppoll:+500ms", "select:+500ms",
-					   "pselect6:+500ms", "epoll_wait:+500ms", "epoll_pwait:+500ms",
-					   "recvfrom:+500ms", "read:+500ms"};
+			const char *d[] = {"poll:+500ms",	"ppoll:+500ms",
+					   "select:+500ms",	"pselect6:+500ms",
+					   "epoll_wait:+500ms", "epoll_pwait:+500ms",
+					   "recvfrom:+500ms",	"read:+500ms"};
 			for (int i = 0; i < 8; i++)
 				replay_inj_parse(d[i], REPLAY_DELAY, &def[i], err, sizeof(err));
 			o.inj = def;
@@ -733,8 +802,9 @@ int replay_cmd_replay(int argc, char **argv)
 		o.stdout_fd = o.stderr_fd = devnull;
 		long changed = 0;
 		if (!quiet)
-			fprintf(stderr, "kprobe replay: fuzzing %ld variants; recorded outcome: %s\n",
-				fuzz, rec_out);
+			fprintf(stderr,
+				"kprobe replay: fuzzing %ld variants; recorded outcome: %s\n", fuzz,
+				rec_out);
 		for (long v = 0; v < fuzz; v++) {
 			o.fuzz_seed = seed + (uint64_t)v;
 			if (replay_run(&o, &res, err, sizeof(err)) < 0) {
@@ -756,9 +826,11 @@ int replay_cmd_replay(int argc, char **argv)
 				if (!same_out)
 					snprintf(why + strlen(why), sizeof(why) - strlen(why),
 						 "%s stdout differs", why[0] ? "," : ":");
-				fprintf(stderr, "  variant %ld (seed %" PRIu64 "): %s%s%s%s\n", v + 1,
-					o.fuzz_seed, res.diverged ? "diverged" : res.failed ? "stopped"
-											  : now,
+				fprintf(stderr, "  variant %ld (seed %" PRIu64 "): %s%s%s%s\n",
+					v + 1, o.fuzz_seed,
+					res.diverged ? "diverged"
+					: res.failed ? "stopped"
+						     : now,
 					ch ? "  [CHANGED" : "", why, ch ? "]" : "");
 				/* which delays it drew */
 				const char *p = res.notes.data;

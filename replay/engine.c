@@ -73,19 +73,19 @@
 #define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
 #endif
 
-#define SYNTH_STEP_NS  1000ull   /* each clock read the recording did not see moves time by 1 us */
-#define HOLD_BREAK_MS  20        /* a held call waits this long for the rest before order breaks */
-#define LOOKAHEAD_MAX  100000    /* off-script: how far to look for a matching recorded call */
-#define MAX_FDS        65536
-#define OUT_CAP        (16u << 20)
-#define SCRATCH        (2 * KP_CAP_MAX_PAYLOAD + 4096)
-#define NONE_T         UINT64_MAX
+#define SYNTH_STEP_NS 1000ull /* each clock read the recording did not see moves time by 1 us */
+#define HOLD_BREAK_MS 20      /* a held call waits this long for the rest before order breaks */
+#define LOOKAHEAD_MAX 100000  /* off-script: how far to look for a matching recorded call */
+#define MAX_FDS	      65536
+#define OUT_CAP	      (16u << 20)
+#define SCRATCH	      (2 * KP_CAP_MAX_PAYLOAD + 4096)
+#define NONE_T	      UINT64_MAX
 
 /* ================================================================== state and helpers */
 
 enum fkind {
 	FK_NONE = 0, /* unknown to the model: treated as real */
-	FK_EXT,      /* inherited from kprobe replay (the command's stdin/stdout/stderr): real */
+	FK_EXT,	     /* inherited from kprobe replay (the command's stdin/stdout/stderr): real */
 	FK_FILE,     /* a real file opened for the tracee (sup holds the same open file) */
 	FK_VFILE,    /* a file that no longer exists: a placeholder, all reads served */
 	FK_SOCK,     /* a socket: real object, never connected, I/O served */
@@ -95,15 +95,15 @@ enum fkind {
 
 struct rsock {
 	int refs;
-	int ep;       /* recorded connection side (model), -1 unknown */
+	int ep;	      /* recorded connection side (model), -1 unknown */
 	uint64_t off; /* bytes of its incoming stream consumed */
 };
 
 struct fdm {
 	uint8_t kind;
-	uint8_t ext; /* FK_EXT: which of 0, 1, 2 */
+	uint8_t ext;   /* FK_EXT: which of 0, 1, 2 */
 	bool seekable; /* FK_FILE on a regular file: served reads move the shared offset */
-	int sup;     /* our handle on the same open file (-1) */
+	int sup;       /* our handle on the same open file (-1) */
 	struct rsock *rs;
 };
 
@@ -112,9 +112,9 @@ struct proc {
 	int memfd;
 	int pidfd;
 	int refs;
-	bool started; /* has exec'd the command: calls before that run untouched */
+	bool started;	       /* has exec'd the command: calls before that run untouched */
 	uint64_t ld_lo, ld_hi; /* its dynamic loader's code: calls from there are the machine's */
-	uint32_t rtgid; /* recorded process it replays (0 unknown) */
+	uint32_t rtgid;	       /* recorded process it replays (0 unknown) */
 	struct fdm *fds;
 	int nfds;
 	struct proc *next;
@@ -123,13 +123,13 @@ struct proc {
 struct task {
 	pid_t tid;
 	struct proc *proc;
-	int rt;         /* recorded thread index, -1: unmapped (answered by the model) */
-	uint32_t cur;   /* next ordinal of its stream */
+	int rt;	      /* recorded thread index, -1: unmapped (answered by the model) */
+	uint32_t cur; /* next ordinal of its stream */
 	uint32_t nchildren;
-	bool off;       /* off script */
-	bool linked;    /* the parent's clone event has been seen (or it is the root) */
+	bool off;	   /* off script */
+	bool linked;	   /* the parent's clone event has been seen (or it is the root) */
 	bool want_initial; /* its first SIGSTOP is still to come */
-	bool parked;    /* stopped at that SIGSTOP, waiting to be linked */
+	bool parked;	   /* stopped at that SIGSTOP, waiting to be linked */
 	struct task *hnext;
 };
 
@@ -157,12 +157,12 @@ struct act {
 	int64_t v;
 };
 
-#define VAL(x)  ((struct act){A_VAL, (int64_t)(x)})
-#define ERR(x)  ((struct act){A_ERR, (int64_t)(x)})
-#define CONT    ((struct act){A_CONT, 0})
-#define HOLD    ((struct act){A_HOLD, 0})
+#define VAL(x)	((struct act){A_VAL, (int64_t)(x)})
+#define ERR(x)	((struct act){A_ERR, (int64_t)(x)})
+#define CONT	((struct act){A_CONT, 0})
+#define HOLD	((struct act){A_HOLD, 0})
 #define SENT(x) ((struct act){A_SENT, (int64_t)(x)})
-#define STOP    ((struct act){A_STOP, 0})
+#define STOP	((struct act){A_STOP, 0})
 
 #define NBUCKET 256
 
@@ -180,9 +180,9 @@ struct eng {
 	int ntasks;
 	struct proc *procs;
 	struct held *held;
-	bool sched;             /* multi-task: release one task at a time (struct pend) */
+	bool sched; /* multi-task: release one task at a time (struct pend) */
 	struct pend *pends;
-	struct task *inflight;  /* the task running user code, NULL when none */
+	struct task *inflight; /* the task running user code, NULL when none */
 	uint64_t vnow, shift;
 	double scale;
 	uint64_t *inj_seen;
@@ -575,7 +575,9 @@ static int timeout_of(struct task *t, const struct seccomp_notif *req, uint64_t 
 	case SYS_ppoll:
 	case SYS_pselect6:
 	case 441: /* epoll_pwait2 */ {
-		uint64_t p = req->data.nr == SYS_ppoll ? a[2] : req->data.nr == SYS_pselect6 ? a[4] : a[3];
+		uint64_t p = req->data.nr == SYS_ppoll	    ? a[2]
+			     : req->data.nr == SYS_pselect6 ? a[4]
+							    : a[3];
 		if (!p)
 			return 0;
 		if (mem_read(t, p, ts, 16))
@@ -754,7 +756,7 @@ static struct act newfd_install(struct eng *e, struct task *t, const struct secc
 {
 	const __u64 *a = req->data.args;
 	struct proc *p = t->proc;
-	int nr = req->data.nr, obj = -1, obj2 = -1, want = c ? (int)c->ret : -1;
+	int nr = req->data.nr, obj = -1, want = c ? (int)c->ret : -1;
 	enum fkind kind = FK_OTHER;
 	bool cloexec = false, keep = false;
 	struct rsock *rs = NULL;
@@ -835,8 +837,9 @@ static struct act newfd_install(struct eng *e, struct task *t, const struct secc
 	}
 	case SYS_eventfd:
 	case SYS_eventfd2:
-		obj = eventfd((unsigned)a[0], nr == SYS_eventfd2 ? ((int)a[1] & ~EFD_CLOEXEC) |
-								      EFD_CLOEXEC : EFD_CLOEXEC);
+		obj = eventfd((unsigned)a[0], nr == SYS_eventfd2
+						      ? ((int)a[1] & ~EFD_CLOEXEC) | EFD_CLOEXEC
+						      : EFD_CLOEXEC);
 		cloexec = nr == SYS_eventfd2 && (a[1] & EFD_CLOEXEC);
 		break;
 	case SYS_epoll_create:
@@ -876,7 +879,6 @@ static struct act newfd_install(struct eng *e, struct task *t, const struct secc
 	}
 	if (obj < 0)
 		return ERR(errno);
-	(void)obj2;
 	int fd = addfd(e, req, obj, want, cloexec, true);
 	if (fd < 0) {
 		close(obj);
@@ -935,8 +937,10 @@ static struct act serve_in(struct eng *e, struct task *t, const struct seccomp_n
 	if (len > c->payload_len) {
 		/* cut at capture: the real file gives the rest if it still starts as recorded */
 		if (nr == SYS_getdents64 && f && f->kind == FK_FILE) {
-			note(e, "%s: getdents64 of a directory larger than the recording kept: read "
-			     "for real", tname(t));
+			note(e,
+			     "%s: getdents64 of a directory larger than the recording kept: read "
+			     "for real",
+			     tname(t));
 			return CONT;
 		}
 		if (f && f->seekable && nr != SYS_getdents64) {
@@ -946,13 +950,16 @@ static struct act serve_in(struct eng *e, struct task *t, const struct seccomp_n
 			ssize_t r = pread(f->sup, e->buf, c->payload_len, at);
 			if (r == (ssize_t)c->payload_len && !memcmp(e->buf, data, c->payload_len))
 				return CONT; /* offsets are in step: the real read reads the same */
-			return fail_stop(e, t, "%s: the recording kept %u of %" PRIu64 " bytes and the "
-					 "file no longer starts as recorded", s->name, c->payload_len,
-					 len);
+			return fail_stop(e, t,
+					 "%s: the recording kept %u of %" PRIu64 " bytes and the "
+					 "file no longer starts as recorded",
+					 s->name, c->payload_len, len);
 		}
-		return fail_stop(e, t, "%s returned %" PRIu64 " bytes but the recording kept %u "
+		return fail_stop(e, t,
+				 "%s returned %" PRIu64 " bytes but the recording kept %u "
 				 "(record again with a larger kprobe record --max-bytes, or "
-				 "replay.capture.maxBytes for the agent)", s->name, len, c->payload_len);
+				 "replay.capture.maxBytes for the agent)",
+				 s->name, len, c->payload_len);
 	}
 	struct iov v[1024];
 	int n = 0;
@@ -1088,11 +1095,12 @@ static struct act serve_time_rec(struct eng *e, struct task *t, const struct sec
 		ns_to_ts(clock_map(e, CLOCK_REALTIME, ns), ts);
 		ts[1] /= 1000;
 		return c->aux_len >= 16 && a[0] && mem_write(t, a[0], ts, 16) ? ERR(EFAULT)
-									   : VAL(c->ret);
+									      : VAL(c->ret);
 	}
 	case SYS_time: {
-		int64_t s = (int64_t)(clock_map(e, CLOCK_REALTIME, (uint64_t)c->ret * NSEC_PER_SEC) /
-				      NSEC_PER_SEC);
+		int64_t s =
+			(int64_t)(clock_map(e, CLOCK_REALTIME, (uint64_t)c->ret * NSEC_PER_SEC) /
+				  NSEC_PER_SEC);
 		if (a[0])
 			mem_write(t, a[0], &s, 8);
 		return VAL(s);
@@ -1138,10 +1146,12 @@ static struct act model_read(struct eng *e, struct task *t, const struct seccomp
 			uint64_t k = KP_MIN(want, avail - rs->off);
 			k = KP_MIN(k, (uint64_t)SCRATCH);
 			if (!replay__model_bytes(e->model, rs->ep, rs->off, k, e->buf))
-				return fail_stop(e, t, "%s on fd %d needs bytes %" PRIu64 "..%" PRIu64
+				return fail_stop(e, t,
+						 "%s on fd %d needs bytes %" PRIu64 "..%" PRIu64
 						 " of the connection, which the recording did not "
-						 "keep (raise replay.capture.maxBytes)", s->name,
-						 (int)req->data.args[0], rs->off, rs->off + k);
+						 "keep (raise replay.capture.maxBytes)",
+						 s->name, (int)req->data.args[0], rs->off,
+						 rs->off + k);
 			if (scatter(t, v, n, e->buf, k))
 				return ERR(EFAULT);
 			if (!peek)
@@ -1152,13 +1162,16 @@ static struct act model_read(struct eng *e, struct task *t, const struct seccomp
 			return VAL(0);
 		if (nonblocking(f, req))
 			return ERR(EAGAIN);
-		uint64_t next = rs->off < ep->in_total ? replay__model_arrival(e->model, rs->ep, rs->off)
-						       : (ep->in_eof_t ? ep->in_eof_t : NONE_T);
+		uint64_t next = rs->off < ep->in_total
+					? replay__model_arrival(e->model, rs->ep, rs->off)
+					: (ep->in_eof_t ? ep->in_eof_t : NONE_T);
 		if (next == NONE_T)
-			return fail_stop(e, t, "%s on fd %d waits for data past the end of the "
-					 "recording (byte %" PRIu64 " of the connection): the recorded "
-					 "world has nothing more to say", s->name,
-					 (int)req->data.args[0], rs->off);
+			return fail_stop(e, t,
+					 "%s on fd %d waits for data past the end of the "
+					 "recording (byte %" PRIu64
+					 " of the connection): the recorded "
+					 "world has nothing more to say",
+					 s->name, (int)req->data.args[0], rs->off);
 		uint64_t nv = vmap(e, next);
 		e->vnow = nv > e->vnow ? nv : e->vnow + 1;
 	}
@@ -1284,8 +1297,10 @@ static struct act model_wait(struct eng *e, struct task *t, const struct seccomp
 			continue;
 		}
 		if (deadline == NONE_T)
-			return fail_stop(e, t, "%s waits forever: none of its %d fds gets anything more "
-					 "in the recording", sysc_name(nr), n);
+			return fail_stop(e, t,
+					 "%s waits forever: none of its %d fds gets anything more "
+					 "in the recording",
+					 sysc_name(nr), n);
 		e->vnow = deadline;
 		if (t->proc == e->root_proc && to > 0)
 			snprintf(e->res->reason, sizeof(e->res->reason), "timeout");
@@ -1384,10 +1399,12 @@ static bool sockaddr_eq(const uint8_t *a, size_t al, const uint8_t *b, size_t bl
 	case AF_INET:
 		return al >= 8 && bl >= 8 && !memcmp(a + 2, b + 2, 6);
 	case AF_INET6:
-		return al >= 24 && bl >= 24 && !memcmp(a + 2, b + 2, 2) && !memcmp(a + 8, b + 8, 16);
+		return al >= 24 && bl >= 24 && !memcmp(a + 2, b + 2, 2) &&
+		       !memcmp(a + 8, b + 8, 16);
 	case AF_UNIX: {
 		size_t n = KP_MIN(al, bl) - 2;
-		if (al != bl && (memchr(a + 2, 0, al - 2) == NULL || memchr(b + 2, 0, bl - 2) == NULL))
+		if (al != bl &&
+		    (memchr(a + 2, 0, al - 2) == NULL || memchr(b + 2, 0, bl - 2) == NULL))
 			return false;
 		return !strncmp((const char *)a + 2, (const char *)b + 2, n) &&
 		       (a[2] || !memcmp(a + 2, b + 2, n)); /* abstract names compare whole */
@@ -1414,8 +1431,8 @@ static struct act model_connect(struct eng *e, struct task *t, const struct secc
 			const struct kp_cap_rec *c = rec_call(e->rec, t->rt, k);
 			if (!c)
 				break;
-			if (c->nr == SYS_connect && sockaddr_eq(sa, sl, kp_cap_payload(c),
-								c->payload_len)) {
+			if (c->nr == SYS_connect &&
+			    sockaddr_eq(sa, sl, kp_cap_payload(c), c->payload_len)) {
 				t->cur = k + 1;
 				return c->ret < 0 ? ERR(-c->ret) : VAL(c->ret);
 			}
@@ -1431,7 +1448,8 @@ static struct act model_connect(struct eng *e, struct task *t, const struct secc
 	for (int i = 0; i < e->model->neps; i++) {
 		const struct replay__ep *ep = &e->model->eps[i];
 		if (e->ep_used[i] || ep->tuple.family != fam || ep->tuple.dport != port ||
-		    memcmp(ep->tuple.daddr, addr, alen) || (t->proc->rtgid && ep->tgid != t->proc->rtgid))
+		    memcmp(ep->tuple.daddr, addr, alen) ||
+		    (t->proc->rtgid && ep->tgid != t->proc->rtgid))
 			continue;
 		e->ep_used[i] = true;
 		f->rs->ep = i;
@@ -1565,8 +1583,10 @@ static struct act model_serve(struct eng *e, struct task *t, const struct seccom
 			struct act r = apply(e, t, req, c, s);
 			return r;
 		}
-		if (f && (f->kind == FK_EXT || f->kind == FK_PIPE || f->kind == FK_VFILE ||
-			  f->kind == FK_OTHER) && nr != SYS_lseek)
+		if (f &&
+		    (f->kind == FK_EXT || f->kind == FK_PIPE || f->kind == FK_VFILE ||
+		     f->kind == FK_OTHER) &&
+		    nr != SYS_lseek)
 			return VAL(0);
 		return CONT;
 	case SK_STAT:
@@ -1736,9 +1756,10 @@ static int match(struct eng *e, struct task *t, const struct seccomp_notif *req,
 			if (iov_get(t, req, s, v, &n, &msg))
 				return mismatch(why, wl, M_INPUT, "unreadable buffer");
 			if (iov_total(v, n) < (uint64_t)c->ret)
-				return mismatch(why, wl, M_INPUT, "%s asks for %" PRIu64 " bytes, the "
-						"recorded call returned %lld", s->name, iov_total(v, n),
-						(long long)c->ret);
+				return mismatch(why, wl, M_INPUT,
+						"%s asks for %" PRIu64 " bytes, the "
+						"recorded call returned %lld",
+						s->name, iov_total(v, n), (long long)c->ret);
 		}
 		return M_OK;
 	case SK_STAT:
@@ -1748,18 +1769,20 @@ static int match(struct eng *e, struct task *t, const struct seccomp_notif *req,
 			if (mem_str(t, a[s->cap.pay_arg], path, sizeof(path)))
 				return mismatch(why, wl, M_INPUT, "unreadable path");
 			if (strncmp(path, (const char *)kp_cap_payload(c), c->payload_len))
-				return mismatch(why, wl, M_INPUT, "%s(\"%.200s\"), the recording has "
-						"\"%.200s\"", s->name, path,
-						(const char *)kp_cap_payload(c));
+				return mismatch(why, wl, M_INPUT,
+						"%s(\"%.200s\"), the recording has "
+						"\"%.200s\"",
+						s->name, path, (const char *)kp_cap_payload(c));
 		}
 		if (nr == SYS_ioctl && a[1] != c->args[1])
 			return mismatch(why, wl, M_INPUT, "ioctl with another request");
 		if (nr == SYS_getsockopt && (a[1] != c->args[1] || a[2] != c->args[2]))
 			return mismatch(why, wl, M_INPUT, "getsockopt of another option");
-		if ((nr == SYS_openat && a[2] != c->args[2]) || (nr == SYS_open && a[1] != c->args[1]))
+		if ((nr == SYS_openat && a[2] != c->args[2]) ||
+		    (nr == SYS_open && a[1] != c->args[1]))
 			return mismatch(why, wl, M_INPUT, "%s with other flags", s->name);
-		if (nr == SYS_socket && (a[0] != c->args[0] || a[1] != c->args[1] ||
-					 a[2] != c->args[2]))
+		if (nr == SYS_socket &&
+		    (a[0] != c->args[0] || a[1] != c->args[1] || a[2] != c->args[2]))
 			return mismatch(why, wl, M_INPUT, "socket of another kind");
 		if ((nr == SYS_pipe2 || nr == SYS_eventfd2 || nr == SYS_accept4) &&
 		    a[nr == SYS_accept4 ? 3 : 1] != c->args[nr == SYS_accept4 ? 3 : 1])
@@ -1770,7 +1793,8 @@ static int match(struct eng *e, struct task *t, const struct seccomp_notif *req,
 			return M_OK;
 		if (nr == SYS_ftruncate)
 			return a[1] == c->args[1] ? M_OK
-						  : mismatch(why, wl, M_OUTPUT, "ftruncate to %llu "
+						  : mismatch(why, wl, M_OUTPUT,
+							     "ftruncate to %llu "
 							     "bytes, recorded %llu",
 							     (unsigned long long)a[1],
 							     (unsigned long long)c->args[1]);
@@ -1795,8 +1819,8 @@ static int match(struct eng *e, struct task *t, const struct seccomp_notif *req,
 			buf_printf(&b, " (%" PRIu64 " bytes)\n    actual:   ", rl);
 			esc(&b, e->buf + (at > 20 ? at - 20 : 0),
 			    e->buflen - (at > 20 ? at - 20 : 0));
-			buf_printf(&b, " (%" PRId64 " bytes)\n    first difference at byte %zu", len,
-				   at);
+			buf_printf(&b, " (%" PRId64 " bytes)\n    first difference at byte %zu",
+				   len, at);
 			snprintf(why, wl, "%s", b.data);
 			buf_free(&b);
 			return M_OUTPUT;
@@ -1827,7 +1851,8 @@ static int match(struct eng *e, struct task *t, const struct seccomp_notif *req,
 		if (c->aux_len >= 16) {
 			memcpy(rts, kp_cap_aux(c), 16);
 			if (ts[0] != rts[0] || ts[1] != rts[1])
-				return mismatch(why, wl, M_INPUT, "%s for another duration", s->name);
+				return mismatch(why, wl, M_INPUT, "%s for another duration",
+						s->name);
 		}
 		if (nr == SYS_clock_nanosleep && (a[1] & TIMER_ABSTIME))
 			return mismatch(why, wl, M_INPUT, "absolute sleep");
@@ -1848,7 +1873,8 @@ static int match(struct eng *e, struct task *t, const struct seccomp_notif *req,
 			const struct pollfd *rp = (const void *)kp_cap_aux(c);
 			for (uint64_t i = 0; i < a[1]; i++)
 				if (pf[i].fd != rp[i].fd || pf[i].events != rp[i].events)
-					return mismatch(why, wl, M_INPUT, "poll on other fds/events");
+					return mismatch(why, wl, M_INPUT,
+							"poll on other fds/events");
 		} else if ((nr == SYS_select || nr == SYS_pselect6) && a[0] != c->args[0]) {
 			return mismatch(why, wl, M_INPUT, "select on other fds");
 		} else if ((nr == SYS_epoll_wait || nr == SYS_epoll_pwait || nr == 441) &&
@@ -1859,31 +1885,37 @@ static int match(struct eng *e, struct task *t, const struct seccomp_notif *req,
 		uint64_t rto = NONE_T, el = c->ts_enter ? c->ts_exit - c->ts_enter : 0;
 		bool known = true;
 		if (nr == SYS_poll)
-			rto = (int)c->args[2] >= 0 ? (uint64_t)(int)c->args[2] * NSEC_PER_MSEC : NONE_T;
+			rto = (int)c->args[2] >= 0 ? (uint64_t)(int)c->args[2] * NSEC_PER_MSEC
+						   : NONE_T;
 		else if (nr == SYS_epoll_wait || nr == SYS_epoll_pwait)
-			rto = (int)c->args[3] >= 0 ? (uint64_t)(int)c->args[3] * NSEC_PER_MSEC : NONE_T;
+			rto = (int)c->args[3] >= 0 ? (uint64_t)(int)c->args[3] * NSEC_PER_MSEC
+						   : NONE_T;
 		else
 			known = false;
 		double sc = e->scale;
 		uint64_t waited = (uint64_t)((double)el * sc);
 		if (c->ret > 0) {
-			/* ready after `waited`: any timeout at least that long gives the same answer
-			 * (1 ms of slack: the measured wait includes the wake-up) */
-			if (to == NONE_T || to + NSEC_PER_MSEC >= waited || (known && to == rto &&
-									      sc == 1.0))
+			/* ready after `waited`: any timeout at least that long gives the same
+			 * answer (1 ms of slack: the measured wait includes the wake-up) */
+			if (to == NONE_T || to + NSEC_PER_MSEC >= waited ||
+			    (known && to == rto && sc == 1.0))
 				return M_OK;
-			return mismatch(why, wl, M_INPUT, "%s with a %" PRIu64 " ms timeout; the "
-					"recorded answer came after %" PRIu64 " ms", s->name,
-					(uint64_t)(to / NSEC_PER_MSEC), (uint64_t)(waited / NSEC_PER_MSEC));
+			return mismatch(why, wl, M_INPUT,
+					"%s with a %" PRIu64 " ms timeout; the "
+					"recorded answer came after %" PRIu64 " ms",
+					s->name, (uint64_t)(to / NSEC_PER_MSEC),
+					(uint64_t)(waited / NSEC_PER_MSEC));
 		}
 		if (c->ret == 0) {
 			if (known ? to == rto && sc == 1.0
 				  : (to != NONE_T && to + 2 * NSEC_PER_MSEC >= el &&
 				     to <= el + el / 20 + 2 * NSEC_PER_MSEC && sc == 1.0))
 				return M_OK;
-			return mismatch(why, wl, M_INPUT, "%s with a %" PRIu64 " ms timeout; the "
-					"recorded one timed out after %" PRIu64 " ms", s->name,
-					(uint64_t)(to == NONE_T ? 0 : to / NSEC_PER_MSEC), (uint64_t)(el / NSEC_PER_MSEC));
+			return mismatch(why, wl, M_INPUT,
+					"%s with a %" PRIu64 " ms timeout; the "
+					"recorded one timed out after %" PRIu64 " ms",
+					s->name, (uint64_t)(to == NONE_T ? 0 : to / NSEC_PER_MSEC),
+					(uint64_t)(el / NSEC_PER_MSEC));
 		}
 		return M_OK;
 	}
@@ -1937,9 +1969,10 @@ static struct act diverge(struct eng *e, struct task *t, const struct seccomp_no
 			  const struct kp_cap_rec *c, const char *why)
 {
 	struct replay_result *res = e->res;
-	buf_printf(&res->report, "divergence in %s (recorded thread %u), call #%u of its stream "
-		   "(global #%" PRIu64 "):\n", tname(t), rec_thread(e->rec, t->rt)->tid, c->ord,
-		   (uint64_t)c->seq);
+	buf_printf(&res->report,
+		   "divergence in %s (recorded thread %u), call #%u of its stream "
+		   "(global #%" PRIu64 "):\n",
+		   tname(t), rec_thread(e->rec, t->rt)->tid, c->ord, (uint64_t)c->seq);
 	buf_printf(&res->report, "  call:     ");
 	describe_call(&res->report, req->data.nr, req->data.args);
 	buf_printf(&res->report, "\n  recorded: ");
@@ -1981,7 +2014,8 @@ static const struct replay_inj *inject(struct eng *e, struct task *t,
 		if (j->kind == REPLAY_FAIL && !fail)
 			fail = j;
 		if (j->kind == REPLAY_DELAY)
-			*delay += e->o->fuzz_seed ? splitmix(&e->rng) % (j->delay_ns + 1) : j->delay_ns;
+			*delay += e->o->fuzz_seed ? splitmix(&e->rng) % (j->delay_ns + 1)
+						  : j->delay_ns;
 	}
 	return fail;
 }
@@ -2072,14 +2106,16 @@ static struct act script_serve(struct eng *e, struct task *t, const struct secco
 		return ERR(fail->err);
 	}
 	if (delay) {
-		note(e, "%s: %s delayed by %" PRIu64 " ms", tname(t), s->name, (uint64_t)(delay / NSEC_PER_MSEC));
+		note(e, "%s: %s delayed by %" PRIu64 " ms", tname(t), s->name,
+		     (uint64_t)(delay / NSEC_PER_MSEC));
 		e->shift += delay;
 		if (s->kind == SK_WAIT && c->ret > 0) {
 			uint64_t to, el = c->ts_enter ? c->ts_exit - c->ts_enter : 0;
 			timeout_of(t, req, &to);
 			if (to != NONE_T && (uint64_t)((double)el * e->scale) + delay > to) {
-				snprintf(why, sizeof(why), "%s delayed past its %" PRIu64 " ms timeout",
-					 s->name, (uint64_t)(to / NSEC_PER_MSEC));
+				snprintf(why, sizeof(why),
+					 "%s delayed past its %" PRIu64 " ms timeout", s->name,
+					 (uint64_t)(to / NSEC_PER_MSEC));
 				t->cur = c->ord + 1;
 				go_off(e, t, why);
 				return model_serve(e, t, req, s);
@@ -2193,8 +2229,8 @@ static void handle(struct eng *e, struct seccomp_notif *req, bool forced)
 		e->res->stops++;
 	if (t && e->inflight == t)
 		e->inflight = NULL; /* it reached a system call: its run is over */
-	if (!t || !t->proc || !t->proc->started || !s || e->stop || req->data.arch !=
-									    AUDIT_ARCH_X86_64) {
+	if (!t || !t->proc || !t->proc->started || !s || e->stop ||
+	    req->data.arch != AUDIT_ARCH_X86_64) {
 		respond(e, NULL, req, CONT);
 		return;
 	}
@@ -2219,8 +2255,10 @@ static void handle(struct eng *e, struct seccomp_notif *req, bool forced)
 			s->name, (unsigned long long)req->data.args[0],
 			(unsigned long long)req->data.args[1],
 			(unsigned long long)req->data.args[2],
-			a.k == A_CONT ? "real" : a.k == A_ERR ? "error" : "value", (long long)a.v,
-			t->off ? " (model)" : "");
+			a.k == A_CONT  ? "real"
+			: a.k == A_ERR ? "error"
+				       : "value",
+			(long long)a.v, t->off ? " (model)" : "");
 	if (a.k == A_HOLD) {
 		struct held *h = xmalloc(sizeof(*h));
 		h->req = *req;
@@ -2260,8 +2298,11 @@ static void release_held(struct eng *e, bool forced)
 			*best = x->next;
 			if (forced) {
 				e->res->order_breaks++;
-				note(e, "thread %d served out of the recorded order (the others did not "
-				     "come within %d ms)", x->req.pid, HOLD_BREAK_MS);
+				note(e,
+				     "thread %d served out of the recorded order (the others did "
+				     "not "
+				     "come within %d ms)",
+				     x->req.pid, HOLD_BREAK_MS);
 			}
 			handle(e, &x->req, true);
 			free(x);
@@ -2336,8 +2377,10 @@ static void link_child(struct eng *e, struct task *parent, pid_t ntid, int ev)
 		if (!thread)
 			c->proc->rtgid = rec_thread(e->rec, rc)->tgid;
 	} else if (parent->rt >= 0 && parent->proc->started) {
-		note(e, "task %d (child #%u of %s) has no recorded counterpart: answered by the "
-		     "model", ntid, k, tname(parent));
+		note(e,
+		     "task %d (child #%u of %s) has no recorded counterpart: answered by the "
+		     "model",
+		     ntid, k, tname(parent));
 	}
 	c->linked = true;
 	if (c->parked) {
@@ -2441,9 +2484,8 @@ static void reap(struct eng *e)
 	}
 }
 
-static void child_run(char *const *argv, const struct sock_fprog *prog,
-		      const struct replay_opts *o, const sigset_t *oldmask, bool rt,
-		      char *const *envp, const char *cwd)
+static void child_run(char *const *argv, const struct sock_fprog *prog, const struct replay_opts *o,
+		      const sigset_t *oldmask, bool rt, char *const *envp, const char *cwd)
 {
 	if (rt) {
 		struct sched_param sp = {.sched_priority = 1};
@@ -2462,9 +2504,9 @@ static void child_run(char *const *argv, const struct sock_fprog *prog,
 		_exit(126);
 	raise(SIGSTOP);
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-	long lfd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-			   SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
-			   prog);
+	long lfd = syscall(
+		SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+		SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, prog);
 	if (lfd < 0)
 		lfd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
 			      SECCOMP_FILTER_FLAG_NEW_LISTENER, prog);
@@ -2518,8 +2560,10 @@ static int spawn(struct eng *e, char *const *argv, const sigset_t *oldmask, bool
 	}
 	ptrace(PTRACE_CONT, pid, 0, 0);
 	if (waitpid(pid, &st, __WALL) != pid || !WIFSTOPPED(st)) {
-		snprintf(err, errlen, "cannot install the seccomp filter in the command (status "
-			 "0x%x; needs Linux 5.9+ with seccomp user notification)", st);
+		snprintf(err, errlen,
+			 "cannot install the seccomp filter in the command (status "
+			 "0x%x; needs Linux 5.9+ with seccomp user notification)",
+			 st);
 		kill(pid, SIGKILL);
 		waitpid(pid, &st, __WALL);
 		return -ENOTSUP;
@@ -2703,8 +2747,11 @@ int replay_run(const struct replay_opts *o, struct replay_result *res, char *err
 		struct sched_param sp = {.sched_priority = 2};
 		rt = sched_setscheduler(0, SCHED_RR, &sp) == 0;
 		if (!rt)
-			note(&e, "cannot use SCHED_RR (%s): threads may interleave differently from the "
-			     "recording", strerror(errno));
+			note(&e,
+			     "cannot use SCHED_RR (%s): threads may interleave differently from "
+			     "the "
+			     "recording",
+			     strerror(errno));
 	}
 	e.sched = rt;
 	uint64_t t0 = now_mono_ns();
@@ -2715,7 +2762,8 @@ int replay_run(const struct replay_opts *o, struct replay_result *res, char *err
 	struct seccomp_notif req;
 	bool need_reap = true;
 	struct kicker kick = {.efd = -1};
-	bool blocking = !e.sched && !getenv("KPROBE_REPLAY_POLL") && kicker_start(&kick, e.sfd) == 0;
+	bool blocking =
+		!e.sched && !getenv("KPROBE_REPLAY_POLL") && kicker_start(&kick, e.sfd) == 0;
 	while (e.ntasks > 0) {
 		if (blocking && atomic_exchange(&kick.pending, 0))
 			need_reap = true;

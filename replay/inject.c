@@ -29,8 +29,8 @@ static int errno_parse(const char *s)
 	return -1;
 }
 
-int replay_inj_parse(const char *spec, enum replay_inj_kind kind, struct replay_inj *out,
-		     char *err, size_t errlen)
+int replay_inj_parse(const char *spec, enum replay_inj_kind kind, struct replay_inj *out, char *err,
+		     size_t errlen)
 {
 	const char *what = kind == REPLAY_DELAY ? "--delay" : "--fail";
 	const char *form = kind == REPLAY_DELAY ? "CALL[:fd=N][:nth=K]:+DURATION"
@@ -61,8 +61,10 @@ int replay_inj_parse(const char *spec, enum replay_inj_kind kind, struct replay_
 	}
 	const struct sysc *s = sysc_by_name(parts[0]);
 	if (!s) {
-		snprintf(err, errlen, "%s '%s': '%s' is not a system call the replay serves (e.g. "
-			 "read, recvfrom, poll, connect, write, fsync, openat)", what, spec, parts[0]);
+		snprintf(err, errlen,
+			 "%s '%s': '%s' is not a system call the replay serves (e.g. "
+			 "read, recvfrom, poll, connect, write, fsync, openat)",
+			 what, spec, parts[0]);
 		return -EINVAL;
 	}
 	out->nr = s->nr;
@@ -92,15 +94,19 @@ int replay_inj_parse(const char *spec, enum replay_inj_kind kind, struct replay_
 	const char *last = parts[n - 1];
 	if (kind == REPLAY_DELAY) {
 		if (last[0] != '+' || parse_duration_ns(last + 1, &out->delay_ns) < 0) {
-			snprintf(err, errlen, "%s '%s': the last part must be +DURATION (+800ms, +1.5s),"
-				 " got '%s'", what, spec, last);
+			snprintf(err, errlen,
+				 "%s '%s': the last part must be +DURATION (+800ms, +1.5s),"
+				 " got '%s'",
+				 what, spec, last);
 			return -EINVAL;
 		}
 	} else {
 		out->err = errno_parse(last);
 		if (out->err < 0) {
-			snprintf(err, errlen, "%s '%s': '%s' is not an errno (EIO, ENOSPC, "
-				 "ECONNRESET, or a number)", what, spec, last);
+			snprintf(err, errlen,
+				 "%s '%s': '%s' is not an errno (EIO, ENOSPC, "
+				 "ECONNRESET, or a number)",
+				 what, spec, last);
 			return -EINVAL;
 		}
 	}
@@ -140,8 +146,9 @@ bool replay_call_reason(const struct kp_cap_rec *c, char *buf, size_t len)
 		return false;
 	if (s->kind == SK_WAIT && c->ret == 0) {
 		/* poll and epoll_wait take an int timeout: -1 waits forever, 0 only polls */
-		long to = c->nr == 7 ? (long)(int)c->args[2] : c->nr == 232 || c->nr == 281
-			? (long)(int)c->args[3] : 1;
+		long to = c->nr == 7			 ? (long)(int)c->args[2]
+			  : c->nr == 232 || c->nr == 281 ? (long)(int)c->args[3]
+							 : 1;
 		if (to > 0) {
 			snprintf(buf, len, "timeout");
 			return true;
@@ -177,8 +184,8 @@ void replay_recorded_outcome(const struct rec *r, struct replay_outcome *o)
 			continue;
 		if (c->nr == 74 || c->nr == 75 || c->nr == 77)
 			continue;
-		buf_append(&o->out, kp_cap_payload(c), KP_MIN((uint64_t)c->payload_len,
-							       (uint64_t)c->ret));
+		buf_append(&o->out, kp_cap_payload(c),
+			   KP_MIN((uint64_t)c->payload_len, (uint64_t)c->ret));
 		if ((uint64_t)c->ret > c->payload_len)
 			o->out_cut = true;
 	}

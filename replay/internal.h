@@ -22,10 +22,10 @@ struct replay__seg {
 /* One side of a recorded TCP connection, as seen from a recorded process. */
 struct replay__ep {
 	struct kp_cap_sock tuple; /* local = saddr/sport, remote = daddr/dport */
-	uint32_t tgid;            /* recorded process that owned this side */
-	int peer;                 /* the other side, if it was recorded too (-1) */
+	uint32_t tgid;		  /* recorded process that owned this side */
+	int peer;		  /* the other side, if it was recorded too (-1) */
 	uint64_t connect_t;
-	uint64_t close_t;         /* closed, shut down for writing, or its process ended (0) */
+	uint64_t close_t; /* closed, shut down for writing, or its process ended (0) */
 	/* what it read and sent while recorded */
 	struct replay__seg *rd, *wr;
 	int nrd, nwr;
@@ -43,8 +43,7 @@ struct replay__model {
 	int neps;
 };
 
-int replay__model_build(struct replay__model **out, const struct rec *r, char *err,
-			size_t errlen);
+int replay__model_build(struct replay__model **out, const struct rec *r, char *err, size_t errlen);
 void replay__model_free(struct replay__model *m);
 /* The endpoint whose local/remote pair is s (directed), or -1. */
 int replay__model_find(const struct replay__model *m, const struct kp_cap_sock *s);

@@ -198,8 +198,7 @@ static void add_seg(struct replay__seg **v, int *n, uint64_t *total, const struc
 	*total += len;
 }
 
-int replay__model_build(struct replay__model **out, const struct rec *r, char *err,
-			size_t errlen)
+int replay__model_build(struct replay__model **out, const struct rec *r, char *err, size_t errlen)
 {
 	struct replay__model *m = xcalloc(1, sizeof(*m));
 	struct fdmap fm = {0};

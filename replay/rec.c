@@ -324,11 +324,12 @@ int rec_writer_finish(struct rec_writer *w, const char *path, struct rec_summary
 			if (!(c->flags & KP_CAP_F_THREAD))
 				for (int k = 0; k < nlr; k++)
 					if (lr[k].tgid == c->pid) {
-						lrange_set(&lr, &nlr, (uint32_t)c->args[1], lr[k].lo,
-							   lr[k].hi);
+						lrange_set(&lr, &nlr, (uint32_t)c->args[1],
+							   lr[k].lo, lr[k].hi);
 						break;
 					}
-			struct wthread *ch = thread_get(&tm, (uint32_t)c->args[0], (uint32_t)c->args[1]);
+			struct wthread *ch =
+				thread_get(&tm, (uint32_t)c->args[0], (uint32_t)c->args[1]);
 			t = thread_get(&tm, c->tid, c->pid); /* thread_get may have moved it */
 			ch->t.parent_tid = c->tid;
 			ch->t.child_index = t->t.n_children++;
@@ -515,7 +516,7 @@ cleanup:
 struct rthread {
 	struct rec_thread t;
 	const struct kp_cap_rec **calls; /* n_calls */
-	int *children;                   /* n_children thread indexes (-1 unknown) */
+	int *children;			 /* n_children thread indexes (-1 unknown) */
 };
 
 struct rec {
@@ -556,22 +557,29 @@ static int parse(struct rec *r, char *err, size_t errlen)
 	const uint8_t *d = r->data;
 	size_t len = r->len;
 	if (len < HDR_FIXED + 8 + TRAILER_LEN)
-		return fail(err, errlen, -EINVAL, "file is %zu bytes: too short for a recording", len);
+		return fail(err, errlen, -EINVAL, "file is %zu bytes: too short for a recording",
+			    len);
 	if (get32(d) != REC_MAGIC)
-		return fail(err, errlen, -EINVAL, "bad magic 0x%08x at offset 0: not a kprobe "
-			    "recording", get32(d));
+		return fail(err, errlen, -EINVAL,
+			    "bad magic 0x%08x at offset 0: not a kprobe "
+			    "recording",
+			    get32(d));
 	if (get16(d + 4) != REC_VERSION)
-		return fail(err, errlen, -ENOTSUP, "recording version %u, this kprobe reads version "
-			    "%u", get16(d + 4), REC_VERSION);
+		return fail(err, errlen, -ENOTSUP,
+			    "recording version %u, this kprobe reads version "
+			    "%u",
+			    get16(d + 4), REC_VERSION);
 	const uint8_t *tr = d + len - TRAILER_LEN;
 	if (get32(tr) != REC_TRAILER_MAGIC || get32(tr + 4) != 0 || get64(tr + 8) != len)
-		return fail(err, errlen, -EINVAL, "trailer missing or wrong length: the file was cut "
-			    "(%zu bytes)", len);
+		return fail(err, errlen, -EINVAL,
+			    "trailer missing or wrong length: the file was cut "
+			    "(%zu bytes)",
+			    len);
 	uint32_t hdr_len = get32(d + 8), nth = get32(d + 12), meta_len = get32(d + 136);
 	if (hdr_len < HDR_FIXED + 8 || hdr_len % 8 || hdr_len > len - TRAILER_LEN ||
 	    meta_len > REC_MAX_META || HDR_FIXED + (uint64_t)meta_len + 8 != hdr_len)
-		return fail(err, errlen, -EINVAL, "header length %u (meta %u) out of bounds", hdr_len,
-			    meta_len);
+		return fail(err, errlen, -EINVAL, "header length %u (meta %u) out of bounds",
+			    hdr_len, meta_len);
 	if (XXH3_64bits(d, hdr_len - 8) != get64(d + hdr_len - 8))
 		return fail(err, errlen, -EINVAL, "header checksum mismatch at offset %u",
 			    hdr_len - 8);
@@ -579,10 +587,11 @@ static int parse(struct rec *r, char *err, size_t errlen)
 		return fail(err, errlen, -EINVAL, "%u threads: out of bounds", nth);
 	uint64_t table_end = hdr_len + (uint64_t)nth * THREAD_ENT;
 	if (table_end + 8 > len - TRAILER_LEN)
-		return fail(err, errlen, -EINVAL, "thread table (%u entries) runs past the end", nth);
+		return fail(err, errlen, -EINVAL, "thread table (%u entries) runs past the end",
+			    nth);
 	if (XXH3_64bits(d + hdr_len, table_end - hdr_len) != get64(d + table_end))
-		return fail(err, errlen, -EINVAL, "thread table checksum mismatch at offset %" PRIu64,
-			    table_end);
+		return fail(err, errlen, -EINVAL,
+			    "thread table checksum mismatch at offset %" PRIu64, table_end);
 
 	struct rec_meta *m = &r->meta;
 	m->flags = get16(d + 6);
@@ -608,7 +617,8 @@ static int parse(struct rec *r, char *err, size_t errlen)
 	for (int i = 0; i < m->argc; i++) {
 		const char *s = meta_str(&p, end);
 		if (!s)
-			return fail(err, errlen, -EINVAL, "argument %d runs past the meta block", i);
+			return fail(err, errlen, -EINVAL, "argument %d runs past the meta block",
+				    i);
 		m->argv[i] = xstrdup(s);
 	}
 	const char *cwd = meta_str(&p, end), *host = cwd ? meta_str(&p, end) : NULL,
@@ -625,8 +635,10 @@ static int parse(struct rec *r, char *err, size_t errlen)
 	for (int i = 0; i < m->envc; i++) {
 		const char *v = meta_str(&p, end);
 		if (!v)
-			return fail(err, errlen, -EINVAL, "environment string %d runs past the meta "
-				    "block", i);
+			return fail(err, errlen, -EINVAL,
+				    "environment string %d runs past the meta "
+				    "block",
+				    i);
 		m->envp[i] = xstrdup(v);
 	}
 
@@ -650,14 +662,20 @@ static int parse(struct rec *r, char *err, size_t errlen)
 		memcpy(t->t.exe, e + 72, 56);
 		t->t.exe[55] = 0;
 		if (off < streams_lo || off > streams_hi || sl > streams_hi - off || off % 8)
-			return fail(err, errlen, -EINVAL, "thread %u: stream [%" PRIu64 ", +%" PRIu64
-				    ") outside the file", t->t.tid, off, sl);
+			return fail(err, errlen, -EINVAL,
+				    "thread %u: stream [%" PRIu64 ", +%" PRIu64
+				    ") outside the file",
+				    t->t.tid, off, sl);
 		if (XXH3_64bits(d + off, sl) != get64(e + 64))
-			return fail(err, errlen, -EINVAL, "thread %u: stream checksum mismatch at "
-				    "offset %" PRIu64, t->t.tid, off);
+			return fail(err, errlen, -EINVAL,
+				    "thread %u: stream checksum mismatch at "
+				    "offset %" PRIu64,
+				    t->t.tid, off);
 		if (t->t.n_calls > sl / KP_CAP_HDR_LEN || t->t.n_children > nth)
-			return fail(err, errlen, -EINVAL, "thread %u: %u calls / %u children do not "
-				    "fit its stream", t->t.tid, t->t.n_calls, t->t.n_children);
+			return fail(err, errlen, -EINVAL,
+				    "thread %u: %u calls / %u children do not "
+				    "fit its stream",
+				    t->t.tid, t->t.n_calls, t->t.n_children);
 		t->calls = xcalloc(t->t.n_calls ? t->t.n_calls : 1, sizeof(*t->calls));
 		uint64_t pos = off, prev_seq = 0;
 		for (uint32_t k = 0; k < t->t.n_calls; k++) {
@@ -665,20 +683,24 @@ static int parse(struct rec *r, char *err, size_t errlen)
 			if (!kp_cap_rec_valid(c, off + sl - pos) || c->len % 8 ||
 			    c->kind != KP_CAP_CALL || c->tid != t->t.tid || c->ord != k ||
 			    c->seq <= prev_seq || c->seq > r->ncalls)
-				return fail(err, errlen, -EINVAL, "thread %u: call %u at offset %" PRIu64
-					    " is malformed", t->t.tid, k, pos);
+				return fail(err, errlen, -EINVAL,
+					    "thread %u: call %u at offset %" PRIu64 " is malformed",
+					    t->t.tid, k, pos);
 			prev_seq = c->seq;
 			t->calls[k] = c;
 			pos += c->len;
 		}
 		if (pos != off + sl)
-			return fail(err, errlen, -EINVAL, "thread %u: %" PRIu64 " stray bytes after "
-				    "its last call", t->t.tid, off + sl - pos);
+			return fail(err, errlen, -EINVAL,
+				    "thread %u: %" PRIu64 " stray bytes after "
+				    "its last call",
+				    t->t.tid, off + sl - pos);
 		total += t->t.n_calls;
 	}
 	if (total != r->ncalls)
-		return fail(err, errlen, -EINVAL, "streams hold %" PRIu64 " calls, header says %" PRIu64,
-			    total, r->ncalls);
+		return fail(err, errlen, -EINVAL,
+			    "streams hold %" PRIu64 " calls, header says %" PRIu64, total,
+			    r->ncalls);
 	/* Children lists and the global order. */
 	for (int i = 0; i < r->nth; i++) {
 		struct rthread *t = &r->th[i];
@@ -700,8 +722,10 @@ static int parse(struct rec *r, char *err, size_t errlen)
 		for (uint32_t k = 0; k < r->th[i].t.n_calls; k++) {
 			const struct kp_cap_rec *c = r->th[i].calls[k];
 			if (r->by_seq[c->seq - 1])
-				return fail(err, errlen, -EINVAL, "sequence number %" PRIu64 " used "
-					    "twice", (uint64_t)c->seq);
+				return fail(err, errlen, -EINVAL,
+					    "sequence number %" PRIu64 " used "
+					    "twice",
+					    (uint64_t)c->seq);
 			r->by_seq[c->seq - 1] = c;
 			r->by_seq_thread[c->seq - 1] = i;
 		}

@@ -21,13 +21,13 @@
 
 #include "bpf/capture.h"
 
-#define REC_MAGIC         0x4352504bu /* "KPRC" */
+#define REC_MAGIC	  0x4352504bu /* "KPRC" */
 #define REC_TRAILER_MAGIC 0x4552504bu /* "KPRE" */
-#define REC_VERSION       1
-#define REC_MAX_THREADS   65536
-#define REC_MAX_ARGS      256
-#define REC_MAX_ENV       4096
-#define REC_MAX_META      (256 << 10)
+#define REC_VERSION	  1
+#define REC_MAX_THREADS	  65536
+#define REC_MAX_ARGS	  256
+#define REC_MAX_ENV	  4096
+#define REC_MAX_META	  (256 << 10)
 
 /* rec_meta.flags */
 #define REC_F_INCOMPLETE 0x0001 /* records were lost while recording: do not trust a replay */
@@ -40,7 +40,8 @@
 #define REC_T_EXITED 0x10 /* its exit was seen */
 
 struct rec_stdfd {
-	uint64_t dev, ino; /* the inode behind fd 0/1/2 of the command when it started (0: closed) */
+	uint64_t dev,
+		ino; /* the inode behind fd 0/1/2 of the command when it started (0: closed) */
 };
 
 struct rec_meta {
@@ -61,19 +62,19 @@ struct rec_meta {
 	char *host;   /* where it was recorded */
 	char *kernel; /* uname -r there */
 	int envc;
-	char **envp;  /* its environment (a replay runs with it, unless told otherwise) */
+	char **envp; /* its environment (a replay runs with it, unless told otherwise) */
 };
 
 struct rec_thread {
 	uint32_t tid, tgid;
 	uint32_t parent_tid;  /* 0: none recorded (the root, a peer) */
 	uint32_t child_index; /* this is the child_index-th child (from 0) its parent created */
-	uint32_t flags;       /* REC_T_* */
+	uint32_t flags;	      /* REC_T_* */
 	int32_t exit_code;
 	uint32_t n_calls;
 	uint32_t n_children;
 	uint64_t start_ns, end_ns; /* first and last record seen */
-	char exe[56];              /* base name of the last program it executed ("" if none) */
+	char exe[56];		   /* base name of the last program it executed ("" if none) */
 };
 
 struct rec_summary {

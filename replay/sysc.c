@@ -18,13 +18,13 @@
 
 #include "replay/sysc.h"
 
-#define R KP_CAPD_RECORD
-#define F KP_CAPD_FD
+#define R  KP_CAPD_RECORD
+#define F  KP_CAPD_FD
 #define NF KP_CAPD_NEWFD
 #define AF KP_CAPD_ARGF
 
 #define CAP(...) CAP_(__VA_ARGS__)
-#define CAP_(fl, fda, py, pa, ax, aa, as)                                                         \
+#define CAP_(fl, fda, py, pa, ax, aa, as)                                                          \
 	{                                                                                          \
 		.flags = R | (fl), .fd_arg = (fda), .pay = (py), .pay_arg = (pa), .aux = (ax),     \
 		.aux_arg = (aa), .aux_size = (as)                                                  \
@@ -33,9 +33,14 @@
 #define CAPF_(fl, fda, idx, v0, v1, v2, ax, aa)                                                    \
 	{                                                                                          \
 		.flags = R | AF | (fl), .fd_arg = (fda), .aux = (ax), .aux_arg = (aa),             \
-		.argf_idx = (idx), .argf_vals = {v0, v1, v2, 0xffffffffu}                          \
+		.argf_idx = (idx), .argf_vals = {                                                  \
+			v0,                                                                        \
+			v1,                                                                        \
+			v2,                                                                        \
+			0xffffffffu                                                                \
+		}                                                                                  \
 	}
-#define NONE KP_PAY_NONE, 0
+#define NONE  KP_PAY_NONE, 0
 #define NOAUX KP_AUX_NONE, 0, 0
 
 /* Sorted by number (sysc_by_nr and the filter builder rely on it). */
@@ -209,7 +214,7 @@ bool sysc_argf_ok(const struct sysc *s, const __u64 *args)
 enum { L_ALLOW = -1, L_NOTIF = -2 }; /* labels; >= 0: ARGF block of table entry i */
 
 struct fixup {
-	int at;    /* instruction index */
+	int at;	   /* instruction index */
 	int label; /* L_* or table index */
 	int field; /* 0: jt, 1: k (ja) */
 };
@@ -246,7 +251,7 @@ static void tree(struct fbuild *b, int lo, int hi)
 	if (hi - lo < 4) {
 		for (int i = lo; i <= hi; i++) {
 			int at = put(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
-								    (__u32)table[i].nr, 0, 0));
+								     (__u32)table[i].nr, 0, 0));
 			fix(b, at, (table[i].cap.flags & KP_CAPD_ARGF) ? i : L_NOTIF, 0);
 		}
 		int at = put(b, (struct sock_filter)BPF_STMT(BPF_JMP | BPF_JA, 0));
@@ -255,7 +260,7 @@ static void tree(struct fbuild *b, int lo, int hi)
 	}
 	int mid = (lo + hi) / 2;
 	int at = put(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K,
-						    (__u32)table[mid].nr, 0, 0));
+						     (__u32)table[mid].nr, 0, 0));
 	tree(b, lo, mid);
 	int right = b->n;
 	if (!b->err) {
@@ -278,8 +283,8 @@ int sysc_filter_build(struct sock_filter *out, int max)
 	fix(&b, at_arch, L_ALLOW, 1);
 	put(&b, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
 					     offsetof(struct seccomp_data, nr)));
-	int at_x32 = put(&b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u,
-							  0, 0));
+	int at_x32 =
+		put(&b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 0));
 	fix(&b, at_x32, L_ALLOW, 0);
 	tree(&b, 0, NTABLE - 1);
 
@@ -289,14 +294,15 @@ int sysc_filter_build(struct sock_filter *out, int max)
 		const struct kp_cap_desc *c = &table[i].cap;
 		if (!(c->flags & KP_CAPD_ARGF))
 			continue;
-		pos_argf[i] = put(&b, (struct sock_filter)BPF_STMT(
-					      BPF_LD | BPF_W | BPF_ABS,
-					      offsetof(struct seccomp_data, args) + 8 * c->argf_idx));
+		pos_argf[i] =
+			put(&b, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+							     offsetof(struct seccomp_data, args) +
+								     8 * c->argf_idx));
 		for (int v = 0; v < 4; v++) {
 			if (c->argf_vals[v] == 0xffffffffu)
 				continue;
 			int j = put(&b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
-								    c->argf_vals[v], 0, 0));
+								     c->argf_vals[v], 0, 0));
 			fix(&b, j, L_NOTIF, 0);
 		}
 		put(&b, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
@@ -308,7 +314,7 @@ int sysc_filter_build(struct sock_filter *out, int max)
 		return b.err;
 	for (int i = 0; i < b.nfx; i++) {
 		struct fixup *f = &b.fx[i];
-		int target = f->label == L_ALLOW ? pos_allow
+		int target = f->label == L_ALLOW   ? pos_allow
 			     : f->label == L_NOTIF ? pos_notif
 						   : pos_argf[f->label];
 		int off = target - f->at - 1;

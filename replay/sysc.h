@@ -18,7 +18,7 @@
 enum sysc_kind {
 	SK_IN = 1,  /* input: answered from the recording, the real call is suppressed */
 	SK_STAT,    /* input answered with a structure (stat, uname, getsockopt, ...) */
-	SK_OUT,     /* output: compared; runs for real on real fds, suppressed on replayed ones */
+	SK_OUT,	    /* output: compared; runs for real on real fds, suppressed on replayed ones */
 	SK_SOCKOP,  /* setsockopt, bind, listen, shutdown: suppressed on replayed sockets */
 	SK_WAIT,    /* poll, select, epoll_wait families: readiness from the recording / model */
 	SK_TIME,    /* clock reads (the vDSO ones are redirected to these) */
@@ -27,7 +27,7 @@ enum sysc_kind {
 	SK_NEWFD,   /* creates fds: the engine creates the object, installs it at the recorded
 		     * number (seccomp ADDFD), so fd numbers match the recording */
 	SK_CLOSE,   /* runs for real (frees the slot), the model forgets the fd */
-	SK_DUP,     /* dup, dup2, dup3, fcntl(F_DUPFD*): run for real, the model copies the fd */
+	SK_DUP,	    /* dup, dup2, dup3, fcntl(F_DUPFD*): run for real, the model copies the fd */
 	SK_UNSUP,   /* recorded but not replayable (recvmmsg, sendmmsg, openat2) */
 };
 

@@ -79,7 +79,8 @@ int replay__vdso_patch(pid_t pid, int memfd, char *err, size_t errlen)
 		return ret;
 	}
 	if (size > VDSO_MAX || size < sizeof(Elf64_Ehdr)) {
-		snprintf(err, errlen, "vDSO of %d is %lu bytes: unexpected", pid, (unsigned long)size);
+		snprintf(err, errlen, "vDSO of %d is %lu bytes: unexpected", pid,
+			 (unsigned long)size);
 		return -EINVAL;
 	}
 	uint8_t *img = xmalloc(size);

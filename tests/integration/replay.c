@@ -138,8 +138,9 @@ TEST_BPF(replay_client_timeout_and_fix)
 	snprintf(spid, sizeof(spid), "%d", s);
 	client_config(tmp("client.cfg"), port);
 	struct run r;
-	const char *rec[] = {bin("kprobe"), "record", "--pid", spid, "--out", tmp("c.kprc"), "--",
-			     bin("tests/replay_client"), tmp("client.cfg"), "750", NULL};
+	const char *rec[] = {bin("kprobe"),	"record",      "--pid", spid,
+			     "--out",		tmp("c.kprc"), "--",	bin("tests/replay_client"),
+			     tmp("client.cfg"), "750",	       NULL};
 	run_cmd(&r, rec); /* --pid lingers 1 s: the server's late answer is recorded */
 	stop(s);
 	CHECK_EQ_INT(r.code, 1);
@@ -149,16 +150,18 @@ TEST_BPF(replay_client_timeout_and_fix)
 
 	/* the config file is gone too: its contents come from the recording */
 	CHECK(unlink(tmp("client.cfg")) == 0);
-	const char *rep[] = {bin("kprobe"), "replay", tmp("c.kprc"), "--",
-			     bin("tests/replay_client"), tmp("client.cfg"), "750", NULL};
+	const char *rep[] = {
+		bin("kprobe"),	   "replay", tmp("c.kprc"), "--", bin("tests/replay_client"),
+		tmp("client.cfg"), "750",    NULL};
 	run_cmd(&r, rep);
 	CHECKF(r.code == 1, "exit %d, stderr: %.900s", r.code, r.err);
 	CHECK_EQ_STR(r.out, recorded_out);
 	CHECK_CONTAINS(r.err, "outcome: failed (timeout), as recorded");
 	CHECK_CONTAINS(r.err, "stdout: identical to the recording");
 
-	const char *fix[] = {bin("kprobe"), "replay", tmp("c.kprc"), "--",
-			     bin("tests/replay_client"), tmp("client.cfg"), "1500", NULL};
+	const char *fix[] = {
+		bin("kprobe"),	   "replay", tmp("c.kprc"), "--", bin("tests/replay_client"),
+		tmp("client.cfg"), "1500",   NULL};
 	run_cmd(&r, fix);
 	CHECKF(r.code == 0, "exit %d, stderr: %.900s", r.code, r.err);
 	CHECK_CONTAINS(r.out, "answer: answer to 'GET balance': ");
@@ -181,14 +184,15 @@ TEST_BPF(replay_divergence_names_the_call)
 	snprintf(spid, sizeof(spid), "%d", s);
 	client_config(tmp("client.cfg"), port);
 	struct run r;
-	const char *rec[] = {bin("kprobe"), "record", "--out", tmp("d.kprc"), "--",
-			     bin("tests/replay_client"), tmp("client.cfg"), "750", NULL};
+	const char *rec[] = {bin("kprobe"),	"record", "--out",
+			     tmp("d.kprc"),	"--",	  bin("tests/replay_client"),
+			     tmp("client.cfg"), "750",	  NULL};
 	run_cmd(&r, rec);
 	stop(s);
 	CHECKF(r.code == 0, "exit %d: %.300s %.600s", r.code, r.out, r.err);
-	const char *rep[] = {bin("kprobe"), "replay", tmp("d.kprc"), "--",
-			     bin("tests/replay_client"), tmp("client.cfg"), "750", "GET balanze",
-			     NULL};
+	const char *rep[] = {
+		bin("kprobe"),	   "replay", tmp("d.kprc"), "--", bin("tests/replay_client"),
+		tmp("client.cfg"), "750",    "GET balanze", NULL};
 	run_cmd(&r, rep);
 	CHECKF(r.code == 86, "exit %d, stderr: %.900s", r.code, r.err);
 	CHECK_CONTAINS(r.err, "divergence in thread");
@@ -209,8 +213,8 @@ TEST_BPF(replay_curl_without_server)
 	char url[128];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", port);
 	struct run r;
-	const char *rec[] = {bin("kprobe"), "record", "--out", tmp("curl.kprc"), "--", "curl", "-s",
-			     url, NULL};
+	const char *rec[] = {bin("kprobe"), "record", "--out", tmp("curl.kprc"), "--", "curl",
+			     "-s",	    url,      NULL};
 	run_cmd(&r, rec);
 	stop(s);
 	CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
@@ -231,8 +235,9 @@ TEST_BPF(replay_curl_without_server)
 TEST_BPF(replay_fail_fsync_takes_error_path)
 {
 	struct run r;
-	const char *rec[] = {bin("kprobe"), "record", "--out", tmp("f.kprc"), "--",
-			     bin("tests/replay_fsync"), tmp("ledger"), NULL};
+	const char *rec[] = {bin("kprobe"), "record", "--out",
+			     tmp("f.kprc"), "--",     bin("tests/replay_fsync"),
+			     tmp("ledger"), NULL};
 	run_cmd(&r, rec);
 	CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
 	CHECK_CONTAINS(r.out, "saved 43 bytes");
@@ -256,8 +261,9 @@ TEST_BPF(replay_fail_fsync_takes_error_path)
 TEST_BPF(replay_loader_calls_are_the_machines)
 {
 	struct run r;
-	const char *rec[] = {bin("kprobe"), "record", "--out", tmp("l.kprc"), "--",
-			     bin("tests/replay_fsync"), tmp("ledger"), NULL};
+	const char *rec[] = {bin("kprobe"), "record", "--out",
+			     tmp("l.kprc"), "--",     bin("tests/replay_fsync"),
+			     tmp("ledger"), NULL};
 	run_cmd(&r, rec);
 	CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
 	CHECK(mkdir(tmp("empty"), 0755) == 0);
@@ -279,8 +285,9 @@ TEST_BPF(replay_delay_and_time_scale_cause_timeout)
 	pid_t s = start_server(srv, &port);
 	client_config(tmp("client.cfg"), port);
 	struct run r;
-	const char *rec[] = {bin("kprobe"), "record", "--out", tmp("fast.kprc"), "--",
-			     bin("tests/replay_client"), tmp("client.cfg"), "750", NULL};
+	const char *rec[] = {bin("kprobe"),	"record", "--out",
+			     tmp("fast.kprc"),	"--",	  bin("tests/replay_client"),
+			     tmp("client.cfg"), "750",	  NULL};
 	run_cmd(&r, rec);
 	stop(s);
 	CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
@@ -293,18 +300,20 @@ TEST_BPF(replay_delay_and_time_scale_cause_timeout)
 	CHECK_EQ_STR(r.out, "request failed: no answer within 750 ms\n");
 	CHECK_CONTAINS(r.err, "succeeded → failed (timeout)");
 	/* a small delay does not change the outcome */
-	const char *dl2[] = {bin("kprobe"), "replay", tmp("fast.kprc"), "--delay",
-			     "poll:fd=3:nth=1:+100ms", NULL};
+	const char *dl2[] = {
+		bin("kprobe"), "replay", tmp("fast.kprc"), "--delay", "poll:fd=3:nth=1:+100ms",
+		NULL};
 	run_cmd(&r, dl2);
 	CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
 	CHECK_CONTAINS(r.err, "poll delayed by 100 ms");
 	const char *ts[] = {bin("kprobe"), "replay", tmp("fast.kprc"), "--time-scale", "20", NULL};
 	run_cmd(&r, ts);
 	CHECKF(r.code == 1, "exit %d: %.900s", r.code, r.err);
-	const char *fz[] = {bin("kprobe"), "replay", tmp("fast.kprc"), "--fuzz", "6", "--delay",
-			    "poll:+5s", NULL};
+	const char *fz[] = {bin("kprobe"), "replay",  tmp("fast.kprc"), "--fuzz",
+			    "6",	   "--delay", "poll:+5s",	NULL};
 	run_cmd(&r, fz);
-	CHECKF(r.code == 1, "exit %d: %.900s", r.code, r.err); /* some variant changed the outcome */
+	CHECKF(r.code == 1, "exit %d: %.900s", r.code,
+	       r.err); /* some variant changed the outcome */
 	CHECK_CONTAINS(r.err, "variant 6 (seed 6)");
 	CHECK_CONTAINS(r.err, "[CHANGED");
 	CHECK_CONTAINS(r.err, "variants changed the outcome");
@@ -318,8 +327,9 @@ TEST_BPF(replay_threads_same_output)
 	write_file(tmp("slices"), data);
 	struct run r;
 	const char *prog[] = {bin("tests/replay_threads"), tmp("slices"), "6", NULL};
-	const char *rec[] = {bin("kprobe"), "record", "--out", tmp("t.kprc"), "--",
-			     bin("tests/replay_threads"), tmp("slices"), "6", NULL};
+	const char *rec[] = {bin("kprobe"), "record", "--out",
+			     tmp("t.kprc"), "--",     bin("tests/replay_threads"),
+			     tmp("slices"), "6",      NULL};
 	run_cmd(&r, rec);
 	CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
 	char recorded[4096];
@@ -332,8 +342,8 @@ TEST_BPF(replay_threads_same_output)
 	for (int i = 0; i < 3; i++) {
 		run_cmd(&r, rep);
 		CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
-		CHECKF(!strcmp(r.out, recorded), "run %d:\n%.300s\nrecorded:\n%.300s\n%.300s", i, r.out,
-		       recorded, r.err);
+		CHECKF(!strcmp(r.out, recorded), "run %d:\n%.300s\nrecorded:\n%.300s\n%.300s", i,
+		       r.out, recorded, r.err);
 	}
 }
 
@@ -341,8 +351,9 @@ TEST_BPF(replay_threads_same_output)
 TEST_BPF(replay_processes_pipes_signals)
 {
 	struct run r;
-	const char *rec[] = {bin("kprobe"), "record", "--out", tmp("p.kprc"), "--",
-			     bin("tests/replay_procs"), NULL};
+	const char *rec[] = {bin("kprobe"), "record", "--out",
+			     tmp("p.kprc"), "--",     bin("tests/replay_procs"),
+			     NULL};
 	run_cmd(&r, rec);
 	CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
 	CHECK_CONTAINS(r.out, "exited 7, signals seen 1");
@@ -359,8 +370,9 @@ TEST_BPF(replay_processes_pipes_signals)
 TEST_BPF(replay_refuses_damaged_recordings)
 {
 	struct run r;
-	const char *rec[] = {bin("kprobe"), "record", "--out", tmp("x.kprc"), "--",
-			     bin("tests/replay_loop"), "read", "20", NULL};
+	const char *rec[] = {bin("kprobe"), "record", "--out",
+			     tmp("x.kprc"), "--",     bin("tests/replay_loop"),
+			     "read",	    "20",     NULL};
 	run_cmd(&r, rec);
 	CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
 	/* flip one byte in the middle of the streams */
@@ -391,8 +403,9 @@ TEST(replay_remote_sources_not_available_yet)
 	run_cmd(&r, a);
 	CHECK_EQ_INT(r.code, 2);
 	CHECK_CONTAINS(r.err, "not available yet");
-	const char *b[] = {bin("kprobe"), "replay", "--pid", "42", "--from", "10:00", "--to",
-			   "10:05", "--appliance", "http://127.0.0.1:8080", NULL};
+	const char *b[] = {bin("kprobe"), "replay", "--pid", "42",	    "--from",
+			   "10:00",	  "--to",   "10:05", "--appliance", "http://127.0.0.1:8080",
+			   NULL};
 	run_cmd(&r, b);
 	CHECK_EQ_INT(r.code, 2);
 	CHECK_CONTAINS(r.err, "not available yet");

@@ -74,8 +74,8 @@ static void capture_comm_run(bool raw)
 	int ret;
 	if (raw) {
 		const char *comms[] = {name};
-		struct capture_opts o = {.max_bytes = 16, .comms = comms, .ncomms = 1,
-					 .force_raw_tp = true};
+		struct capture_opts o = {
+			.max_bytes = 16, .comms = comms, .ncomms = 1, .force_raw_tp = true};
 		ret = capture_open(&c, &o, err, sizeof(err));
 	} else {
 		/* off by default */

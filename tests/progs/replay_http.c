@@ -57,7 +57,8 @@ int main(int argc, char **argv)
 		char out[1024];
 		int n = snprintf(out, sizeof(out),
 				 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
-				 "%d\r\nConnection: close\r\n\r\n%s", bl, body);
+				 "%d\r\nConnection: close\r\n\r\n%s",
+				 bl, body);
 		if (write(c, out, (size_t)n) < 0) {
 			/* client gone */
 		}

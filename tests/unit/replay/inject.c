@@ -10,8 +10,9 @@ TEST(replay_inj_parse_forms)
 {
 	struct replay_inj j;
 	char err[256];
-	CHECK_EQ_INT(replay_inj_parse("recvfrom:fd=3:nth=2:+800ms", REPLAY_DELAY, &j, err,
-				      sizeof(err)), 0);
+	CHECK_EQ_INT(
+		replay_inj_parse("recvfrom:fd=3:nth=2:+800ms", REPLAY_DELAY, &j, err, sizeof(err)),
+		0);
 	CHECK_EQ_INT(j.nr, sysc_by_name("recvfrom")->nr);
 	CHECK_EQ_INT(j.fd, 3);
 	CHECK_EQ_INT(j.nth, 2);

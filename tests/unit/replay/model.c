@@ -39,10 +39,9 @@ static void call(struct rec_writer *w, uint32_t pid, uint16_t nr, uint64_t ts, i
 
 TEST(replay_model_peer_timeline)
 {
-	struct kp_cap_sock cl = {.family = AF_INET, .type = SOCK_STREAM, .sport = 40000,
-				 .dport = 7000},
-			   sv = {.family = AF_INET, .type = SOCK_STREAM, .sport = 7000,
-				 .dport = 40000};
+	struct kp_cap_sock
+		cl = {.family = AF_INET, .type = SOCK_STREAM, .sport = 40000, .dport = 7000},
+		sv = {.family = AF_INET, .type = SOCK_STREAM, .sport = 7000, .dport = 40000};
 	cl.saddr[0] = cl.daddr[0] = sv.saddr[0] = sv.daddr[0] = 127;
 	cl.saddr[3] = cl.daddr[3] = sv.saddr[3] = sv.daddr[3] = 1;
 	struct rec_writer *w = rec_writer_new();
@@ -69,7 +68,8 @@ TEST(replay_model_peer_timeline)
 	CHECK(ce >= 0 && se >= 0);
 	CHECK_EQ_INT(md->eps[ce].peer, se);
 	/* client side: 10 bytes from the server; the first 4 read at 500 (before the send was
-	 * recorded? no: the send is at 800, the client's own read says 4 bytes were there by 500) */
+	 * recorded? no: the send is at 800, the client's own read says 4 bytes were there by 500)
+	 */
 	CHECK_EQ_UINT(md->eps[ce].in_total, 10);
 	CHECK_EQ_UINT(replay__model_avail(md, ce, 499), 0);
 	CHECK_EQ_UINT(replay__model_avail(md, ce, 500), 4);

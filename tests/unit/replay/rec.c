@@ -1,4 +1,5 @@
-/* Tests replay/rec.c: round trip of a recording, ordering, thread table, and every check on open. */
+/* Tests replay/rec.c: round trip of a recording, ordering, thread table, and every check on open.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -49,10 +50,18 @@ static void write_sample(const char *file)
 {
 	struct rec_writer *w = rec_writer_new();
 	char *argv[] = {"prog", "--flag", NULL};
-	struct rec_meta m = {.mono_base = 1000, .real_base = 5000, .boot_base = 2000,
-			     .mono_end = 9000, .root_tid = 100, .root_status = 256,
-			     .max_bytes = 4096, .argc = 2, .argv = argv, .cwd = "/tmp",
-			     .host = "h", .kernel = "6.18"};
+	struct rec_meta m = {.mono_base = 1000,
+			     .real_base = 5000,
+			     .boot_base = 2000,
+			     .mono_end = 9000,
+			     .root_tid = 100,
+			     .root_status = 256,
+			     .max_bytes = 4096,
+			     .argc = 2,
+			     .argv = argv,
+			     .cwd = "/tmp",
+			     .host = "h",
+			     .kernel = "6.18"};
 	rec_writer_meta(w, &m);
 	/* out of order on purpose: the writer orders by exit time */
 	add(w, mk(KP_CAP_CALL, 100, 101, 0, 1500, 5, "hello", 5));
@@ -96,7 +105,8 @@ TEST(rec_round_trip)
 	CHECK_EQ_STR(m->cwd, "/tmp");
 	CHECK_EQ_INT(rec_ncalls(r), 4);
 	CHECK_EQ_INT(rec_nthreads(r), 3);
-	int root = rec_thread_find(r, 100), th = rec_thread_find(r, 101), peer = rec_thread_find(r, 200);
+	int root = rec_thread_find(r, 100), th = rec_thread_find(r, 101),
+	    peer = rec_thread_find(r, 200);
 	CHECK(root >= 0 && th >= 0 && peer >= 0);
 	CHECK(rec_thread(r, root)->flags & REC_T_ROOT);
 	CHECK(rec_thread(r, th)->flags & REC_T_THREAD);
@@ -161,7 +171,9 @@ TEST(rec_open_refuses_damage)
 	CHECK_CONTAINS(err, "cut");
 	/* every single-byte flip is caught, none crashes */
 	for (off_t i = 0; i < st.st_size; i += 3)
-		CHECKF(open_mutated((size_t)i, 0x10, 0, err, sizeof(err)) < 0, "flip at %lld "
-		       "accepted", (long long)i);
+		CHECKF(open_mutated((size_t)i, 0x10, 0, err, sizeof(err)) < 0,
+		       "flip at %lld "
+		       "accepted",
+		       (long long)i);
 	CHECK(open_mutated(SIZE_MAX, 0, 0, err, sizeof(err)) == 0);
 }

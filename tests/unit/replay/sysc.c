@@ -34,7 +34,8 @@ static uint32_t run(const struct sock_filter *f, int n, const struct seccomp_dat
 		case BPF_RET | BPF_K:
 			return i->k;
 		default:
-			kt_fail(__FILE__, __LINE__, "unexpected instruction %#x at %d", i->code, pc);
+			kt_fail(__FILE__, __LINE__, "unexpected instruction %#x at %d", i->code,
+				pc);
 		}
 	}
 	kt_fail(__FILE__, __LINE__, "fell off the end");
