@@ -353,6 +353,9 @@ int replay_cmd_record(int argc, char **argv)
 			m.std[fd].ino = st.st_ino;
 		}
 	}
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
+			break; /* CMD gets 0, 1 and 2 open; none of our descriptors lands there */
 	int go[2];
 	if (pipe2(go, O_CLOEXEC) < 0) {
 		fprintf(stderr, "kprobe record: pipe: %s\n", strerror(errno));

@@ -699,7 +699,15 @@ static int addfd(struct eng *e, const struct seccomp_notif *req, int src, int ne
 		.newfd = newfd >= 0 ? (__u32)newfd : 0,
 		.newfd_flags = cloexec ? O_CLOEXEC : 0,
 	};
-	int r = ioctl(e->nfd, SECCOMP_IOCTL_NOTIF_ADDFD, &a);
+	/*
+	 * With SEND the ioctl sleeps until the target has installed the fd; a signal (the kicker's)
+	 * interrupts it, and then the kernel has either completed the request (and says so) or
+	 * withdrawn it: asking again is right.
+	 */
+	int r;
+	do
+		r = ioctl(e->nfd, SECCOMP_IOCTL_NOTIF_ADDFD, &a);
+	while (r < 0 && errno == EINTR);
 	return r < 0 ? -errno : r;
 }
 
@@ -721,7 +729,10 @@ static int sup_open(struct task *t, int dirfd, const char *path, int flags, mode
 	struct stat st;
 	if (stat(full, &st) == 0 && S_ISFIFO(st.st_mode))
 		return -ENXIO; /* opening a FIFO here could block: a placeholder instead */
-	int fd = open(full, (flags & ~O_CLOEXEC) | O_CLOEXEC | O_NOCTTY, mode);
+	int fd;
+	do /* the kicker's signal may interrupt an open of a slow device */
+		fd = open(full, (flags & ~O_CLOEXEC) | O_CLOEXEC | O_NOCTTY, mode);
+	while (fd < 0 && errno == EINTR);
 	return fd < 0 ? -errno : fd;
 }
 
@@ -776,10 +787,10 @@ static struct act newfd_install(struct eng *e, struct task *t, const struct secc
 			keep = true;
 		} else if (c) {
 			/* gone since the recording: a placeholder, every read is served */
+			note(e, "%s: %s cannot be opened here (%s): replaying its recorded contents",
+			     tname(t), path, strerror(-obj));
 			obj = memfd_create("kprobe-replay-placeholder", MFD_CLOEXEC);
 			kind = FK_VFILE;
-			note(e, "%s: %s does not exist here (%s): replaying its recorded contents",
-			     tname(t), path, strerror(-obj));
 		} else {
 			return ERR(-obj);
 		}
@@ -2495,9 +2506,18 @@ static void child_run(char *const *argv, const struct sock_fprog *prog, const st
 		dup2(o->stdout_fd, 1);
 	if (o->stderr_fd >= 0)
 		dup2(o->stderr_fd, 2);
-	for (int fd = 0; fd < 3; fd++)
-		if (fcntl(fd, F_GETFD) < 0)
-			open("/dev/null", O_RDWR);
+	/* the command starts with 0, 1 and 2 open, as it was recorded: a closed one, or one that
+	 * is only some descriptor of ours about to close at exec, becomes /dev/null */
+	for (int fd = 0; fd < 3; fd++) {
+		int fl = fcntl(fd, F_GETFD);
+		if (fl < 0 || (fl & FD_CLOEXEC)) {
+			int n = open("/dev/null", O_RDWR);
+			if (n >= 0 && n != fd) {
+				dup2(n, fd);
+				close(n);
+			}
+		}
+	}
 	syscall(SYS_close_range, 3, ~0u, 0);
 	sigprocmask(SIG_SETMASK, oldmask, NULL);
 	if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0)
@@ -2719,6 +2739,9 @@ int replay_run(const struct replay_opts *o, struct replay_result *res, char *err
 	if ((ret = replay__model_build(&e.model, e.rec, err, errlen)) < 0)
 		goto cleanup_nomask;
 	e.ep_used = xcalloc((size_t)e.model->neps + 1, sizeof(bool));
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
+			break; /* keep our own descriptors off the standard numbers */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
