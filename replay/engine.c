@@ -6,8 +6,9 @@
  *   - seccomp filter (replay/sysc.c): SECCOMP_RET_USER_NOTIF for the calls in the table, ALLOW for
  *     the rest, so unserved calls run at native speed. A user notification costs one round trip
  *     to this process (about half of a SECCOMP_RET_TRACE ptrace stop, which needs waitpid +
- *     GETREGS + SETREGS), and it lets us install fds at chosen numbers (SECCOMP_IOCTL_NOTIF_ADDFD)
- *     atomically with the reply, which a ptrace stop cannot do without injecting syscalls.
+ *     GETREGS + SETREGS), and it lets us install fds at chosen numbers in the tracee
+ *     (SECCOMP_IOCTL_NOTIF_ADDFD) before replying, which a ptrace stop cannot do without
+ *     injecting system calls.
  *   - ptrace stays for the process lifecycle: exec (vDSO patching, a fresh /proc/PID/mem),
  *     clone/fork/vfork (which recorded thread a new task is), exits, and signals, which pass
  *     through untouched.
@@ -153,7 +154,7 @@ struct pend {
 };
 
 struct act {
-	enum { A_VAL, A_ERR, A_CONT, A_HOLD, A_SENT, A_STOP } k;
+	enum { A_VAL, A_ERR, A_CONT, A_HOLD, A_STOP } k;
 	int64_t v;
 };
 
@@ -161,7 +162,6 @@ struct act {
 #define ERR(x)	((struct act){A_ERR, (int64_t)(x)})
 #define CONT	((struct act){A_CONT, 0})
 #define HOLD	((struct act){A_HOLD, 0})
-#define SENT(x) ((struct act){A_SENT, (int64_t)(x)})
 #define STOP	((struct act){A_STOP, 0})
 
 #define NBUCKET 256
@@ -700,9 +700,11 @@ static int addfd(struct eng *e, const struct seccomp_notif *req, int src, int ne
 		.newfd_flags = cloexec ? O_CLOEXEC : 0,
 	};
 	/*
-	 * With SEND the ioctl sleeps until the target has installed the fd; a signal (the kicker's)
-	 * interrupts it, and then the kernel has either completed the request (and says so) or
-	 * withdrawn it: asking again is right.
+	 * The ioctl sleeps until the target has installed the fd. A signal (the kicker's) may
+	 * interrupt it; the kernel has then either completed the request (and says so) or withdrawn
+	 * it, and asking again is right. Not with SECCOMP_ADDFD_FLAG_SEND: that marks the
+	 * notification answered before the wait, so after an interruption the retry fails
+	 * (EINPROGRESS) and the target's call returns 0. The answer is sent separately instead.
 	 */
 	int r;
 	do
@@ -759,8 +761,7 @@ static uint64_t path_arg(const struct seccomp_notif *req)
 
 /*
  * Creates the object behind a new fd and installs it in the tracee: at the recorded number when
- * c is given, else at the lowest free one. Returns the act to send (A_SENT when ADDFD|SEND
- * already answered).
+ * c is given, else at the lowest free one. Returns the answer (the fd number, or an error).
  */
 static struct act newfd_install(struct eng *e, struct task *t, const struct seccomp_notif *req,
 				const struct kp_cap_rec *c)
@@ -890,16 +891,16 @@ static struct act newfd_install(struct eng *e, struct task *t, const struct secc
 	}
 	if (obj < 0)
 		return ERR(errno);
-	int fd = addfd(e, req, obj, want, cloexec, true);
+	int fd = addfd(e, req, obj, want, cloexec, false);
 	if (fd < 0) {
 		close(obj);
 		/* the tracee died meanwhile, or its fd table is full */
-		return fd == -ENOENT ? SENT(0) : ERR(-fd);
+		return ERR(-fd);
 	}
 	struct fdm *f = fdm_get(p, fd);
 	if (!f) {
 		close(obj);
-		return SENT(fd);
+		return VAL(fd);
 	}
 	fdm_clear(f);
 	f->kind = (uint8_t)kind;
@@ -922,7 +923,7 @@ static struct act newfd_install(struct eng *e, struct task *t, const struct secc
 	} else {
 		close(obj);
 	}
-	return SENT(fd);
+	return VAL(fd);
 }
 
 /* ================================================================== recorded answers */
@@ -1629,7 +1630,7 @@ static struct act model_serve(struct eng *e, struct task *t, const struct seccom
 			struct act r = newfd_install(e, t, req, NULL);
 			/* the accepted connection is the recorded one */
 			struct kp_cap_sock k;
-			if (r.k == A_SENT && kp_cap_sock_get(c, &k)) {
+			if (r.k == A_VAL && kp_cap_sock_get(c, &k)) {
 				struct fdm *nf = fdm_get(t->proc, (int)r.v);
 				if (nf && nf->rs) {
 					nf->rs->ep = replay__model_find(e->model, &k);
@@ -2215,10 +2216,6 @@ static int respond(struct eng *e, struct task *t, const struct seccomp_notif *re
 		r.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
 		e->res->passed++;
 		break;
-	case A_SENT:
-		if (e->sched && t)
-			e->inflight = t; /* ADDFD|SEND answered already: it runs */
-		return 0;
 	default:
 		return 0;
 	}

@@ -552,6 +552,13 @@ static const char *meta_str(const uint8_t **p, const uint8_t *end)
 	return s;
 }
 
+/* The fuzzer cannot forge checksums; under KP_FUZZ it reaches the parser behind them. */
+#ifdef KP_FUZZ
+#define CHECKSUM_OK(a, b) ((void)(a), (void)(b), 1)
+#else
+#define CHECKSUM_OK(a, b) ((a) == (b))
+#endif
+
 static int parse(struct rec *r, char *err, size_t errlen)
 {
 	const uint8_t *d = r->data;
@@ -580,7 +587,7 @@ static int parse(struct rec *r, char *err, size_t errlen)
 	    meta_len > REC_MAX_META || HDR_FIXED + (uint64_t)meta_len + 8 != hdr_len)
 		return fail(err, errlen, -EINVAL, "header length %u (meta %u) out of bounds",
 			    hdr_len, meta_len);
-	if (XXH3_64bits(d, hdr_len - 8) != get64(d + hdr_len - 8))
+	if (!CHECKSUM_OK(XXH3_64bits(d, hdr_len - 8), get64(d + hdr_len - 8)))
 		return fail(err, errlen, -EINVAL, "header checksum mismatch at offset %u",
 			    hdr_len - 8);
 	if (nth == 0 || nth > REC_MAX_THREADS)
@@ -589,7 +596,7 @@ static int parse(struct rec *r, char *err, size_t errlen)
 	if (table_end + 8 > len - TRAILER_LEN)
 		return fail(err, errlen, -EINVAL, "thread table (%u entries) runs past the end",
 			    nth);
-	if (XXH3_64bits(d + hdr_len, table_end - hdr_len) != get64(d + table_end))
+	if (!CHECKSUM_OK(XXH3_64bits(d + hdr_len, table_end - hdr_len), get64(d + table_end)))
 		return fail(err, errlen, -EINVAL,
 			    "thread table checksum mismatch at offset %" PRIu64, table_end);
 
@@ -666,7 +673,7 @@ static int parse(struct rec *r, char *err, size_t errlen)
 				    "thread %u: stream [%" PRIu64 ", +%" PRIu64
 				    ") outside the file",
 				    t->t.tid, off, sl);
-		if (XXH3_64bits(d + off, sl) != get64(e + 64))
+		if (!CHECKSUM_OK(XXH3_64bits(d + off, sl), get64(e + 64)))
 			return fail(err, errlen, -EINVAL,
 				    "thread %u: stream checksum mismatch at "
 				    "offset %" PRIu64,
