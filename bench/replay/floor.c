@@ -6,7 +6,9 @@
  *
  *   floor N CPU
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
