@@ -33,6 +33,8 @@
 struct agent {
 	const struct kp_config *cfg;
 	struct hmap files; /* (pid, fd, inode) already described to the sink */
+	uint64_t last_file_key, last_file_inode;
+	uint64_t drain_ns; /* how often committed records are drained without a wake-up */
 	struct probe *probe;
 	struct meta *meta;
 	struct sink *sink;
@@ -82,6 +84,10 @@ static void file_note(struct agent *a, const struct kp_event *ev)
 	if (!a->sink->ops->file || !ev->arg[3])
 		return;
 	uint64_t k = ((uint64_t)ev->pid << 32) | (uint32_t)ev->arg[0];
+	if (k == a->last_file_key && ev->arg[3] == a->last_file_inode)
+		return; /* the same file as the previous event: the common run */
+	a->last_file_key = k;
+	a->last_file_inode = ev->arg[3];
 	int created;
 	if (a->files.n >= FILE_CACHE_MAX)
 		hmap_free(&a->files);
@@ -214,7 +220,7 @@ static void on_drain_timer(struct loop *l, struct loop_timer *t)
 	if (a->stop)
 		return;
 	drain(a);
-	loop_timer_arm(l, t, PROBE_DRAIN_INTERVAL_MS * NSEC_PER_MSEC);
+	loop_timer_arm(l, t, a->drain_ns);
 }
 
 static void on_clock_timer(struct loop *l, struct loop_timer *t)
@@ -341,7 +347,11 @@ int agent_run(const struct kp_config *cfg, const struct agent_opts *opts, struct
 	a.batch_t = (struct loop_timer){.fn = on_batch_timer, .ctx = &a};
 	a.stats_t = (struct loop_timer){.fn = on_stats_timer, .ctx = &a};
 	a.stop_t = (struct loop_timer){.fn = on_stop_timer, .ctx = &a};
-	loop_timer_arm(a.loop, &a.drain_t, PROBE_DRAIN_INTERVAL_MS * NSEC_PER_MSEC);
+	/* Half a batch period: records are on the wire within agent.batchMs either way, and an
+	 * idle-ish agent wakes far less (each wake-up costs more than draining). */
+	a.drain_ns = (uint64_t)KP_MAX(PROBE_DRAIN_INTERVAL_MS, KP_MIN(cfg->agent_batch_ms / 2, 50)) *
+		     NSEC_PER_MSEC;
+	loop_timer_arm(a.loop, &a.drain_t, a.drain_ns);
 	loop_timer_arm(a.loop, &a.clock_t, NSEC_PER_SEC);
 	loop_timer_arm(a.loop, &a.batch_t, (uint64_t)cfg->agent_batch_ms * NSEC_PER_MSEC);
 	if (cfg->agent_stats_sec > 0)

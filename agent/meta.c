@@ -374,6 +374,10 @@ struct meta {
 	uint64_t boot_epoch_ns, tick_ns;
 	char v2_mount[256], memory_mount[256];
 	struct meta_stats st;
+	/* the last process looked up: events come in runs of one process, and the table's LRU
+	 * bookkeeping per event is what a run can skip (reset whenever an entry may move) */
+	uint32_t last_pid;
+	struct pent *last_e;
 };
 
 /* Finds the cgroup v2 mount and the v1 memory controller's mount in /proc/self/mountinfo. */
@@ -590,6 +594,8 @@ static struct pent *proc_get(struct meta *m, uint32_t pid, bool create)
 		if (i == NIL) {
 			if (!create)
 				return NULL;
+			m->last_pid = 0; /* an insert may evict the entry the fast path holds */
+			m->last_e = NULL;
 			bool ev;
 			uint64_t old;
 			i = lru_insert(&m->procs, pid, &ev, &old);
@@ -614,7 +620,14 @@ const struct wire_proc *meta_proc(struct meta *m, uint32_t pid, uint64_t now_ns,
 	*fresh = 0;
 	if (!pid)
 		return NULL;
-	struct pent *e = proc_get(m, pid, true);
+	struct pent *e;
+	if (KP_LIKELY(pid == m->last_pid && m->last_e)) {
+		e = m->last_e;
+	} else {
+		e = proc_get(m, pid, true);
+		m->last_pid = pid;
+		m->last_e = e;
+	}
 	if (KP_UNLIKELY(!e->loaded)) {
 		e->loaded = true;
 		if (proc_load(m, e) == 0)
@@ -766,6 +779,8 @@ const struct wire_conn *meta_conn(struct meta *m, uint64_t conn, uint64_t now_ns
 
 void meta_expire(struct meta *m, uint64_t now_ns)
 {
+	m->last_pid = 0; /* entries go below */
+	m->last_e = NULL;
 	for (uint32_t i = m->procs.tail; i != NIL;) {
 		uint32_t prev = m->procs.prev[i];
 		struct pent *e = lru_at(&m->procs, i);

@@ -273,6 +273,9 @@ int appliance_open(const struct kp_config *cfg, const char *static_dir, struct a
 		goto fail;
 	}
 
+	/* Events stored untagged learn their transaction from spans at query time. */
+	store_set_txn_resolver(a->store, &appliance_txn_resolver, a);
+
 	/* 3. The WAL: everything acked since the last seal goes back into the store. */
 	char wdir[600];
 	snprintf(wdir, sizeof(wdir), "%s/wal", a->data_dir);

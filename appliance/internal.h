@@ -47,6 +47,10 @@ void api_rootcause(void *ctx, const struct httpd_req *req, struct httpd_resp *re
 void api_graph(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);
 void api_incidents(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);
 
+/* txn.c */
+struct store_txn_resolver;
+extern const struct store_txn_resolver appliance_txn_resolver;
+
 /* timeline.c */
 void api_timeline(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);
 

@@ -30,7 +30,8 @@ enum kp_type {
 	KP_RETRANSMIT = 7, /* arg0 conn id, arg1 seq, arg2 TCP state, arg3 KP_PORTS(sport, dport) */
 	KP_OFFCPU = 8,     /* dur off-CPU time; arg0 reason (KP_OFFCPU_*) | prev_state << 8,
 			    * arg1 waker tid (0 if none), arg2 run-queue delay ns,
-			    * arg3 tid that held the CPU just before this thread got it back */
+			    * arg3 tid that held the CPU while it waited (the longest stretch on
+			    * that CPU during the wait; the last one before it when unknown) */
 	KP_RECLAIM = 9,    /* dur stall; arg0 pages reclaimed, arg1 KP_RECLAIM_DIRECT|MEMCG,
 			    * arg2 memory cgroup id (kernfs id; 0 if unknown), arg3 allocation order */
 	KP_FAULTS = 10,    /* dur span of the burst; arg0 fault count, arg1 first address,

@@ -697,9 +697,62 @@ static __always_inline __u32 task_state(struct task_struct *t)
 }
 
 /*
+ * Who ran on each CPU lately: the last RUNHIST switch-ins (when, which thread). When a thread
+ * gets the CPU back after waiting, the thread that held the CPU is the one that ran longest in
+ * one stretch during the wait -- not merely the last one before it (a kernel worker that ran
+ * for a few microseconds last would take the blame for a wait spent behind a CPU hog).
+ */
+#define RUNHIST 32
+struct runhist {
+	__u32 head; /* next slot */
+	__u32 pad;
+	__u64 ts[RUNHIST];
+	__u32 tid[RUNHIST];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct runhist);
+} runhist SEC(".maps");
+
+/* The thread with the longest stretch on this CPU within [from, now], else fallback. */
+static __always_inline __u32 cpu_holder(struct runhist *h, __u64 from, __u64 now, __u32 fallback)
+{
+	if (!h)
+		return fallback;
+	__u32 best = fallback;
+	__u64 best_run = 0, end = now;
+	for (__u32 k = 0; k < RUNHIST; k++) {
+		__u32 i = (h->head - 1 - k) & (RUNHIST - 1);
+		__u64 start = h->ts[i];
+		if (!start || end <= from)
+			break;
+		__u64 run = end - (start > from ? start : from);
+		if (h->tid[i] && run > best_run) { /* tid 0: the CPU was idle, nobody's fault */
+			best_run = run;
+			best = h->tid[i];
+		}
+		end = start;
+	}
+	return best;
+}
+
+static __always_inline void runhist_note(struct runhist *h, __u64 now, __u32 tid)
+{
+	if (!h)
+		return;
+	__u32 i = h->head & (RUNHIST - 1);
+	h->ts[i] = now;
+	h->tid[i] = tid;
+	h->head++;
+}
+
+/*
  * On the switch-out of prev (still `current` here): remember when and why it left. On the
  * switch-in of next: if it was seen leaving, emit the off-CPU episode with the victim's ids,
- * its waker and run-queue delay, and prev as the thread that held the CPU.
+ * its waker and run-queue delay, and the thread that held the CPU while it waited.
  */
 static __always_inline void switch_out(bool preempt, struct task_struct *prev, __u64 now)
 {
@@ -721,7 +774,8 @@ static __always_inline void switch_out(bool preempt, struct task_struct *prev, _
 		faults_flush(s, id >> 32, (__u32)id);
 }
 
-static __always_inline void switch_in(struct task_struct *prev, struct task_struct *next, __u64 now)
+static __always_inline void switch_in(struct task_struct *prev, struct task_struct *next, __u64 now,
+				      struct runhist *h)
 {
 	__u32 tid = next->pid;
 	if (!tid)
@@ -746,7 +800,7 @@ static __always_inline void switch_in(struct task_struct *prev, struct task_stru
 	e->arg[0] = s->out_reason | (__u64)s->out_state << 8;
 	e->arg[1] = s->waker;
 	e->arg[2] = now > ready ? now - ready : 0;
-	e->arg[3] = prev->pid;
+	e->arg[3] = cpu_holder(h, ready, now, prev->pid);
 	rec_submit(e, sizeof(*e));
 }
 
@@ -754,8 +808,11 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	__u64 now = bpf_ktime_get_ns();
+	__u32 zero = 0;
+	struct runhist *h = bpf_map_lookup_elem(&runhist, &zero);
 	switch_out(preempt, prev, now);
-	switch_in(prev, next, now);
+	switch_in(prev, next, now, h);
+	runhist_note(h, now, next->pid);
 	return 0;
 }
 

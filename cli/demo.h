@@ -70,6 +70,7 @@ struct demo_run {
 	pid_t settlement, batch, payments;
 	int settlement_port;
 	char results[PATH_MAX];
+	char port_file[PATH_MAX]; /* settlement's port; "<port_file>.served" counts its work */
 };
 
 /* Starts settlement-svc, batch-job and payment-handler per plan. 0 or -errno. */

@@ -134,6 +134,7 @@ static int settlement_main(int argc, char **argv)
 	for (size_t i = 0; i < reclen; i++)
 		rec[i] = (char)('A' + i % 26);
 	off_t written = 0;
+	long served = 0;
 	while (!role_stop) {
 		int c = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
 		if (c < 0) {
@@ -161,6 +162,17 @@ static int settlement_main(int argc, char **argv)
 			}
 		}
 		close(c);
+		/* How many connections it has served: the demo waits for its backlog. */
+		served++;
+		char st[PATH_MAX + 16], tmp[PATH_MAX + 24];
+		snprintf(st, sizeof(st), "%s.served", port_file);
+		snprintf(tmp, sizeof(tmp), "%s.tmp", st);
+		FILE *sf = fopen(tmp, "w");
+		if (sf) {
+			fprintf(sf, "%ld\n", served);
+			if (fclose(sf) == 0)
+				rename(tmp, st);
+		}
 	}
 	free(rec);
 	return 0;
@@ -550,8 +562,9 @@ int demo_run_start(const struct demo_env *e, const struct demo_plan *p, struct d
 		   char *err, size_t errlen)
 {
 	memset(r, 0, sizeof(*r));
-	char port_file[PATH_MAX + 16], ledger[PATH_MAX + 16], cpu[16];
-	snprintf(port_file, sizeof(port_file), "%s/settlement.port", e->dir);
+	char ledger[PATH_MAX + 16], cpu[16];
+	char *port_file = r->port_file;
+	snprintf(r->port_file, sizeof(r->port_file), "%s/settlement.port", e->dir);
 	snprintf(ledger, sizeof(ledger), "%s/ledger", e->dir);
 	snprintf(cpu, sizeof(cpu), "%d", e->cpu);
 	snprintf(r->results, sizeof(r->results), "%s/payments.txt", e->dir);
@@ -636,6 +649,29 @@ int demo_run_wait(struct demo_run *r, const struct demo_plan *p)
 		usleep(100000);
 	}
 	r->payments = 0;
+	/* settlement-svc may still be working through requests whose clients gave up (that is
+	 * the incident): let it finish, so what the kernel did to them is recorded too. */
+	char served_path[PATH_MAX + 32];
+	snprintf(served_path, sizeof(served_path), "%s.served", r->port_file);
+	uint64_t until = now_mono_ns() + 30 * NSEC_PER_SEC;
+	long served = 0, logged = -1;
+	while (now_mono_ns() < until) {
+		FILE *f = fopen(served_path, "r");
+		if (f) {
+			if (fscanf(f, "%ld", &served) != 1)
+				served = 0;
+			fclose(f);
+		}
+		if (served >= p->payments)
+			break;
+		if (served != logged && served / 5 != logged / 5) {
+			fprintf(stderr, "demo: settlement-svc has served %ld/%d (working through its "
+					"backlog)\n",
+				served, p->payments);
+			logged = served;
+		}
+		usleep(100000);
+	}
 	demo_run_stop(r);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }

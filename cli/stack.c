@@ -15,17 +15,31 @@
 #include "cli/stack.h"
 #include "common/util.h"
 
+/* The directory of this binary, or the nearest one above it holding kprobed (benchmark
+ * drivers live in bin/bench/<name>/). */
 const char *stack_bindir(void)
 {
 	static char dir[PATH_MAX];
 	if (!dir[0]) {
-		ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+		ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 16);
 		if (n <= 0)
 			return ".";
 		dir[n] = '\0';
 		char *s = strrchr(dir, '/');
 		if (s)
 			*s = '\0';
+		char probe[PATH_MAX + 16], keep[PATH_MAX];
+		snprintf(keep, sizeof(keep), "%s", dir);
+		for (int up = 0; up < 3; up++) {
+			snprintf(probe, sizeof(probe), "%s/kprobed", dir);
+			if (access(probe, X_OK) == 0)
+				return dir;
+			s = strrchr(dir, '/');
+			if (!s || s == dir)
+				break;
+			*s = '\0';
+		}
+		snprintf(dir, sizeof(dir), "%s", keep);
 	}
 	return dir;
 }

@@ -9,6 +9,7 @@
 #include "cli/demo.h"
 #include "common/config.h"
 #include "common/util.h"
+#include "replay/cli.h"
 
 static void usage(FILE *out)
 {
@@ -37,7 +38,11 @@ int main(int argc, char **argv)
 	static const struct {
 		const char *name;
 		int (*fn)(int, char **);
-	} cmds[] = {{"up", cli_up}, {"query", cli_query}, {"demo", cli_demo}};
+	} cmds[] = {{"up", cli_up},
+		    {"query", cli_query},
+		    {"demo", cli_demo},
+		    {"record", replay_cmd_record},
+		    {"replay", replay_cmd_replay}};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(argv[1], cmds[i].name))
 			return cmds[i].fn(argc - 1, argv + 1);

@@ -144,8 +144,9 @@ struct kp_strlist {
 	  "name connections by remote port: 'PORT=name'")                                         \
 	X(INT, engine_max_steps, "engine.rootCauseMaxSteps", 8, 1, 64,                             \
 	  "the root-cause walk stops after this many edges")                                       \
-	X(INT, engine_late_ms, "engine.lateMs", 400, 0, 600000,                                    \
-	  "an item is analyzed once it ended this long ago (late events of its moment are in)")   \
+	X(INT, engine_late_ms, "engine.lateMs", 200, 0, 600000,                                    \
+	  "an item is analyzed once every agent delivered events this far past its end (or 10 s "   \
+	  "passed)")                                                                               \
 	X(INT, engine_slow_request_ms, "engine.slowRequestMs", 500, 1, 3600000,                    \
 	  "client requests slower than this (no OTel span) become symptoms")                       \
 	X(INT, engine_horizon_sec, "engine.horizonSec", 120, 5, 86400,                             \

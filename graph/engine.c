@@ -111,6 +111,8 @@ struct req {
 	uint32_t pid, tid_req, tid_resp;
 	uint16_t lport, rport;
 	uint8_t role, done, abandoned, analyzed;
+	uint8_t late_link; /* server: its client was analyzed first; link it once it is done */
+	uint8_t linked;    /* server: the waited-on edge to its client is written */
 	uint64_t start, end;
 	uint64_t req_first, req_end, resp_first, resp_end; /* the two bursts */
 	uint64_t req_seq, req_bytes, resp_bytes;
@@ -138,7 +140,7 @@ struct skew {
 };
 
 /* Pending analysis. */
-enum item_kind { IT_SPAN = 1, IT_REQ, IT_ERR };
+enum item_kind { IT_SPAN = 1, IT_REQ, IT_ERR, IT_LINK };
 struct item {
 	int kind;
 	uint64_t ref;  /* span ring index / req serial / (tidlog id, episode ts) */
@@ -200,6 +202,14 @@ struct engine {
 	struct item *items;
 	size_t n_items, cap_items;
 	uint64_t now; /* realtime at the current step */
+	/* Per agent node: how far its events have arrived (max event end), and when it last
+	 * sent (wall clock). An item is analyzed once every active node's events have arrived up
+	 * to engine.lateMs past its end: a starved agent delays analysis instead of hiding causes. */
+	struct hmap wm; /* host -> index into wm_v */
+	struct hostwm {
+		uint64_t host, mark, seen;
+	} *wm_v;
+	size_t n_wm;
 	uint64_t sync_all_before; /* engine_sync: analyze items regardless of lateness */
 
 	/* the current write transaction */
@@ -498,9 +508,19 @@ static void skew_observe(struct engine *e, uint64_t a, uint64_t b, int64_t d)
 /* Links a request to the one on the other side carrying the same bytes (conn + seq). */
 static void req_match(struct engine *e, struct req *r)
 {
-	uint64_t other = r->req_seq ^ ((uint64_t)(r->role == ROLE_CLIENT ? ROLE_SERVER : ROLE_CLIENT)
-				       << 62);
+	int other_role = r->role == ROLE_CLIENT ? ROLE_SERVER : ROLE_CLIENT;
+	uint64_t other = r->req_seq ^ ((uint64_t)other_role << 62);
 	uint64_t *v = hmap_get(&e->reqmatch, r->conn, other);
+	/*
+	 * A receive that also consumed the peer's FIN reports a sequence one higher: the kernel
+	 * advances copied_seq past the FIN in the same recvmsg, and the probe takes
+	 * copied_seq - bytes as the first byte. A client that gave up (and closed) before the
+	 * server read its request looks exactly like that.
+	 */
+	if (!v) {
+		uint64_t alt = r->role == ROLE_SERVER ? r->req_seq - 1 : r->req_seq + 1;
+		v = hmap_get(&e->reqmatch, r->conn, (alt & 0xffffffffull) ^ ((uint64_t)other_role << 62));
+	}
 	if (v) {
 		struct req *p = req_by_serial(e, (int64_t)*v - 1);
 		if (p && p->role != r->role) {
@@ -510,6 +530,10 @@ static void req_match(struct engine *e, struct req *r)
 			e->st.matched++;
 			pthread_mutex_unlock(&e->stats_mu);
 			struct req *c = r->role == ROLE_CLIENT ? r : p, *s = r->role == ROLE_CLIENT ? p : r;
+			if (c->gnode)
+				s->late_link = 1;
+			if (c->gnode && s->done)
+				queue_item(e, IT_LINK, s->serial, s->host, s->tid_req, s->end);
 			if (c->host != s->host)
 				skew_observe(e, c->host, s->host,
 					     (int64_t)s->req_first - (int64_t)c->req_first);
@@ -535,6 +559,8 @@ static void req_finish(struct engine *e, struct req *r, uint64_t end, int abando
 	 * (Requests inside spans are analyzed through their span.) */
 	if (r->role == ROLE_CLIENT && (abandoned || r->end - r->start >= e->slow_req_ns))
 		queue_item(e, IT_REQ, r->serial, r->host, r->tid_req, r->end);
+	if (r->role == ROLE_SERVER && r->late_link)
+		queue_item(e, IT_LINK, r->serial, r->host, r->tid_req, r->end);
 }
 
 /* A burst on a side is over (the other direction started, the connection closed, or idle). */
@@ -651,15 +677,31 @@ static void tcp_event(struct engine *e, uint64_t host, const struct kp_event *ev
 
 static void conn_event(struct engine *e, uint64_t host, const struct kp_event *ev)
 {
-	/* TCP states: FIN_WAIT1 4, CLOSE 7, CLOSE_WAIT 8, LAST_ACK 9. Either side closing ends
-	 * this side's exchange. */
+	/*
+	 * TCP states: FIN_WAIT1 4, CLOSE 7, CLOSE_WAIT 8, LAST_ACK 9. This side closing
+	 * (FIN_WAIT1, LAST_ACK, CLOSE) ends its exchange. CLOSE_WAIT only says the peer closed: a
+	 * server still reads the request and answers after it; a client waiting for an answer
+	 * will not get one.
+	 */
 	uint64_t ns = ev->arg[2];
 	if (ns != 4 && ns != 7 && ns != 8 && ns != 9)
 		return;
 	uint16_t lport = (uint16_t)(ev->arg[3] & 0xffff), rport = (uint16_t)((ev->arg[3] >> 16) & 0xffff);
 	struct side *s = side_get(e, host, ev->arg[0], lport, rport, 0);
-	if (s)
-		side_close(e, s, ev->ts_ns);
+	if (!s)
+		return;
+	if (ns == 8) {
+		if (s->role == ROLE_CLIENT) {
+			burst_close(e, s);
+			struct req *cur = req_by_serial(e, s->cur);
+			if (cur && !cur->done) {
+				req_finish(e, cur, ev->ts_ns, 1);
+				s->cur = -1;
+			}
+		}
+		return;
+	}
+	side_close(e, s, ev->ts_ns);
 }
 
 /* Sides whose burst is idle are closed (keep-alive connections between requests). */
@@ -683,6 +725,31 @@ static int is_file_io_error(int ret)
 {
 	return ret == -5 /* EIO */ || ret == -28 /* ENOSPC */ || ret == -122 /* EDQUOT */ ||
 	       ret == -30 /* EROFS */;
+}
+
+static void watermark(struct engine *e, uint64_t host, uint64_t end)
+{
+	int created;
+	uint64_t *v = hmap_put(&e->wm, host, 0, &created);
+	if (created) {
+		e->wm_v = xrealloc(e->wm_v, (e->n_wm + 1) * sizeof(*e->wm_v));
+		e->wm_v[e->n_wm] = (struct hostwm){host, 0, 0};
+		*v = e->n_wm++;
+	}
+	struct hostwm *w = &e->wm_v[*v];
+	if (end > w->mark)
+		w->mark = end;
+	w->seen = e->now;
+}
+
+/* The stream time every node that sent in the last few seconds has delivered up to. */
+static uint64_t global_watermark(struct engine *e)
+{
+	uint64_t low = UINT64_MAX;
+	for (size_t i = 0; i < e->n_wm; i++)
+		if (e->wm_v[i].seen + 3 * NSEC_PER_SEC >= e->now && e->wm_v[i].mark < low)
+			low = e->wm_v[i].mark;
+	return low == UINT64_MAX ? e->now : low;
 }
 
 static void index_event(struct engine *e, uint64_t host, const struct kp_event *ev)
@@ -988,7 +1055,9 @@ static int kernel_causes(struct engine *e, struct tidlog *t, uint64_t t0, uint64
 			if (w < 1000)
 				continue;
 			uint32_t holder = (uint32_t)ev->arg[3];
-			uint32_t hpid = holder ? tid_to_pid(e, t->host, holder) : 0;
+			if (!holder)
+				continue; /* the CPU was idle: a wake-up latency, not contention */
+			uint32_t hpid = tid_to_pid(e, t->host, holder);
 			cause_add(cs, &n, max, M_PREEMPT, hpid, holder, w, w0, end);
 		} else if (ev->type == KP_FAULTS) {
 			uint64_t w = clip_overlap(ev->ts_ns, ev_end(ev), t0, t1);
@@ -1183,12 +1252,43 @@ static uint64_t tcp_msg_node(struct engine *e, const struct req *r, int is_send,
 
 static uint64_t req_node(struct engine *e, struct req *r);
 
-/* A server request: its node, its threads' work inside it. */
+/*
+ * A server request: its threads' work inside it. The window opens when the client sent the
+ * request (same node), not when the server read it: a server too starved of CPU to even read
+ * is delayed by whatever starved it.
+ */
 static void server_work(struct engine *e, struct req *s)
 {
-	thread_work(e, s->host, s->tid_req, s->start, s->end, s->gnode);
+	uint64_t t0 = s->start;
+	struct req *c = req_by_serial(e, s->peer);
+	if (c && c->host == s->host && c->req_first < t0)
+		t0 = c->req_first;
+	thread_work(e, s->host, s->tid_req, t0, s->end, s->gnode);
 	if (s->tid_resp && s->tid_resp != s->tid_req)
-		thread_work(e, s->host, s->tid_resp, s->start, s->end, s->gnode);
+		thread_work(e, s->host, s->tid_resp, t0, s->end, s->gnode);
+}
+
+/*
+ * How much of client request c's wait server request s explains: from when c sent the request
+ * (the server had it from then on, received or queued) to when s answered, within c.
+ */
+static uint64_t waited_on_weight(const struct req *c, const struct req *s)
+{
+	uint64_t from = c->host == s->host ? KP_MIN(c->req_first, s->start) : s->start;
+	return clip_overlap(from, s->end, c->start, c->end);
+}
+
+/* The edges between an analyzed client request and its (finished) server request. */
+static void link_server(struct engine *e, struct req *c, struct req *s)
+{
+	if (s->linked || !c->gnode)
+		return;
+	s->linked = 1;
+	uint64_t sn = req_node(e, s);
+	g_edge(e, sn, c->gnode, GE_WAITED_ON, waited_on_weight(c, s), 1);
+	if (s->gmsg && c->gmsg)
+		g_edge(e, c->gmsg, s->gmsg, GE_SENT_TO,
+		       s->req_first > c->req_first ? s->req_first - c->req_first : 0, 1);
 }
 
 static uint64_t req_node(struct engine *e, struct req *r)
@@ -1237,16 +1337,13 @@ static uint64_t req_node(struct engine *e, struct req *r)
 	if (r->role == ROLE_SERVER) {
 		server_work(e, r);
 	} else {
-		/* The client thread's own work outside the wait (e.g. preempted before sending). */
+		/* The server request it waited on: now if it is over, else once it is. */
 		struct req *s = req_by_serial(e, r->peer);
-		if (s) {
-			uint64_t sn = req_node(e, s);
-			g_edge(e, sn, r->gnode, GE_WAITED_ON,
-			       clip_overlap(s->start, s->end, r->start, r->end), 1);
-			if (s->gmsg && r->gmsg)
-				g_edge(e, r->gmsg, s->gmsg, GE_SENT_TO,
-				       s->req_first > r->req_first ? s->req_first - r->req_first : 0, 1);
-		}
+		if (s && s->done)
+			link_server(e, r, s);
+		else if (s)
+			s->late_link = 1;
+		/* The client thread's own work outside the wait (e.g. preempted before sending). */
 		thread_work(e, r->host, r->tid_req, r->start, r->end, r->gnode);
 	}
 	return r->gnode;
@@ -1438,8 +1535,14 @@ static void process_item(struct engine *e, struct qitem *q)
 		if (q->meta_len)
 			index_meta(e, q->host, (const uint8_t *)q->data + (size_t)q->n * sizeof(*ev),
 				   q->meta_len);
-		for (uint32_t i = 0; i < q->n; i++)
+		uint64_t mark = 0;
+		for (uint32_t i = 0; i < q->n; i++) {
 			index_event(e, q->host, &ev[i]);
+			if (ev_end(&ev[i]) > mark)
+				mark = ev_end(&ev[i]);
+		}
+		if (q->n)
+			watermark(e, q->host, mark);
 		pthread_mutex_lock(&e->stats_mu);
 		e->st.events += q->n;
 		e->st.frames++;
@@ -1454,17 +1557,20 @@ static void process_item(struct engine *e, struct qitem *q)
 	}
 }
 
-static int item_ready(struct engine *e, const struct item *it)
+#define MAX_WAIT_NS (10 * NSEC_PER_SEC) /* past this (wall clock), analyze with what is there */
+
+static int item_ready(struct engine *e, const struct item *it, uint64_t wm)
 {
-	return it->end + e->late_ns <= e->now || e->sync_all_before;
+	return e->sync_all_before || it->end + e->late_ns <= wm || it->end + MAX_WAIT_NS <= e->now;
 }
 
 /* Analyzes every ready item in one write transaction. */
 static void analyze_ready(struct engine *e)
 {
 	size_t ready = 0;
+	uint64_t wm = global_watermark(e);
 	for (size_t i = 0; i < e->n_items; i++)
-		ready += (size_t)item_ready(e, &e->items[i]);
+		ready += (size_t)item_ready(e, &e->items[i], wm);
 	if (!ready)
 		return;
 	if (gstore_wbegin(e->g, &e->w) < 0) {
@@ -1477,7 +1583,7 @@ static void analyze_ready(struct engine *e)
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < e->n_items; i++) {
 			struct item *it = &e->items[i];
-			if (!item_ready(e, it) || (pass == 0) != (it->kind == IT_SPAN))
+			if (!item_ready(e, it, wm) || (pass == 0) != (it->kind == IT_SPAN))
 				continue;
 			if (it->kind == IT_SPAN)
 				analyze_span(e, &e->spans[it->ref]);
@@ -1485,13 +1591,19 @@ static void analyze_ready(struct engine *e)
 				struct req *r = req_by_serial(e, (int64_t)it->ref);
 				if (r)
 					analyze_req(e, r);
-			} else if (it->kind == IT_ERR)
+			} else if (it->kind == IT_ERR) {
 				analyze_err(e, it);
+			} else if (it->kind == IT_LINK) {
+				struct req *sv = req_by_serial(e, (int64_t)it->ref);
+				struct req *cl = sv ? req_by_serial(e, sv->peer) : NULL;
+				if (sv && cl)
+					link_server(e, cl, sv);
+			}
 		}
 	}
 	size_t k = 0;
 	for (size_t i = 0; i < e->n_items; i++)
-		if (!item_ready(e, &e->items[i]))
+		if (!item_ready(e, &e->items[i], wm))
 			e->items[k++] = e->items[i];
 	e->n_items = k;
 	int r = gstore_wcommit(e->w);
@@ -1726,6 +1838,8 @@ void engine_close(struct engine *e)
 	hmap_free(&e->files_by);
 	hmap_free(&e->hosts);
 	hmap_free(&e->span_by_id);
+	hmap_free(&e->wm);
+	free(e->wm_v);
 	free(e->procs);
 	free(e->sides);
 	free(e->reqs);

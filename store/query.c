@@ -270,6 +270,8 @@ struct qctx {
 	int64_t hpid[QUERY_MAX_LIST], htid[QUERY_MAX_LIST];
 	const char *htxn[QUERY_MAX_LIST];
 	uint32_t htxn_len[QUERY_MAX_LIST];
+	const char *htrace[QUERY_MAX_LIST];
+	uint32_t htrace_len[QUERY_MAX_LIST];
 	/* execution */
 	struct table_batch *batch;
 	struct table_vec colv[256];
@@ -2104,6 +2106,19 @@ static void hint_set(struct qctx *q, const struct node *col, struct node **vals,
 		q->h.ntxn = k;
 		q->h.txn = q->htxn;
 		q->h.txn_len = q->htxn_len;
+	} else if (!strcmp(c, "trace_id") && q->h.ntrace < 0) {
+		for (int i = 0; i < nv; i++)
+			if (vals[i]->vt != V_STR || !vals[i]->lsl)
+				return;
+		int k = 0;
+		for (int i = 0; i < nv; i++)
+			if (vals[i]->vt == V_STR) {
+				q->htrace[k] = vals[i]->ls;
+				q->htrace_len[k++] = vals[i]->lsl;
+			}
+		q->h.ntrace = k;
+		q->h.trace = q->htrace;
+		q->h.trace_len = q->htrace_len;
 	}
 }
 
@@ -2111,7 +2126,7 @@ static void extract_hints(struct qctx *q)
 {
 	q->h.ts_min = 0;
 	q->h.ts_max = UINT64_MAX;
-	q->h.npid = q->h.ntid = q->h.ntxn = -1;
+	q->h.npid = q->h.ntid = q->h.ntxn = q->h.ntrace = -1;
 	for (int i = 0; i < q->nconj; i++) {
 		struct node *n = q->conj[i];
 		if (n->k == N_BIN && n->op >= T_EQ && n->op <= T_GE && n->op != T_NE) {

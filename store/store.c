@@ -185,9 +185,21 @@ struct store {
 	struct table_reg tables[MAX_TABLES];
 	int ntables;
 
+	struct store_txn_resolver resolver; /* set once at start-up, before queries */
+	void *resolver_ctx;
+
 	atomic_uint_fast64_t events_appended, frames_appended, dup_frames, bad_meta, seals,
 		seal_errors, seal_ns_total, corrupt, expired;
 };
+
+void store_set_txn_resolver(struct store *st, const struct store_txn_resolver *r, void *ctx)
+{
+	if (r)
+		st->resolver = *r;
+	else
+		memset(&st->resolver, 0, sizeof(st->resolver));
+	st->resolver_ctx = ctx;
+}
 
 const char *store_strerror(int err)
 {
@@ -1246,6 +1258,15 @@ struct evbatch {
 	uint32_t txn_len[STORE_GRANULE];
 	const char *trace[STORE_GRANULE];
 	uint32_t trace_len[STORE_GRANULE];
+	/* resolved at query time (store_set_txn_resolver): strings for untagged rows, and the
+	 * ranges of the transactions / traces the WHERE clause names */
+	char *rtxn, *rtrace; /* STORE_GRANULE slots of STORE_TXN_MAX+1 / STORE_TRACE_HEX+1 */
+	const struct store_txn_range *rr;
+	const char *const *rr_key; /* the key each range answers */
+	const uint32_t *rr_key_len;
+	const uint8_t *rr_trace;   /* 1: the key is a trace id */
+	int nrr;
+	bool no_resolve;
 	char *dictbuf;
 	uint8_t *scratch;
 	bool busy, owned;
@@ -1373,6 +1394,81 @@ static int meta_fill(struct evbatch *eb, int col)
 			break;
 		}
 	}
+	return 0;
+}
+
+static int ev_fetch(struct table_batch *b, int col, struct table_vec *out);
+
+/*
+ * The txn (or trace) of rows stored untagged: a range of the WHERE clause's transactions first
+ * (they come from the causal graph, which keeps them), else the resolver's lookup (the span
+ * index). Both columns are filled together: one lookup answers both.
+ */
+static int resolve_rows(struct evbatch *eb, int col)
+{
+	int rc;
+	uint64_t need = (1ull << EC_TXN) | (1ull << EC_TRACE);
+	if ((eb->have_log & need) != need) {
+		/* the other column first, from storage */
+		int other = col == EC_TXN ? EC_TRACE : EC_TXN;
+		struct table_vec tmp;
+		if (!(eb->have_log & (1ull << other))) {
+			eb->no_resolve = true; /* the stored values only: no recursion */
+			rc = ev_fetch(&eb->b, other, &tmp);
+			eb->no_resolve = false;
+			if (rc)
+				return rc;
+		}
+	}
+	if ((rc = phys_get(eb, SC_TS)) || (rc = phys_get(eb, SC_DUR)) || (rc = phys_get(eb, SC_PID)) ||
+	    (rc = phys_get(eb, SC_TID)) || (rc = phys_get(eb, SC_NODE)))
+		return rc;
+	if (!eb->rtxn) {
+		eb->rtxn = xmalloc((size_t)STORE_GRANULE * (STORE_TXN_MAX + 1));
+		eb->rtrace = xmalloc((size_t)STORE_GRANULE * (STORE_TRACE_HEX + 1));
+	}
+	const struct store_txn_resolver *r = &eb->st->resolver;
+	for (uint32_t i = 0; i < eb->b.n; i++) {
+		if (eb->txn_len[i] && eb->trace_len[i])
+			continue;
+		uint64_t ts = eb->phys[SC_TS][i], node = eb->phys[SC_NODE][i];
+		uint32_t pid = (uint32_t)eb->phys[SC_PID][i], tid = (uint32_t)eb->phys[SC_TID][i];
+		char *tx = eb->rtxn + (size_t)i * (STORE_TXN_MAX + 1);
+		char *tr = eb->rtrace + (size_t)i * (STORE_TRACE_HEX + 1);
+		tx[0] = tr[0] = '\0';
+		int found = 0;
+		for (int k = 0; k < eb->nrr; k++) {
+			const struct store_txn_range *q = &eb->rr[k];
+			if (q->pid == pid && (!q->tid || q->tid == tid) &&
+			    (!q->node_id || q->node_id == node) && ts >= q->t0 && ts <= q->t1) {
+				char *dst = eb->rr_trace[k] ? tr : tx;
+				size_t cap = eb->rr_trace[k] ? STORE_TRACE_HEX : STORE_TXN_MAX;
+				size_t l = KP_MIN(eb->rr_key_len[k], cap);
+				memcpy(dst, eb->rr_key[k], l);
+				dst[l] = '\0';
+				found = 1;
+			}
+		}
+		if (!found || !tx[0] || !tr[0]) {
+			char t2[STORE_TXN_MAX + 1], r2[STORE_TRACE_HEX + 1];
+			if (r->lookup(eb->st->resolver_ctx, node, pid, tid, ts, eb->phys[SC_DUR][i], t2,
+				      r2) == 1) {
+				if (!tx[0])
+					snprintf(tx, STORE_TXN_MAX + 1, "%s", t2);
+				if (!tr[0])
+					snprintf(tr, STORE_TRACE_HEX + 1, "%s", r2);
+			}
+		}
+		if (!eb->txn_len[i] && tx[0]) {
+			eb->txn[i] = tx;
+			eb->txn_len[i] = (uint32_t)strlen(tx);
+		}
+		if (!eb->trace_len[i] && tr[0]) {
+			eb->trace[i] = tr;
+			eb->trace_len[i] = (uint32_t)strlen(tr);
+		}
+	}
+	eb->have_log |= need;
 	return 0;
 }
 
@@ -1506,7 +1602,30 @@ static int ev_fetch(struct table_batch *b, int col, struct table_vec *out)
 		}
 	}
 	eb->have_log |= 1ull << col;
+	if ((col == EC_TXN || col == EC_TRACE) && eb->st->resolver.lookup && !eb->no_resolve &&
+	    (rc = resolve_rows(eb, col)))
+		return rc;
 	return ev_fetch(b, col, out);
+}
+
+/*
+ * With transaction ranges: may a granule hold a row of the WHERE clause's transactions or
+ * traces? Yes when a range overlaps its pids and times, or when its bloom filter says the txn
+ * column stored at append time may hold one of the transactions (h: the query's own hints).
+ */
+static bool txn_admits(const struct table_hints *h, const struct store_txn_range *rr, int nrr,
+		       uint64_t ts_min, uint64_t ts_max, uint32_t pid_min, uint32_t pid_max,
+		       const struct store__gran *g)
+{
+	for (int i = 0; i < nrr; i++)
+		if (rr[i].pid >= pid_min && rr[i].pid <= pid_max && rr[i].t0 <= ts_max &&
+		    rr[i].t1 >= ts_min)
+			return true;
+	for (int i = 0; g && i < h->ntxn; i++)
+		if (h->txn_len[i] && store__bloom_test(g->bloom[SB_TXN], g->bloom_bits[SB_TXN],
+						       store__hash_str(h->txn[i], h->txn_len[i])))
+			return true;
+	return false;
 }
 
 /* Does a zone (min/max) + optional blooms admit the hints? */
@@ -1571,6 +1690,8 @@ static void evbatch_free(void *p)
 	free(eb->procfound);
 	free(eb->scratch);
 	free(eb->dictbuf);
+	free(eb->rtxn);
+	free(eb->rtrace);
 	free(eb);
 }
 
@@ -1643,6 +1764,49 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 	eb->b.fetch = ev_fetch;
 	eb->st = st;
 
+	/*
+	 * WHERE txn / trace_id name keys whose events may be stored untagged: their spans' ranges
+	 * (from the resolver) let granules in, beside the txn bloom filters, and answer the rows.
+	 */
+	struct table_hints hh = *h;
+	enum { MAX_RR = 1024 };
+	struct store_txn_range *rr = NULL;
+	const char **rr_key = NULL;
+	uint32_t *rr_key_len = NULL;
+	uint8_t *rr_trace = NULL;
+	int nrr = 0, by_ranges = 0;
+	if (st->resolver.ranges && (h->ntxn >= 0 || h->ntrace >= 0)) {
+		rr = xmalloc(sizeof(*rr) * MAX_RR);
+		rr_key = xmalloc(sizeof(*rr_key) * MAX_RR);
+		rr_key_len = xmalloc(sizeof(*rr_key_len) * MAX_RR);
+		rr_trace = xmalloc(MAX_RR);
+		for (int t = 0; t < 2; t++) {
+			int nk = t ? h->ntrace : h->ntxn;
+			for (int k = 0; k < nk && nrr < MAX_RR; k++) {
+				const char *key = t ? h->trace[k] : h->txn[k];
+				uint32_t kl = t ? h->trace_len[k] : h->txn_len[k];
+				int got = st->resolver.ranges(st->resolver_ctx, key, kl, t, rr + nrr,
+							      MAX_RR - nrr);
+				for (int j = 0; j < got; j++) {
+					rr_key[nrr + j] = key;
+					rr_key_len[nrr + j] = kl;
+					rr_trace[nrr + j] = (uint8_t)t;
+				}
+				if (got > 0)
+					nrr += got;
+			}
+		}
+		by_ranges = 1;
+		hh.ntxn = -1; /* blooms are checked below, or-ed with the ranges */
+	}
+	eb->rr = rr;
+	eb->rr_key = rr_key;
+	eb->rr_key_len = rr_key_len;
+	eb->rr_trace = rr_trace;
+	eb->nrr = nrr;
+	const struct table_hints *hq = h; /* the query's own, with its txn list */
+	h = &hh;
+
 	for (uint32_t i = 0; i < nseg && !rc; i++) {
 		struct store__seg *s = segs[i];
 		ss->granules_total += s->n_gran;
@@ -1654,7 +1818,9 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 		for (uint32_t gi = 0; gi < s->n_gran && !rc; gi++) {
 			const struct store__gran *g = &s->g[gi];
 			if (!zone_admits(h, g->ts_min, g->ts_max, g->dur_max, g->pid_min, g->pid_max,
-					 g->type_mask, g)) {
+					 g->type_mask, g) ||
+			    (by_ranges && !txn_admits(hq, rr, nrr, g->ts_min, g->ts_max, g->pid_min,
+						      g->pid_max, g))) {
 				ss->granules_skipped++;
 				continue;
 			}
@@ -1678,6 +1844,7 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 			const struct memchunk *k = mt->chunks[c];
 			uint32_t rows = KP_MIN(STORE_GRANULE, mrows[m] - c * STORE_GRANULE);
 			ss->granules_total++;
+			/* Memtable chunks have no bloom filters: only the zone prunes them. */
 			if (rows == STORE_GRANULE &&
 			    !zone_admits(h, k->ts_min, k->ts_max, k->dur_max, k->pid_min, k->pid_max,
 					 k->type_mask, NULL)) {
@@ -1700,7 +1867,13 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 			rc = fn(arg, &eb->b);
 		}
 	}
+	eb->rr = NULL;
+	eb->nrr = 0;
 	evbatch_put(eb);
+	free(rr);
+	free(rr_key);
+	free(rr_key_len);
+	free(rr_trace);
 	for (uint32_t i = 0; i < nseg; i++)
 		store__seg_unref(segs[i]);
 	free(segs);

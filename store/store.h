@@ -72,6 +72,32 @@ void store_close(struct store *st);
 int store_append(struct store *st, uint64_t lsn, uint64_t node_id, const struct kp_event *ev,
 		 uint32_t n, const void *meta, size_t meta_len, const char *const *txn);
 
+/*
+ * Transactions and traces of events that were not tagged when stored. Spans arrive whenever
+ * their exporter sends them (seconds or hours after the events); instead of rewriting sealed
+ * segments, the events table asks a resolver at query time:
+ *   lookup  the transaction and trace of one event (the span it happened in), for the txn and
+ *           trace_id columns of rows stored untagged; 1 when found, else 0;
+ *   ranges  for WHERE txn = 'k' / trace_id = 'k': the (node, pid, tid, time) ranges of the spans
+ *           with that transaction or trace, so granules outside them are skipped and rows
+ *           inside them answer k. Returns the number written (<= cap) or -errno.
+ * Called from query threads concurrently; the resolver must be thread safe.
+ */
+#define STORE_TRACE_HEX 32
+struct store_txn_range {
+	uint64_t node_id; /* 0: any node */
+	uint32_t pid, tid; /* tid 0: any thread of pid */
+	uint64_t t0, t1;   /* event start within [t0, t1] */
+};
+struct store_txn_resolver {
+	int (*lookup)(void *ctx, uint64_t node_id, uint32_t pid, uint32_t tid, uint64_t ts,
+		      uint64_t dur, char txn[STORE_TXN_MAX + 1], char trace[STORE_TRACE_HEX + 1]);
+	int (*ranges)(void *ctx, const char *key, size_t len, int is_trace,
+		      struct store_txn_range *out, int cap);
+};
+/* Sets (or with r NULL clears) the resolver; r and ctx must outlive the store's queries. */
+void store_set_txn_resolver(struct store *st, const struct store_txn_resolver *r, void *ctx);
+
 /* Seals the memtable now and waits until it (and any earlier one) is durable. Returns 0 or the
  * seal's error. Appender thread only. */
 int store_flush(struct store *st);

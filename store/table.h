@@ -40,6 +40,9 @@ struct table_hints {
 	const char *const *txn;
 	const uint32_t *txn_len;
 	uint32_t type_mask; /* bit t: type t may match; 0 = unconstrained */
+	int ntrace;         /* trace_id = / IN: -1 unconstrained */
+	const char *const *trace;
+	const uint32_t *trace_len;
 };
 
 /* One column of a batch, filled by fetch for rows [0, n). Pointers stay valid until the batch

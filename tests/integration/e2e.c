@@ -180,3 +180,122 @@ TEST_BPF_SLOW(e2e_workload_counts_per_type, 180)
 	buf_free(&b);
 	stack_stop(&s, 10000);
 }
+
+/* ------------------------------------------------------------------ causality across processes */
+
+static int64_t csv_int(int port, const char *q)
+{
+	struct kp_buf b = {0};
+	char path_q[64];
+	snprintf(path_q, sizeof(path_q), "/api/v1/query?format=csv");
+	struct httpc_req req = {.method = "POST", .path = path_q, .body = q,
+				.body_len = strlen(q), .timeout_ms = 30000};
+	struct httpc_resp resp = {0};
+	char err[256];
+	CHECKF(httpc_request("127.0.0.1", port, &req, &resp, err, sizeof(err)) == 0, "%s", err);
+	CHECKF(resp.status == 200, "%s -> %d %s", q, resp.status, resp.body.data);
+	const char *nl = strchr(resp.body.data, '\n');
+	int64_t v = nl && nl[1] ? strtoll(nl + 1, NULL, 10) : -1;
+	httpc_resp_free(&resp);
+	buf_free(&b);
+	return v;
+}
+
+/*
+ * Client and server as separate processes on loopback, no OpenTelemetry: the server's answer
+ * waits on a large write + fsync; the client's request is slow. The engine infers both requests
+ * from the TCP exchange, links the client's send to the server's receive (sent-to), and the
+ * client's slow request has a causal path to the server's fsync.
+ */
+TEST_BPF_SLOW(e2e_cross_process_no_otel_path_to_fsync, 180)
+{
+	char data[600];
+	snprintf(data, sizeof(data), "%s/data", kt_tmpdir());
+	const char *sets[] = {"agent.batchMs=20", "engine.slowRequestMs=20", NULL};
+	struct stack s;
+	struct stack_opts o = {.data_dir = data, .sets = sets, .ephemeral_ports = 1, .quiet = 1};
+	char err[512];
+	CHECKF(stack_start(&s, &o, err, sizeof(err)) == 0, "%s", err);
+
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	CHECK_EQ_INT(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
+	CHECK_EQ_INT(listen(ls, 4), 0);
+	CHECK_EQ_INT(getsockname(ls, (struct sockaddr *)&a, &al), 0);
+	pid_t srv = fork();
+	if (srv == 0) {
+		/* The server: read the request, write 64 MiB and fsync it, answer. */
+		int c = accept(ls, NULL, NULL);
+		static char b[1 << 20];
+		if (recv(c, b, 100, MSG_WAITALL) != 100)
+			_exit(1);
+		char path[600];
+		snprintf(path, sizeof(path), "%s/server.dat", kt_tmpdir());
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		memset(b, 's', sizeof(b));
+		for (int i = 0; i < 64; i++)
+			if (write(fd, b, sizeof(b)) != (ssize_t)sizeof(b))
+				_exit(2);
+		if (fsync(fd) < 0)
+			_exit(3);
+		if (send(c, b, 200, 0) != 200)
+			_exit(4);
+		close(c);
+		_exit(0);
+	}
+	close(ls);
+	pid_t cli = fork();
+	if (cli == 0) {
+		int c = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(c, (struct sockaddr *)&a, sizeof(a)) < 0)
+			_exit(1);
+		static char b[200];
+		memset(b, 'c', sizeof(b));
+		if (send(c, b, 100, 0) != 100 || recv(c, b, 200, MSG_WAITALL) != 200)
+			_exit(2);
+		close(c);
+		_exit(0);
+	}
+	int st;
+	CHECK_EQ_INT(waitpid(cli, &st, 0), cli);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK_EQ_INT(waitpid(srv, &st, 0), srv);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+	/* The client's slow request, analyzed once events arrived (engine.lateMs). */
+	char q[600];
+	int64_t creq = -1, fsync_node = -1;
+	for (int i = 0; i < 100 && (creq <= 0 || fsync_node <= 0); i++) {
+		usleep(200000);
+		snprintf(q, sizeof(q),
+			 "SELECT id FROM nodes WHERE kind = 'request' AND pid = %d LIMIT 1", cli);
+		creq = csv_int(s.api_port, q);
+		snprintf(q, sizeof(q),
+			 "SELECT id FROM nodes WHERE kind = 'syscall' AND pid = %d AND labels LIKE "
+			 "'%%\"syscall\":\"fsync\"%%' LIMIT 1",
+			 srv);
+		fsync_node = csv_int(s.api_port, q);
+	}
+	CHECKF(creq > 0, "no request node for the client (pid %d)", cli);
+	CHECKF(fsync_node > 0, "no fsync node for the server (pid %d)", srv);
+	/* sent-to: the client's send to the server's receive. */
+	snprintf(q, sizeof(q),
+		 "SELECT count() FROM edges WHERE kind = 'sent-to' AND src_kind = 'tcp' AND "
+		 "dst_kind = 'tcp'");
+	CHECK_GE_INT(csv_int(s.api_port, q), 1);
+	struct kp_buf b = {0};
+	snprintf(q, sizeof(q), "PATH FROM '#%lld' TO '#%lld'", (long long)creq,
+		 (long long)fsync_node);
+	CHECK_EQ_INT(post_query(s.api_port, q, &b), 200);
+	kt_note("%s", b.data);
+	CHECK_CONTAINS(b.data, "waited-on");
+	CHECK_CONTAINS(b.data, "\"fsync\"");
+	/* and the slow request is an incident whose root cause walks to the server side */
+	snprintf(q, sizeof(q), "ROOTCAUSE OF '#%lld'", (long long)creq);
+	CHECK_EQ_INT(post_query(s.api_port, q, &b), 200);
+	kt_note("%s", b.data);
+	CHECK_CONTAINS(b.data, "request received");
+	buf_free(&b);
+	stack_stop(&s, 10000);
+}

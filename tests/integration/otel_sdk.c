@@ -565,3 +565,95 @@ TEST_SLOW(otel_sdk_parses_partial_success, 120)
 		}
 	}
 }
+
+/* ------------------------------------------------------------------ joined to kernel events */
+
+#include "cli/stack.h"
+#include "httpd/client.h"
+
+static int64_t query_int(int port, const char *q)
+{
+	struct httpc_req req = {.method = "POST", .path = "/api/v1/query?format=csv", .body = q,
+				.body_len = strlen(q), .timeout_ms = 30000};
+	struct httpc_resp resp = {0};
+	char err[256];
+	CHECKF(httpc_request("127.0.0.1", port, &req, &resp, err, sizeof(err)) == 0, "%s", err);
+	CHECKF(resp.status == 200, "%s -> %d %s", q, resp.status, resp.body.data);
+	/* "count()\nN\n" */
+	const char *nl = strchr(resp.body.data, '\n');
+	int64_t v = nl ? strtoll(nl + 1, NULL, 10) : -1;
+	httpc_resp_free(&resp);
+	return v;
+}
+
+/*
+ * The real JS SDK's spans, arriving 3 s after the events they contain (the events are already
+ * stored, sealed into segments): the events become findable by the span's transaction id (a
+ * child span inherits its root's) and trace id; a write after the spans belongs to neither.
+ */
+TEST_BPF_SLOW(otel_sdk_spans_join_kernel_events, 180)
+{
+	otel_deps();
+	char data[4200];
+	snprintf(data, sizeof(data), "%s/data", kt_tmpdir());
+	const char *sets[] = {"store.sealSec=1", NULL};
+	struct stack s;
+	struct stack_opts so = {.data_dir = data, .sets = sets, .ephemeral_ports = 1, .quiet = 1};
+	char err[512];
+	CHECKF(stack_start(&s, &so, err, sizeof(err)) == 0, "%s", err);
+
+	char url[128], out[4200], txn[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/traces", s.otlp_port);
+	snprintf(out, sizeof(out), "%s/join.json", kt_tmpdir());
+	snprintf(txn, sizeof(txn), "req-%d", getpid());
+	char *args[] = {"join", "--url", url, "--dir", (char *)kt_tmpdir(), "--txn", txn,
+			"--delay-ms", "3000", "--out", out, NULL};
+	pid_t n = node_start("join", args);
+	int st;
+	CHECK_EQ_INT(waitpid(n, &st, 0), n);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "export.js join failed: see %s/join.err",
+	       kt_tmpdir());
+	FILE *f = fopen(out, "r");
+	CHECK(f != NULL);
+	char js[512] = "";
+	size_t r = fread(js, 1, sizeof(js) - 1, f);
+	js[r] = '\0';
+	fclose(f);
+	int pid = 0;
+	char trace[40] = "";
+	CHECK_EQ_INT(sscanf(js, "{\"pid\":%d,\"traceId\":\"%32[0-9a-f]\"", &pid, trace), 2);
+
+	char q[400];
+	int64_t by_txn = -1, by_trace = -1, all = -1;
+	for (int i = 0; i < 100; i++) {
+		snprintf(q, sizeof(q),
+			 "SELECT count() FROM events WHERE txn = '%s' AND type = 'write' AND pid = %d "
+			 "AND bytes = 4321",
+			 txn, pid);
+		by_txn = query_int(s.api_port, q);
+		if (by_txn == 3)
+			break;
+		usleep(200000);
+	}
+	snprintf(q, sizeof(q),
+		 "SELECT count() FROM events WHERE trace_id = '%s' AND type = 'write' AND pid = %d",
+		 trace, pid);
+	by_trace = query_int(s.api_port, q);
+	snprintf(q, sizeof(q), "SELECT count() FROM events WHERE type = 'write' AND pid = %d AND "
+			       "bytes IN (4321, 1234)",
+		 pid);
+	all = query_int(s.api_port, q);
+	snprintf(q, sizeof(q), "SELECT count() FROM events WHERE txn = '%s' AND bytes = 1234", txn);
+	int64_t outside = query_int(s.api_port, q);
+	snprintf(q, sizeof(q), "SELECT count() FROM spans WHERE txn = '%s'", txn);
+	int64_t spans = query_int(s.api_port, q);
+	kt_note("pid %d: writes by txn %lld, by trace %lld, all %lld, outside %lld, spans %lld", pid,
+		(long long)by_txn, (long long)by_trace, (long long)all, (long long)outside,
+		(long long)spans);
+	CHECK_EQ_INT(all, 4);
+	CHECK_EQ_INT(by_txn, 3);
+	CHECK_EQ_INT(by_trace, 3);
+	CHECK_EQ_INT(outside, 0);
+	CHECK_GE_INT(spans, 1);
+	stack_stop(&s, 10000);
+}

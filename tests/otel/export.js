@@ -156,8 +156,60 @@ async function exportSpans(a) {
 	process.stderr.write(`exported ${spans.length} spans in ${results.length} requests\n`);
 }
 
+/*
+ * node export.js join --url URL --dir DIR --txn ID [--delay-ms N] --out FILE
+ *     A span "checkout" (transaction.id = ID, thread.id = this thread) whose child span
+ *     "ledger write" writes 4321 bytes three times (fs.writeSync on the main thread: real write
+ *     system calls inside the spans), then one write outside any span. The spans are exported
+ *     (OTLP/HTTP JSON) --delay-ms after they ended, so their events are stored before the spans
+ *     arrive. Writes {pid, traceId, start, end} to FILE.
+ */
+async function joinSpans(a) {
+	const { OTLPTraceExporter } = require('@opentelemetry/exporter-trace-otlp-http');
+	const exporter = new OTLPTraceExporter({ url: a.url, timeoutMillis: 10000 });
+	const provider = new NodeTracerProvider({
+		resource: resourceFromAttributes({
+			'service.name': 'checkout',
+			'process.pid': process.pid,
+			'host.name': os.hostname(),
+		}),
+		/* nothing leaves until forceFlush: the spans arrive late on purpose */
+		spanProcessors: [new BatchSpanProcessor(exporter, { scheduledDelayMillis: 3600000 })],
+	});
+	const tracer = provider.getTracer('kprobe-join-test', '1.0.0');
+	const { context, trace } = api;
+	const buf = Buffer.alloc(4321, 'k');
+	const root = tracer.startSpan('checkout', {
+		attributes: { 'transaction.id': a.txn, 'thread.id': process.pid },
+	});
+	const ctx = trace.setSpan(context.active(), root);
+	const child = tracer.startSpan('ledger write', { attributes: { 'thread.id': process.pid } }, ctx);
+	const f = fs.openSync(a.dir + '/ledger.dat', 'w');
+	for (let i = 0; i < 3; i++) fs.writeSync(f, buf);
+	fs.fsyncSync(f);
+	child.end();
+	root.end();
+	/* well after the spans (past the 1 ms end slack the join allows for the SDK's early
+	 * clock): this write belongs to no transaction */
+	await new Promise((r) => setTimeout(r, 20));
+	fs.writeSync(f, Buffer.alloc(1234, 'x'));
+	fs.closeSync(f);
+	await new Promise((r) => setTimeout(r, Number(a['delay-ms'] || 0)));
+	await provider.forceFlush();
+	await provider.shutdown();
+	fs.writeFileSync(
+		a.out,
+		JSON.stringify({ pid: process.pid, traceId: root.spanContext().traceId })
+	);
+}
+
 const a = args();
-if (a.cmd === 'check-response') {
+if (a.cmd === 'join') {
+	joinSpans(a).catch((e) => {
+		process.stderr.write('export.js: ' + (e.stack || e) + '\n');
+		process.exit(1);
+	});
+} else if (a.cmd === 'check-response') {
 	checkResponse(a);
 } else if (a.cmd === 'export') {
 	exportSpans(a).catch((e) => {

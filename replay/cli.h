@@ -1,0 +1,11 @@
+/*
+ * cli.h - the `kprobe record` and `kprobe replay` subcommands. argv[0] is the subcommand name;
+ * each returns the process exit status (see --help of each for its meaning).
+ */
+#ifndef KP_REPLAY_CLI_H
+#define KP_REPLAY_CLI_H
+
+int replay_cmd_record(int argc, char **argv);
+int replay_cmd_replay(int argc, char **argv);
+
+#endif
