@@ -284,8 +284,10 @@ static __always_inline int pass_current(__u64 pid_tgid)
 	if (filter_pids && !bpf_map_lookup_elem(&pid_filter, &tgid))
 		goto out;
 	if (n_comms || n_excl) {
-		/* two direct loads from the task: cheaper than bpf_get_current_comm's copy */
-		struct task_struct *t = bpf_get_current_task_btf();
+		/* The process's name, not the thread's: threads may rename themselves, and io_uring
+		 * workers are called iou-wrk-N (kprobed's WAL fsyncs run on them). Two direct loads
+		 * from the group leader: cheaper than bpf_get_current_comm's copy. */
+		struct task_struct *t = bpf_get_current_task_btf()->group_leader;
 		__u64 c[2] = {*(__u64 *)&t->comm[0], *(__u64 *)&t->comm[8]};
 		if (n_excl && comm_in(c, 1))
 			goto out;

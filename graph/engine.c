@@ -557,7 +557,9 @@ static void req_finish(struct engine *e, struct req *r, uint64_t end, int abando
 	pthread_mutex_unlock(&e->stats_mu);
 	/* A client request that was abandoned or slow explains itself to someone: analyze it.
 	 * (Requests inside spans are analyzed through their span.) */
-	if (r->role == ROLE_CLIENT && (abandoned || r->end - r->start >= e->slow_req_ns))
+	/* A client that waited engine.slowRequestMs or more, answered or not, is a symptom; one
+	 * that closed sooner without waiting for an answer (fire and forget) is not. */
+	if (r->role == ROLE_CLIENT && r->end - r->start >= e->slow_req_ns)
 		queue_item(e, IT_REQ, r->serial, r->host, r->tid_req, r->end);
 	if (r->role == ROLE_SERVER && r->late_link)
 		queue_item(e, IT_LINK, r->serial, r->host, r->tid_req, r->end);
@@ -1333,7 +1335,9 @@ static uint64_t req_node(struct engine *e, struct req *r)
 		return 0;
 	/* The message that opened it. */
 	r->gmsg = tcp_msg_node(e, r, r->role == ROLE_CLIENT, r->req_first, r->req_end, r->req_bytes);
-	g_edge(e, r->gmsg, r->gnode, GE_CONTAINS, r->req_end - r->req_first, 1);
+	/* Structural: the message belongs to the request but explains none of its latency (weight
+	 * 0: the root-cause walk never takes it). */
+	g_edge(e, r->gmsg, r->gnode, GE_CONTAINS, 0, 1);
 	if (r->role == ROLE_SERVER) {
 		server_work(e, r);
 	} else {

@@ -1417,6 +1417,10 @@ static int heaviest_cause(struct gstore_rtxn *r, uint64_t id, const struct gstor
 	while (rc == 0) {
 		if (v.mv_size != ITEM_LEN)
 			return GSTORE_ECORRUPT;
+		/* Heaviest first: once the weight is 0 nothing left explains any latency (structural
+		 * edges, e.g. a message and the request it opened), and the walk ends here. */
+		if (item_weight(v.mv_data) == 0)
+			break;
 		*any = 1;
 		uint64_t peer = item_peer(v.mv_data);
 		int seen = 0;

@@ -331,7 +331,8 @@ struct gstore_step {
 /*
  * Root cause: from node `from`, repeatedly take the incoming edge that explains the most latency
  * (ties: the newest cause, i.e. the highest id; then the lower kind), skipping edges that lead back
- * into the chain, for at most max_steps (1..GSTORE_STEPS_MAX) edges. steps[0] is the start; the
+ * into the chain and never following an edge of weight 0 (it explains nothing), for at most
+ * max_steps (1..GSTORE_STEPS_MAX) edges. steps[0] is the start; the
  * last step is the root cause. The symptom's latency is its weight_ns, or when 0 the first edge's
  * weight.
  */

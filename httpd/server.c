@@ -678,7 +678,12 @@ static void on_jobs_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *message
 		h2o_linklist_unlink(&m->link);
 		struct job *j = (struct job *)m;
 		h2o_req_t *req = j->req;
-		if (req) {
+		if (req && j->hreq.deadline_ns && now_mono_ns() >= j->hreq.deadline_ns) {
+			/* Finished, but after its deadline (the deadline timer had not fired yet on
+			 * this loop): the answer is late either way, and says so the same way. */
+			on_deadline(&j->deadline_entry);
+			metric_inc(metric_child(httpd__m.jobs_late));
+		} else if (req) {
 			job_detach(j);
 			send_resp(req, &j->resp);
 			httpd__count(j->rt->path, j->resp.status, j->t0);
