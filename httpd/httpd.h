@@ -63,7 +63,9 @@ struct httpd_opts {
 	int max_connections;     /* open HTTP + WebSocket connections; more are closed at accept;
 				  * default 1024 */
 	size_t stream_ring;      /* live-stream ring, events (rounded up to a power of 2); 16384 */
-	int stream_client_queue; /* messages queued per WebSocket client before it drops; 1024 */
+	int stream_client_queue; /* messages queued per WebSocket client (the rest waits in the
+				  * ring at its cursor); a control reply waits behind at most
+				  * this many events; 128 */
 	int stream_max_clients;  /* WebSocket clients at once; default 64 */
 	size_t ws_max_message;   /* largest message a client may send; default 65536 */
 };

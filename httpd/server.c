@@ -114,7 +114,7 @@ void httpd_opts_init(struct httpd_opts *o, const struct kp_config *cfg)
 	o->req_timeout_ms = 10000;
 	o->max_connections = 1024;
 	o->stream_ring = 16384;
-	o->stream_client_queue = 1024;
+	o->stream_client_queue = 128; /* a control reply waits behind at most this many */
 	o->stream_max_clients = 64;
 	o->ws_max_message = 65536;
 	if (!cfg)
@@ -1243,7 +1243,7 @@ int httpd_create(const struct httpd_opts *opts, struct httpd **out, char *err, s
 	if (s->o.max_connections <= 0)
 		s->o.max_connections = 1024;
 	if (s->o.stream_client_queue <= 0)
-		s->o.stream_client_queue = 1024;
+		s->o.stream_client_queue = 128;
 	if (s->o.stream_max_clients <= 0)
 		s->o.stream_max_clients = 64;
 	if (!s->o.ws_max_message)
