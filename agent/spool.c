@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/le.h"
 #include "agent/spool.h"
 #include "agent/wire.h"
 #include "common/util.h"
@@ -86,36 +87,6 @@ const char *spool_strerror(int err)
 	}
 }
 
-static inline void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-static inline void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-static inline void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-static inline uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-	memcpy(&v, p, 2);
-	return v;
-}
-static inline uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-static inline uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
 
 static uint64_t rec_sum(const void *frame, uint32_t len, uint64_t seq, uint32_t n_events)
 {
@@ -125,19 +96,19 @@ static uint64_t rec_sum(const void *frame, uint32_t len, uint64_t seq, uint32_t 
 static void rec_hdr_encode(uint8_t *h, const void *frame, uint32_t len, uint64_t seq,
 			   uint32_t n_events)
 {
-	put32(h, len);
-	put32(h + 4, n_events);
-	put64(h + 8, seq);
-	put64(h + 16, rec_sum(frame, len, seq, n_events));
+	le_put32(h, len);
+	le_put32(h + 4, n_events);
+	le_put64(h + 8, seq);
+	le_put64(h + 16, rec_sum(frame, len, seq, n_events));
 }
 
 static void file_hdr_encode(uint8_t *h, uint64_t first_seq)
 {
-	put32(h, SPOOL_MAGIC);
-	put16(h + 4, SPOOL_VERSION);
-	put16(h + 6, 0);
-	put64(h + 8, first_seq);
-	put64(h + 16, XXH3_64bits(h, 16));
+	le_put32(h, SPOOL_MAGIC);
+	le_put16(h + 4, SPOOL_VERSION);
+	le_put16(h + 6, 0);
+	le_put64(h + 8, first_seq);
+	le_put64(h + 16, XXH3_64bits(h, 16));
 }
 
 static void file_path(const struct spool *sp, uint64_t first_seq, char *out, size_t cap)
@@ -167,10 +138,10 @@ static void state_load(struct spool *sp)
 	if (fd < 0)
 		return;
 	uint8_t b[32];
-	if (read_full(fd, b, sizeof(b)) == 0 && get32(b) == STATE_MAGIC &&
-	    get16(b + 4) == SPOOL_VERSION && XXH3_64bits(b, 24) == get64(b + 24)) {
-		sp->reserved_seq = get64(b + 8);
-		sp->acked_seq = get64(b + 16);
+	if (read_full(fd, b, sizeof(b)) == 0 && le_get32(b) == STATE_MAGIC &&
+	    le_get16(b + 4) == SPOOL_VERSION && XXH3_64bits(b, 24) == le_get64(b + 24)) {
+		sp->reserved_seq = le_get64(b + 8);
+		sp->acked_seq = le_get64(b + 16);
 	} else {
 		log_warn("spool %s: state file unreadable, ignored (frames may be resent once)",
 			 sp->dir);
@@ -181,11 +152,11 @@ static void state_load(struct spool *sp)
 static int state_save(struct spool *sp)
 {
 	uint8_t b[32] = {0};
-	put32(b, STATE_MAGIC);
-	put16(b + 4, SPOOL_VERSION);
-	put64(b + 8, sp->reserved_seq);
-	put64(b + 16, sp->acked_seq);
-	put64(b + 24, XXH3_64bits(b, 24));
+	le_put32(b, STATE_MAGIC);
+	le_put16(b + 4, SPOOL_VERSION);
+	le_put64(b + 8, sp->reserved_seq);
+	le_put64(b + 16, sp->acked_seq);
+	le_put64(b + 24, XXH3_64bits(b, 24));
 	char tmp[PATH_MAX + 16], path[PATH_MAX + 16];
 	snprintf(tmp, sizeof(tmp), "%s/state.tmp", sp->dir);
 	snprintf(path, sizeof(path), "%s/state", sp->dir);
@@ -335,9 +306,9 @@ static int scan_file(struct spool *sp, uint64_t seq, struct spool_file *f, struc
 		unlink(path);
 		return 1;
 	}
-	int bad = get32(h) != SPOOL_MAGIC				       ? SPOOL_EMAGIC
-		  : get16(h + 4) != SPOOL_VERSION			       ? SPOOL_EVERSION
-		  : XXH3_64bits(h, 16) != get64(h + 16) || get64(h + 8) != seq ? SPOOL_EMAGIC
+	int bad = le_get32(h) != SPOOL_MAGIC				       ? SPOOL_EMAGIC
+		  : le_get16(h + 4) != SPOOL_VERSION			       ? SPOOL_EVERSION
+		  : XXH3_64bits(h, 16) != le_get64(h + 16) || le_get64(h + 8) != seq ? SPOOL_EMAGIC
 									       : 0;
 	if (bad) {
 		close(fd);
@@ -350,14 +321,14 @@ static int scan_file(struct spool *sp, uint64_t seq, struct spool_file *f, struc
 		uint8_t rh[REC_HDR];
 		if (size - off < REC_HDR || pread(fd, rh, REC_HDR, (off_t)off) != REC_HDR)
 			break;
-		uint32_t len = get32(rh), nev = get32(rh + 4);
-		uint64_t rseq = get64(rh + 8);
+		uint32_t len = le_get32(rh), nev = le_get32(rh + 4);
+		uint64_t rseq = le_get64(rh + 8);
 		if (len > REC_MAX || size - off - REC_HDR < len)
 			break;
 		buf->len = 0;
 		buf_reserve(buf, len);
 		if (pread(fd, buf->data, len, (off_t)(off + REC_HDR)) != (ssize_t)len ||
-		    rec_sum(buf->data, len, rseq, nev) != get64(rh + 16) ||
+		    rec_sum(buf->data, len, rseq, nev) != le_get64(rh + 16) ||
 		    (f->n_frames && rseq <= f->last_seq))
 			break;
 		f->n_frames++;
@@ -687,8 +658,8 @@ int spool_read_next(struct spool *sp, uint64_t max_len, struct spool_frame *out)
 			file_give_up(sp, i, "short read");
 			continue;
 		}
-		uint32_t len = get32(h), nev = get32(h + 4);
-		uint64_t seq = get64(h + 8);
+		uint32_t len = le_get32(h), nev = le_get32(h + 4);
+		uint64_t seq = le_get64(h + 8);
 		if (len > REC_MAX) {
 			file_give_up(sp, i, "record length out of bounds");
 			continue;
@@ -697,7 +668,7 @@ int spool_read_next(struct spool *sp, uint64_t max_len, struct spool_frame *out)
 			return -E2BIG;
 		uint8_t *data = xmalloc(len ? len : 1);
 		if (pread(f->fd, data, len, (off_t)(sp->rd_off + REC_HDR)) != (ssize_t)len ||
-		    rec_sum(data, len, seq, nev) != get64(h + 16)) {
+		    rec_sum(data, len, seq, nev) != le_get64(h + 16)) {
 			free(data);
 			file_give_up(sp, i, "record changed on disk (checksum)");
 			continue;

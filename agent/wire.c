@@ -10,6 +10,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "common/le.h"
 #include "agent/wire.h"
 
 const char *wire_strerror(int err)
@@ -36,42 +37,12 @@ const char *wire_strerror(int err)
 	}
 }
 
-static inline void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-static inline void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-static inline void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-static inline uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-	memcpy(&v, p, 2);
-	return v;
-}
-static inline uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-static inline uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
 
 void wire_batch_add_meta(struct wire_batch *b, uint16_t kind, const void *payload, uint16_t len)
 {
 	uint8_t h[4];
-	put16(h, kind);
-	put16(h + 2, len);
+	le_put16(h, kind);
+	le_put16(h + 2, len);
 	buf_append(&b->meta, h, 4);
 	buf_append(&b->meta, payload, len);
 	b->n_meta++;
@@ -81,7 +52,7 @@ static void put_str(struct kp_buf *o, const char *s, size_t max)
 {
 	size_t n = strnlen(s, max);
 	uint8_t h[2];
-	put16(h, (uint16_t)n);
+	le_put16(h, (uint16_t)n);
 	buf_append(o, h, 2);
 	buf_append(o, s, n);
 }
@@ -121,9 +92,9 @@ void wire_batch_add_file(struct wire_batch *b, const struct wire_file *f)
 {
 	struct kp_buf o = {0};
 	uint8_t fixed[16];
-	put32(fixed, f->pid);
-	put32(fixed + 4, f->fd);
-	put64(fixed + 8, f->inode);
+	le_put32(fixed, f->pid);
+	le_put32(fixed + 4, f->fd);
+	le_put64(fixed + 8, f->inode);
 	buf_append(&o, fixed, sizeof(fixed));
 	put_str(&o, f->path, sizeof(f->path));
 	wire_batch_add_meta(b, WIRE_META_FILE, o.data, (uint16_t)o.len);
@@ -178,16 +149,16 @@ int wire_frame_encode(const struct wire_batch *b, uint64_t node_id, uint64_t seq
 		memcpy(body, src, raw_len);
 	free(joined);
 
-	put32(h, WIRE_MAGIC);
-	put16(h + 4, WIRE_VERSION);
-	put16(h + 6, flags);
-	put64(h + 8, node_id);
-	put64(h + 16, seq);
-	put32(h + 24, b->n_events);
-	put32(h + 28, b->n_meta);
-	put32(h + 32, (uint32_t)raw_len);
-	put32(h + 36, (uint32_t)body_len);
-	put64(h + 40, XXH3_64bits(body, body_len));
+	le_put32(h, WIRE_MAGIC);
+	le_put16(h + 4, WIRE_VERSION);
+	le_put16(h + 6, flags);
+	le_put64(h + 8, node_id);
+	le_put64(h + 16, seq);
+	le_put32(h + 24, b->n_events);
+	le_put32(h + 28, b->n_meta);
+	le_put32(h + 32, (uint32_t)raw_len);
+	le_put32(h + 36, (uint32_t)body_len);
+	le_put64(h + 40, XXH3_64bits(body, body_len));
 	out->len += WIRE_HDR_LEN + body_len;
 	return 0;
 }
@@ -195,16 +166,16 @@ int wire_frame_encode(const struct wire_batch *b, uint64_t node_id, uint64_t seq
 int wire_hdr_decode(const void *p, struct wire_hdr *h)
 {
 	const uint8_t *b = p;
-	h->magic = get32(b);
-	h->version = get16(b + 4);
-	h->flags = get16(b + 6);
-	h->node_id = get64(b + 8);
-	h->seq = get64(b + 16);
-	h->n_events = get32(b + 24);
-	h->n_meta = get32(b + 28);
-	h->raw_len = get32(b + 32);
-	h->body_len = get32(b + 36);
-	h->checksum = get64(b + 40);
+	h->magic = le_get32(b);
+	h->version = le_get16(b + 4);
+	h->flags = le_get16(b + 6);
+	h->node_id = le_get64(b + 8);
+	h->seq = le_get64(b + 16);
+	h->n_events = le_get32(b + 24);
+	h->n_meta = le_get32(b + 28);
+	h->raw_len = le_get32(b + 32);
+	h->body_len = le_get32(b + 36);
+	h->checksum = le_get64(b + 40);
 	if (h->magic != WIRE_MAGIC)
 		return WIRE_EMAGIC;
 	if (h->version != WIRE_VERSION)
@@ -242,7 +213,7 @@ int wire_body_decode(const struct wire_hdr *h, const void *body, void *raw, size
 	for (uint32_t i = 0; i < h->n_meta; i++) {
 		if (end - p < 4)
 			return WIRE_ELAYOUT;
-		uint16_t len = get16(p + 2);
+		uint16_t len = le_get16(p + 2);
 		if (len > WIRE_META_MAX_LEN || end - p - 4 < len)
 			return WIRE_ELAYOUT;
 		p += 4 + len;
@@ -262,8 +233,8 @@ int wire_meta_next(struct wire_meta_iter *it, uint16_t *kind, const void **paylo
 {
 	if (it->end - it->p < 4)
 		return 0;
-	*kind = get16(it->p);
-	*len = get16(it->p + 2);
+	*kind = le_get16(it->p);
+	*len = le_get16(it->p + 2);
 	if (it->end - it->p - 4 < *len)
 		return 0; /* NEVER after wire_body_decode */
 	*payload = it->p + 4;
@@ -275,7 +246,7 @@ static int get_str(const uint8_t **p, const uint8_t *end, char *dst, size_t cap)
 {
 	if (end - *p < 2)
 		return WIRE_EMETA;
-	uint16_t n = get16(*p);
+	uint16_t n = le_get16(*p);
 	*p += 2;
 	if (end - *p < n)
 		return WIRE_EMETA;
@@ -323,9 +294,9 @@ int wire_file_decode(const void *payload, uint16_t len, struct wire_file *f)
 	memset(f, 0, sizeof(*f));
 	if (len < 16)
 		return WIRE_EMETA;
-	f->pid = get32(b);
-	f->fd = get32(b + 4);
-	f->inode = get64(b + 8);
+	f->pid = le_get32(b);
+	f->fd = le_get32(b + 4);
+	f->inode = le_get64(b + 8);
 	b += 16;
 	return get_str(&b, end, f->path, sizeof(f->path));
 }
@@ -342,17 +313,17 @@ int wire_node_decode(const void *payload, uint16_t len, char *name, size_t namec
 void wire_ack_encode(void *out16, uint64_t seq, uint32_t status)
 {
 	uint8_t *b = out16;
-	put32(b, WIRE_ACK_MAGIC);
-	put32(b + 4, status);
-	put64(b + 8, seq);
+	le_put32(b, WIRE_ACK_MAGIC);
+	le_put32(b + 4, status);
+	le_put64(b + 8, seq);
 }
 
 int wire_ack_decode(const void *in16, uint64_t *seq, uint32_t *status)
 {
 	const uint8_t *b = in16;
-	if (get32(b) != WIRE_ACK_MAGIC)
+	if (le_get32(b) != WIRE_ACK_MAGIC)
 		return WIRE_EMAGIC;
-	*status = get32(b + 4);
-	*seq = get64(b + 8);
+	*status = le_get32(b + 4);
+	*seq = le_get64(b + 8);
 	return *status <= WIRE_ACK_BAD ? 0 : WIRE_ELAYOUT;
 }

@@ -23,7 +23,7 @@
 #include "graph/gstore.h"
 
 /* "1700000000000000000" (epoch ns), or a duration ago ("15m", "1h"), or "" -> def. */
-static uint64_t time_param(const struct httpd_req *req, const char *name, uint64_t def)
+uint64_t appliance__time_param(const struct httpd_req *req, const char *name, uint64_t def)
 {
 	const char *v = httpd_req_param(req, name);
 	if (!v || !*v)
@@ -177,13 +177,13 @@ static int contains_ci(const char *hay, const char *needle)
 void api_incidents(void *ctx, const struct httpd_req *req, struct httpd_resp *resp)
 {
 	struct appliance *a = ctx;
-	uint64_t to = time_param(req, "to", UINT64_MAX), from = time_param(req, "from", 0);
+	uint64_t to = appliance__time_param(req, "to", UINT64_MAX), from = appliance__time_param(req, "from", 0);
 	long limit = int_param(req, "limit", 100, 1, 1000);
 	const char *service = httpd_req_param(req, "service");
 	const char *q = httpd_req_param(req, "q");
 	struct gstore_incident after = {0}, *afterp = NULL;
 	if (httpd_req_param(req, "after_time")) {
-		after.time_ns = time_param(req, "after_time", 0);
+		after.time_ns = appliance__time_param(req, "after_time", 0);
 		after.id = (uint64_t)int_param(req, "after_id", 0, 0, LONG_MAX);
 		afterp = &after;
 	}

@@ -43,6 +43,8 @@ struct appliance {
 };
 
 /* graphapi.c */
+/* A time query parameter: epoch ns, or a duration ago ("15m"); def when absent or bad. */
+uint64_t appliance__time_param(const struct httpd_req *req, const char *name, uint64_t def);
 void api_rootcause(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);
 void api_graph(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);
 void api_incidents(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);

@@ -30,23 +30,6 @@
 #include "store/query.h"
 
 
-static uint64_t tparam(const struct httpd_req *req, const char *name, uint64_t def)
-{
-	const char *v = httpd_req_param(req, name);
-	if (!v || !*v)
-		return def;
-	char *end;
-	unsigned long long x = strtoull(v, &end, 10);
-	if (*end == '\0')
-		return x;
-	uint64_t ago;
-	if (parse_duration_ns(v, &ago) == 0) {
-		uint64_t now = now_real_ns();
-		return ago < now ? now - ago : 0;
-	}
-	return def;
-}
-
 /* Appends " AND col = 'value'" with the value quoted; values with a quote are refused. */
 static int filter_str(struct kp_buf *q, const struct httpd_req *req, const char *name)
 {
@@ -139,8 +122,8 @@ struct lane {
 void api_timeline(void *ctx, const struct httpd_req *req, struct httpd_resp *resp)
 {
 	struct appliance *a = ctx;
-	uint64_t to = tparam(req, "to", now_real_ns());
-	uint64_t from = tparam(req, "from", to > 60 * NSEC_PER_SEC ? to - 60 * NSEC_PER_SEC : 0);
+	uint64_t to = appliance__time_param(req, "to", now_real_ns());
+	uint64_t from = appliance__time_param(req, "from", to > 60 * NSEC_PER_SEC ? to - 60 * NSEC_PER_SEC : 0);
 	if (from >= to) {
 		httpd_resp_error(resp, 400, "from must be before to", -1);
 		return;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/le.h"
 #include "common/util.h"
 #include "store/wal.h"
 
@@ -68,61 +69,31 @@
 #define WAL_REC_HDR	 40
 #define WAL_DEFAULT_FILE (64ull << 20)
 
-static inline void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-static inline void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-static inline void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-static inline uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-	memcpy(&v, p, 2);
-	return v;
-}
-static inline uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-static inline uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
 
 static void file_hdr_encode(uint8_t *h, uint64_t first_lsn, uint64_t created_ns)
 {
-	put32(h, WAL_FILE_MAGIC);
-	put16(h + 4, WAL_VERSION);
-	put16(h + 6, 0);
-	put64(h + 8, first_lsn);
-	put64(h + 16, created_ns);
-	put64(h + 24, XXH3_64bits(h, 24));
+	le_put32(h, WAL_FILE_MAGIC);
+	le_put16(h + 4, WAL_VERSION);
+	le_put16(h + 6, 0);
+	le_put64(h + 8, first_lsn);
+	le_put64(h + 16, created_ns);
+	le_put64(h + 24, XXH3_64bits(h, 24));
 }
 
 /* Fills the 40-byte record header; the checksum covers bytes 0..32 and the payload. */
 static void rec_hdr_encode(uint8_t *h, XXH3_state_t *st, uint64_t lsn, uint64_t node_id,
 			   uint64_t seq, const struct iovec *iov, int iovcnt, uint32_t len)
 {
-	put32(h, WAL_REC_MAGIC);
-	put32(h + 4, len);
-	put64(h + 8, lsn);
-	put64(h + 16, node_id);
-	put64(h + 24, seq);
+	le_put32(h, WAL_REC_MAGIC);
+	le_put32(h + 4, len);
+	le_put64(h + 8, lsn);
+	le_put64(h + 16, node_id);
+	le_put64(h + 24, seq);
 	XXH3_64bits_reset(st);
 	XXH3_64bits_update(st, h, 32);
 	for (int i = 0; i < iovcnt; i++)
 		XXH3_64bits_update(st, iov[i].iov_base, iov[i].iov_len);
-	put64(h + 32, XXH3_64bits_digest(st));
+	le_put64(h + 32, XXH3_64bits_digest(st));
 }
 
 /* A record parsed from a mapped file. */
@@ -135,20 +106,20 @@ struct rec {
 /* Validates the record at p (avail bytes). Returns its total size, or 0 if it is not valid. */
 static size_t rec_decode(const uint8_t *p, size_t avail, XXH3_state_t *st, struct rec *r)
 {
-	if (avail < WAL_REC_HDR || get32(p) != WAL_REC_MAGIC)
+	if (avail < WAL_REC_HDR || le_get32(p) != WAL_REC_MAGIC)
 		return 0;
-	uint32_t len = get32(p + 4);
+	uint32_t len = le_get32(p + 4);
 	if (len > WAL_MAX_PAYLOAD || avail - WAL_REC_HDR < len)
 		return 0;
 	XXH3_64bits_reset(st);
 	XXH3_64bits_update(st, p, 32);
 	XXH3_64bits_update(st, p + WAL_REC_HDR, len);
-	if (XXH3_64bits_digest(st) != get64(p + 32))
+	if (XXH3_64bits_digest(st) != le_get64(p + 32))
 		return 0;
 	r->len = len;
-	r->lsn = get64(p + 8);
-	r->node_id = get64(p + 16);
-	r->seq = get64(p + 24);
+	r->lsn = le_get64(p + 8);
+	r->node_id = le_get64(p + 16);
+	r->seq = le_get64(p + 24);
 	r->payload = p + WAL_REC_HDR;
 	return WAL_REC_HDR + (size_t)len;
 }
@@ -360,23 +331,23 @@ static int ckpt_load(struct wal *w)
 	b = xmalloc((size_t)st.st_size);
 	if ((r = read_full(fd, b, (size_t)st.st_size)) < 0)
 		goto cleanup;
-	if (get32(b) != WAL_CKPT_MAGIC) {
+	if (le_get32(b) != WAL_CKPT_MAGIC) {
 		r = WAL_ECHECKPOINT;
 		goto cleanup;
 	}
-	if (get16(b + 4) != WAL_VERSION) {
+	if (le_get16(b + 4) != WAL_VERSION) {
 		r = WAL_EVERSION;
 		goto cleanup;
 	}
-	uint32_t n = get32(b + 16);
+	uint32_t n = le_get32(b + 16);
 	if ((uint64_t)st.st_size != 24 + 16ull * n + 8 ||
-	    XXH3_64bits(b, (size_t)st.st_size - 8) != get64(b + st.st_size - 8)) {
+	    XXH3_64bits(b, (size_t)st.st_size - 8) != le_get64(b + st.st_size - 8)) {
 		r = WAL_ECHECKPOINT;
 		goto cleanup;
 	}
-	w->released_lsn = get64(b + 8);
+	w->released_lsn = le_get64(b + 8);
 	for (uint32_t i = 0; i < n; i++) {
-		uint64_t id = get64(b + 24 + 16 * i), seq = get64(b + 32 + 16 * i);
+		uint64_t id = le_get64(b + 24 + 16 * i), seq = le_get64(b + 32 + 16 * i);
 		struct node_ent *c = nmap_add(&w->ckpt, id);
 		c->max_seq = KP_MAX(c->max_seq, seq);
 		struct node_ent *e = nmap_add(&w->nodes, id);
@@ -393,21 +364,21 @@ static int ckpt_write(struct wal *w, const struct node_map *m, uint64_t released
 {
 	struct kp_buf b = {0};
 	uint8_t h[24] = {0};
-	put32(h, WAL_CKPT_MAGIC);
-	put16(h + 4, WAL_VERSION);
-	put64(h + 8, released_lsn);
-	put32(h + 16, (uint32_t)m->n);
+	le_put32(h, WAL_CKPT_MAGIC);
+	le_put16(h + 4, WAL_VERSION);
+	le_put64(h + 8, released_lsn);
+	le_put32(h + 16, (uint32_t)m->n);
 	buf_append(&b, h, sizeof(h));
 	for (size_t i = 0; i < m->cap; i++) {
 		if (!m->v[i].used)
 			continue;
 		uint8_t e[16];
-		put64(e, m->v[i].node_id);
-		put64(e + 8, m->v[i].max_seq);
+		le_put64(e, m->v[i].node_id);
+		le_put64(e + 8, m->v[i].max_seq);
 		buf_append(&b, e, sizeof(e));
 	}
 	uint8_t sum[8];
-	put64(sum, XXH3_64bits(b.data, b.len));
+	le_put64(sum, XXH3_64bits(b.data, b.len));
 	buf_append(&b, sum, 8);
 
 	char tmp[PATH_MAX + 16], path[PATH_MAX + 16];
@@ -542,11 +513,11 @@ static int scan_header(const struct scan_file *s)
 {
 	if (s->size < WAL_FILE_HDR)
 		return 1;
-	if (get32(s->map) != WAL_FILE_MAGIC)
+	if (le_get32(s->map) != WAL_FILE_MAGIC)
 		return WAL_EMAGIC;
-	if (get16(s->map + 4) != WAL_VERSION)
+	if (le_get16(s->map + 4) != WAL_VERSION)
 		return WAL_EVERSION;
-	if (XXH3_64bits(s->map, 24) != get64(s->map + 24) || get64(s->map + 8) != s->name_lsn)
+	if (XXH3_64bits(s->map, 24) != le_get64(s->map + 24) || le_get64(s->map + 8) != s->name_lsn)
 		return 1;
 	return 0;
 }
