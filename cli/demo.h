@@ -49,6 +49,9 @@ struct demo_env {
 int demo_env_setup(struct demo_env *e, char *err, size_t errlen);
 /* Moves a process into settlement's memory cgroup. */
 int demo_env_join_memcg(const struct demo_env *e, pid_t pid);
+/* Lifts the batch volume's write throttle (the batch job's disk is free again): the dirty
+ * pages it left drain at disk speed, so the memory pressure ends with its phase. */
+void demo_env_unthrottle(const struct demo_env *e);
 /* Kills nothing; undoes everything setup did (unmount, detach, rules, cgroup, files). */
 void demo_env_teardown(struct demo_env *e);
 
@@ -71,6 +74,8 @@ struct demo_run {
 	int settlement_port;
 	char results[PATH_MAX];
 	char port_file[PATH_MAX]; /* settlement's port; "<port_file>.served" counts its work */
+	const struct demo_env *env;
+	uint64_t t0_ns; /* CLOCK_REALTIME start of the scenario (batch-job's phases count from it) */
 };
 
 /* Starts settlement-svc, batch-job and payment-handler per plan. 0 or -errno. */

@@ -231,16 +231,21 @@ static void rm_tree(const char *dir)
 	run_quiet(argv);
 }
 
+void demo_env_unthrottle(const struct demo_env *e)
+{
+	if (!e->throttle_file[0] || !e->majmin[0])
+		return;
+	char rule[96];
+	if (e->memcg_v2)
+		snprintf(rule, sizeof(rule), "%s wbps=max", e->majmin);
+	else
+		snprintf(rule, sizeof(rule), "%s 0", e->majmin);
+	write_str(e->throttle_file, rule);
+}
+
 void demo_env_teardown(struct demo_env *e)
 {
-	if (e->throttle_file[0] && e->majmin[0]) {
-		char rule[96];
-		if (e->memcg_v2)
-			snprintf(rule, sizeof(rule), "%s wbps=max", e->majmin);
-		else
-			snprintf(rule, sizeof(rule), "%s 0", e->majmin);
-		write_str(e->throttle_file, rule);
-	}
+	demo_env_unthrottle(e);
 	if (e->mnt[0]) {
 		if (umount2(e->mnt, 0) < 0)
 			umount2(e->mnt, MNT_DETACH);

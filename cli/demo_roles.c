@@ -596,6 +596,8 @@ int demo_run_start(const struct demo_env *e, const struct demo_plan *p, struct d
 
 	char t0[32], phases[96], port[16], count[16], interval[16], timeout[16], otlp[16];
 	uint64_t start = now_real_ns() + 100 * NSEC_PER_MSEC;
+	r->env = e;
+	r->t0_ns = start;
 	snprintf(t0, sizeof(t0), "%llu", (unsigned long long)start);
 	int end_ms = p->payments * p->interval_ms + 2 * p->timeout_ms + 1000;
 	int mem_from = e->mnt[0] ? p->mem_from_ms : 0, mem_to = e->mnt[0] ? p->mem_to_ms : 0;
@@ -634,11 +636,16 @@ int demo_run_start(const struct demo_env *e, const struct demo_plan *p, struct d
 int demo_run_wait(struct demo_run *r, const struct demo_plan *p)
 {
 	uint64_t t0 = now_mono_ns();
-	int status = 0, last = -1;
+	int status = 0, last = -1, lifted = 0;
 	for (;;) {
 		pid_t w = waitpid(r->payments, &status, WNOHANG);
 		if (w == r->payments)
 			break;
+		if (!lifted && r->env && p->mem_to_ms > 0 &&
+		    now_real_ns() >= r->t0_ns + (uint64_t)p->mem_to_ms * NSEC_PER_MSEC) {
+			demo_env_unthrottle(r->env);
+			lifted = 1;
+		}
 		int done = (int)((now_mono_ns() - t0) / NSEC_PER_MSEC / (uint64_t)p->interval_ms);
 		if (done > p->payments)
 			done = p->payments;

@@ -1185,7 +1185,7 @@ static int is_syscall_ep(const struct kp_event *ev)
  * its own kernel causes) and the kernel delays outside any syscall.
  */
 static void thread_work(struct engine *e, uint64_t host, uint32_t tid, uint64_t t0, uint64_t t1,
-			uint64_t into)
+			uint64_t into, uint64_t answer_ts)
 {
 	struct tidlog *t = tidlog_find(e, host, tid);
 	if (!t)
@@ -1195,6 +1195,11 @@ static void thread_work(struct engine *e, uint64_t host, uint32_t tid, uint64_t 
 	for (size_t i = 0; i < t->n; i++) {
 		struct ep *ep = &t->v[i];
 		if (!is_syscall_ep(&ep->ev))
+			continue;
+		/* A client's read that received the answer is the wait for it: the server request
+		 * explains it (waited-on), it is not a cause of its own. */
+		if (answer_ts && ep->ev.type == KP_READ && ep->ev.ts_ns <= answer_ts &&
+		    answer_ts <= ev_end(&ep->ev) + NSEC_PER_MSEC)
 			continue;
 		uint64_t w = clip_overlap(ep->ev.ts_ns, ev_end(&ep->ev), t0, t1);
 		if (!w || (w < e->threshold_ns && ep->ev.ret >= 0))
@@ -1265,9 +1270,9 @@ static void server_work(struct engine *e, struct req *s)
 	struct req *c = req_by_serial(e, s->peer);
 	if (c && c->host == s->host && c->req_first < t0)
 		t0 = c->req_first;
-	thread_work(e, s->host, s->tid_req, t0, s->end, s->gnode);
+	thread_work(e, s->host, s->tid_req, t0, s->end, s->gnode, 0);
 	if (s->tid_resp && s->tid_resp != s->tid_req)
-		thread_work(e, s->host, s->tid_resp, t0, s->end, s->gnode);
+		thread_work(e, s->host, s->tid_resp, t0, s->end, s->gnode, 0);
 }
 
 /*
@@ -1348,7 +1353,7 @@ static uint64_t req_node(struct engine *e, struct req *r)
 		else if (s)
 			s->late_link = 1;
 		/* The client thread's own work outside the wait (e.g. preempted before sending). */
-		thread_work(e, r->host, r->tid_req, r->start, r->end, r->gnode);
+		thread_work(e, r->host, r->tid_req, r->start, r->end, r->gnode, r->resp_first);
 	}
 	return r->gnode;
 }
@@ -1504,7 +1509,7 @@ static void analyze_span(struct engine *e, struct span *s)
 	}
 	/* The span's own thread work outside those requests. */
 	if (s->tid && !found)
-		thread_work(e, s->host, s->tid, s->start, s->end, s->gnode);
+		thread_work(e, s->host, s->tid, s->start, s->end, s->gnode, 0);
 }
 
 /* ------------------------------------------------------------------ analysis: errors */
