@@ -203,9 +203,14 @@ await check('timeline: zoom from the transaction down to microseconds, read an e
     }
     rows.sort((a, b) => a.dur - b.dur);
     if (exact && span >= 1_000_000n) {
-      // one bar per event already, but the shortest bar in view is itself a millisecond or
-      // more (an off-CPU episode): keep zooming in around the middle instead
-      for (let k = 0; k < 6; k++) await page.click('[data-testid=tl-zoom-in]');
+      // One bar per event already, but the shortest bar in view is itself a millisecond or
+      // more (an off-CPU episode, zoomed to): wheel in at the plot's left edge, which keeps
+      // the window's start -- that bar's start -- in view while the window narrows.
+      await page.mouse.move(box.x + 262, box.y + Math.min(60, box.height / 2));
+      for (let k = 0; k < 8; k++) {
+        await page.mouse.wheel(0, -120);
+        await page.waitForTimeout(40);
+      }
     } else {
       await page.locator('[data-testid=tl-bars] tbody tr').nth(rows[0].i).click();
       await page.click('[data-testid=zoom-to-bar]');
