@@ -2375,6 +2375,11 @@ static int agg_update(struct qctx *q, struct aggst *s, const struct agg *a, stru
 			s->q = xcalloc(1, sizeof(*s->q));
 			s->q->allint = true;
 		}
+		if (!fl && s->q->hist && x->v.i[i] >= 0) { /* the hot path: a histogram of ints */
+			s->q->total++;
+			s->q->h[qh_index((uint64_t)x->v.i[i])]++;
+			break;
+		}
 		if (qsk_add(q, s->q, fl ? x->v.f[i] : (double)x->v.i[i]))
 			return -E2BIG;
 		break;
@@ -2480,6 +2485,7 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 	if (!q->nkeys)
 		return 1;
 	int64_t lo[MAX_KEYS], stride[MAX_KEYS], scale[MAX_KEYS];
+	double inv[MAX_KEYS];
 	uint64_t span = 1;
 	for (int k = 0; k < q->nkeys; k++) {
 		struct node *e = q->keys[k];
@@ -2487,6 +2493,7 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 			return 1;
 		/* bucket(x, step) values are step apart: index them by (v - min) / step */
 		scale[k] = e->k == N_CALL && e->idx == F_BUCKET ? e->b->li : 1;
+		inv[k] = 1.0 / (double)scale[k];
 		int64_t mn = INT64_MAX, mx = INT64_MIN;
 		uint8_t anynull = 0;
 		for (uint32_t i = 0; i < ns; i++) {
@@ -2517,7 +2524,17 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 		uint32_t ix = 0;
 		for (int k = 0; k < q->nkeys; k++) {
 			uint64_t d = (uint64_t)q->keys[k]->v.i[i] - (uint64_t)lo[k];
-			ix += (uint32_t)((scale[k] == 1 ? d : d / (uint64_t)scale[k]) * (uint64_t)stride[k]);
+			if (scale[k] != 1) {
+				/* d is an exact multiple of the step and below 2^53 * step: a multiply
+				 * by the reciprocal, corrected by one, replaces a 64-bit division */
+				uint64_t qd = (uint64_t)((double)d * inv[k] + 0.5);
+				if (qd * (uint64_t)scale[k] > d)
+					qd--;
+				else if ((qd + 1) * (uint64_t)scale[k] <= d)
+					qd++;
+				d = qd;
+			}
+			ix += (uint32_t)(d * (uint64_t)stride[k]);
 		}
 		int64_t g = q->dense[ix];
 		if (g < 0) {

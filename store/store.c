@@ -1248,7 +1248,7 @@ struct evbatch {
 	uint32_t trace_len[STORE_GRANULE];
 	char *dictbuf;
 	uint8_t *scratch;
-	bool busy, owned;
+	bool busy, owned, have_plan;
 };
 
 static int phys_get(struct evbatch *eb, int c)
@@ -1285,6 +1285,10 @@ static int phys_get(struct evbatch *eb, int c)
 			int rc = phys_get(eb, SC_TYPE);
 			if (rc)
 				return rc;
+			if (!eb->have_plan) { /* only typed columns need it */
+				store__typed_plan(eb->type8, n, &eb->plan);
+				eb->have_plan = true;
+			}
 		}
 		int rc = store__seg_read_u64(eb->g, c, &eb->plan, o, eb->scratch);
 		if (rc) {
@@ -1297,7 +1301,6 @@ static int phys_get(struct evbatch *eb, int c)
 		if (c == SC_TYPE) {
 			for (uint32_t i = 0; i < n; i++)
 				eb->type8[i] = (uint8_t)o[i];
-			store__typed_plan(eb->type8, n, &eb->plan);
 		}
 	}
 	eb->have_phys |= 1u << c;
@@ -1317,31 +1320,41 @@ static int64_t *log_buf(struct evbatch *eb, int col, bool nulls)
 static int meta_procs(struct evbatch *eb)
 {
 	int rc;
-	if ((rc = phys_get(eb, SC_NODE)) || (rc = phys_get(eb, SC_PID)) ||
-	    (rc = phys_get(eb, SC_TS)))
+	if ((rc = phys_get(eb, SC_NODE)) || (rc = phys_get(eb, SC_PID)))
 		return rc;
 	if (!eb->procs) {
 		eb->procs = xmalloc(sizeof(*eb->procs) * STORE_GRANULE);
 		eb->procidx = xmalloc(sizeof(uint16_t) * STORE_GRANULE);
 		eb->procfound = xmalloc(STORE_GRANULE);
 	}
-	const uint64_t *node = eb->phys[SC_NODE], *pid = eb->phys[SC_PID], *ts = eb->phys[SC_TS];
-	int np = -1;
-	struct store__proc *p = NULL;
-	for (uint32_t i = 0; i < eb->b.n; i++) {
-		if (np < 0 || p->node != node[i] || p->pid != pid[i] || ts[i] < p->valid_from ||
-		    ts[i] >= p->valid_to) {
-			p = &eb->procs[++np];
-			eb->procfound[np] =
-				store__meta_proc(eb->st->meta, node[i], (uint32_t)pid[i], ts[i], p);
-			if (!eb->procfound[np]) {
-				memset(p, 0, sizeof(*p));
-				p->node = node[i];
-				p->pid = (uint32_t)pid[i];
-				p->valid_to = UINT64_MAX;
+	const uint64_t *node = eb->phys[SC_NODE], *pid = eb->phys[SC_PID], *ts = NULL;
+	/* timestamps matter only when a pid was reused; decode them only then */
+	for (int pass = 0; pass < 2; pass++) {
+		int np = -1;
+		bool bounded = false;
+		struct store__proc *p = NULL;
+		for (uint32_t i = 0; i < eb->b.n; i++) {
+			uint64_t t = ts ? ts[i] : 0;
+			if (np < 0 || p->node != node[i] || p->pid != pid[i] ||
+			    (ts && (t < p->valid_from || t >= p->valid_to))) {
+				p = &eb->procs[++np];
+				eb->procfound[np] = store__meta_proc(eb->st->meta, node[i],
+								     (uint32_t)pid[i], t, p);
+				if (!eb->procfound[np]) {
+					memset(p, 0, sizeof(*p));
+					p->node = node[i];
+					p->pid = (uint32_t)pid[i];
+					p->valid_to = UINT64_MAX;
+				}
+				bounded |= p->valid_from != 0 || p->valid_to != UINT64_MAX;
 			}
+			eb->procidx[i] = (uint16_t)np;
 		}
-		eb->procidx[i] = (uint16_t)np;
+		if (ts || !bounded)
+			break;
+		if ((rc = phys_get(eb, SC_TS)))
+			return rc;
+		ts = eb->phys[SC_TS];
 	}
 	eb->have_log |= 1ull << EC_NCOLS; /* marker: procs resolved */
 	return 0;
@@ -1608,6 +1621,7 @@ static void evbatch_put(struct evbatch *eb)
 static void evbatch_reset(struct evbatch *eb, uint32_t n)
 {
 	eb->b.n = n;
+	eb->have_plan = false;
 	eb->have_phys = 0;
 	eb->have_log = 0;
 }
