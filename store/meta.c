@@ -98,7 +98,8 @@ static const char *arena_copy(struct store__meta *m, const char *s, size_t len)
 {
 	if (m->arena_left < len + 1) {
 		size_t sz = len + 1 > 65536 ? len + 1 : 65536;
-		void **chunk = xmalloc(sz + sizeof(void *)); /* freed at close: symbols are stable */
+		void **chunk =
+			xmalloc(sz + sizeof(void *)); /* freed at close: symbols are stable */
 		chunk[0] = m->chunks;
 		m->chunks = chunk;
 		m->arena = (char *)(chunk + 1);
@@ -480,8 +481,8 @@ int store__meta_open(const char *path, struct store__meta **out)
 		}
 		good = at;
 		if (good != size) {
-			log_warn("store: %s: cutting a torn or corrupt tail at byte %zu of %zu", path,
-				 good, size);
+			log_warn("store: %s: cutting a torn or corrupt tail at byte %zu of %zu",
+				 path, good, size);
 			if (ftruncate(m->fd, (off_t)good) || fdatasync(m->fd)) {
 				rc = -errno;
 				goto cleanup;

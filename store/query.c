@@ -31,10 +31,10 @@
 #define MAX_TREE    256 /* node depth, including left-deep chains like a+b+c+... */
 #define MAX_KEYS    16
 #define MAX_AGGS    64
-#define MAX_OUT     256
+#define MAX_OUT	    256
 #define MAX_QVALUES (32u << 20) /* values held for exact quantiles, over all groups */
-#define QEXACT      4096
-#define QHIST       7424
+#define QEXACT	    4096
+#define QHIST	    7424
 
 /* ------------------------------------------------------------------ arena */
 
@@ -94,31 +94,77 @@ static void arena_free(struct arena *a)
 /* ------------------------------------------------------------------ lexer */
 
 enum tok {
-	T_EOF, T_IDENT, T_INT, T_FLOAT, T_STR, T_LP, T_RP, T_COMMA, T_STAR, T_PLUS, T_MINUS,
-	T_SLASH, T_PCT, T_EQ, T_NE, T_LT, T_LE, T_GT, T_GE, T_SEMI,
+	T_EOF,
+	T_IDENT,
+	T_INT,
+	T_FLOAT,
+	T_STR,
+	T_LP,
+	T_RP,
+	T_COMMA,
+	T_STAR,
+	T_PLUS,
+	T_MINUS,
+	T_SLASH,
+	T_PCT,
+	T_EQ,
+	T_NE,
+	T_LT,
+	T_LE,
+	T_GT,
+	T_GE,
+	T_SEMI,
 	/* keywords */
-	T_SELECT, T_FROM, T_WHERE, T_GROUP, T_BY, T_ORDER, T_ASC, T_DESC, T_LIMIT, T_AND, T_OR,
-	T_NOT, T_IN, T_BETWEEN, T_LIKE, T_IS, T_NULL, T_AS, T_TRUE, T_FALSE, T_HAVING, T_DISTINCT,
-	T_OFFSET, T_JOIN,
+	T_SELECT,
+	T_FROM,
+	T_WHERE,
+	T_GROUP,
+	T_BY,
+	T_ORDER,
+	T_ASC,
+	T_DESC,
+	T_LIMIT,
+	T_AND,
+	T_OR,
+	T_NOT,
+	T_IN,
+	T_BETWEEN,
+	T_LIKE,
+	T_IS,
+	T_NULL,
+	T_AS,
+	T_TRUE,
+	T_FALSE,
+	T_HAVING,
+	T_DISTINCT,
+	T_OFFSET,
+	T_JOIN,
 };
 
 static const struct {
 	const char *w;
 	int t;
 } keywords[] = {
-	{"select", T_SELECT}, {"from", T_FROM}, {"where", T_WHERE}, {"group", T_GROUP},
-	{"by", T_BY}, {"order", T_ORDER}, {"asc", T_ASC}, {"desc", T_DESC}, {"limit", T_LIMIT},
-	{"and", T_AND}, {"or", T_OR}, {"not", T_NOT}, {"in", T_IN}, {"between", T_BETWEEN},
-	{"like", T_LIKE}, {"is", T_IS}, {"null", T_NULL}, {"as", T_AS}, {"true", T_TRUE},
-	{"false", T_FALSE}, {"having", T_HAVING}, {"distinct", T_DISTINCT}, {"offset", T_OFFSET},
-	{"join", T_JOIN},
+	{"select", T_SELECT}, {"from", T_FROM},
+	{"where", T_WHERE},   {"group", T_GROUP},
+	{"by", T_BY},	      {"order", T_ORDER},
+	{"asc", T_ASC},	      {"desc", T_DESC},
+	{"limit", T_LIMIT},   {"and", T_AND},
+	{"or", T_OR},	      {"not", T_NOT},
+	{"in", T_IN},	      {"between", T_BETWEEN},
+	{"like", T_LIKE},     {"is", T_IS},
+	{"null", T_NULL},     {"as", T_AS},
+	{"true", T_TRUE},     {"false", T_FALSE},
+	{"having", T_HAVING}, {"distinct", T_DISTINCT},
+	{"offset", T_OFFSET}, {"join", T_JOIN},
 };
 
 static const char *tok_name(int t)
 {
 	static const char *n[] = {"end of query", "a name", "a number", "a number", "a string",
-				  "'('", "')'", "','", "'*'", "'+'", "'-'", "'/'", "'%'", "'='",
-				  "'!='", "'<'", "'<='", "'>'", "'>='", "';'"};
+				  "'('",	  "')'",    "','",	"'*'",	    "'+'",
+				  "'-'",	  "'/'",    "'%'",	"'='",	    "'!='",
+				  "'<'",	  "'<='",   "'>'",	"'>='",	    "';'"};
 	if (t < (int)KP_ARRAY_SIZE(n))
 		return n[t];
 	for (size_t i = 0; i < KP_ARRAY_SIZE(keywords); i++)
@@ -136,7 +182,8 @@ struct token {
 };
 
 struct qctx; /* forward */
-static int qerr(struct qctx *q, int pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int qerr(struct qctx *q, int pos, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* ------------------------------------------------------------------ AST */
 
@@ -144,8 +191,21 @@ enum vt { V_NULL, V_BOOL, V_INT, V_FLOAT, V_STR, V_SYM };
 static const char *vt_name[] = {"null", "boolean", "integer", "float", "string", "string"};
 
 enum nk {
-	N_LIT, N_COL, N_NEG, N_NOT, N_BIN, N_IN, N_BETWEEN, N_LIKE, N_ISNULL, N_CALL, N_AGG,
-	N_AGGREF, N_KEYREF, N_TOSTR, N_STAR
+	N_LIT,
+	N_COL,
+	N_NEG,
+	N_NOT,
+	N_BIN,
+	N_IN,
+	N_BETWEEN,
+	N_LIKE,
+	N_ISNULL,
+	N_CALL,
+	N_AGG,
+	N_AGGREF,
+	N_KEYREF,
+	N_TOSTR,
+	N_STAR
 };
 enum fn { F_NOW, F_BUCKET, F_ABS };
 enum ag { A_COUNT, A_SUM, A_MIN, A_MAX, A_AVG, A_QUANT };
@@ -184,7 +244,7 @@ struct node {
 	struct vec v;
 	int64_t like_id;
 	bool like_res;
-	bool hint_ts;    /* a conjunct fully expressed by the ts range hint */
+	bool hint_ts;	 /* a conjunct fully expressed by the ts range hint */
 	uint32_t filled; /* N_LIT: rows of the buffer already holding the value */
 };
 
@@ -204,7 +264,7 @@ struct agg {
 	int kind;
 	double q;
 	struct node *arg; /* NULL for count() */
-	uint8_t vt;       /* result type */
+	uint8_t vt;	  /* result type */
 	struct node *src; /* the N_AGG node, for equality */
 };
 
@@ -240,8 +300,8 @@ struct row {
 
 struct qctx {
 	struct query_error *err;
-	struct arena ar;     /* AST, literals */
-	struct arena strs;   /* strings copied out of batches (rows, group keys) */
+	struct arena ar;   /* AST, literals */
+	struct arena strs; /* strings copied out of batches (rows, group keys) */
 	const char *text;
 	size_t len;
 	struct token *tk;
@@ -283,7 +343,7 @@ struct qctx {
 	/* rows */
 	struct row *rows;
 	size_t nrows, caprows;
-	int nout; /* nsel + hidden order columns */
+	int nout;	       /* nsel + hidden order columns */
 	bool vol[MAX_OUT * 2]; /* output column c holds batch-owned (volatile) strings */
 	struct row bound;
 	bool have_bound;
@@ -339,7 +399,8 @@ static int lex(struct qctx *q)
 			continue;
 		}
 		if (q->ntk == MAX_TOKENS)
-			return qerr(q, (int)i, "query has more than %d tokens; shorten it", MAX_TOKENS);
+			return qerr(q, (int)i, "query has more than %d tokens; shorten it",
+				    MAX_TOKENS);
 		struct token *t = &q->tk[q->ntk++];
 		memset(t, 0, sizeof(*t));
 		t->pos = (int)i;
@@ -368,7 +429,8 @@ static int lex(struct qctx *q)
 			while (j < n && s[j] != (char)c)
 				j++;
 			if (j >= n)
-				return qerr(q, (int)i, "unterminated quoted name starting at %zu", i);
+				return qerr(q, (int)i, "unterminated quoted name starting at %zu",
+					    i);
 			if (j == i + 1)
 				return qerr(q, (int)i, "empty quoted name at %zu", i);
 			t->t = T_IDENT;
@@ -384,7 +446,8 @@ static int lex(struct qctx *q)
 			for (;;) {
 				if (j >= n)
 					return qerr(q, (int)i,
-						    "unterminated string starting at %zu; close it with '",
+						    "unterminated string starting at %zu; close it "
+						    "with '",
 						    i);
 				if (s[j] == '\'') {
 					if (j + 1 < n && s[j + 1] == '\'') {
@@ -404,7 +467,8 @@ static int lex(struct qctx *q)
 			i = j + 1;
 			continue;
 		}
-		if ((c >= '0' && c <= '9') || (c == '.' && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9')) {
+		if ((c >= '0' && c <= '9') ||
+		    (c == '.' && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9')) {
 			size_t j = i;
 			bool isf = false;
 			if (c == '0' && i + 1 < n && (s[i + 1] == 'x' || s[i + 1] == 'X')) {
@@ -414,7 +478,8 @@ static int lex(struct qctx *q)
 				while (j < n && ((s[j] >= '0' && s[j] <= '9') ||
 						 ((s[j] | 32) >= 'a' && (s[j] | 32) <= 'f'))) {
 					if (v >> 60)
-						return qerr(q, (int)i, "number too large at %zu", i);
+						return qerr(q, (int)i, "number too large at %zu",
+							    i);
 					int dv = s[j] <= '9' ? s[j] - '0' : (s[j] | 32) - 'a' + 10;
 					v = v * 16 + (uint64_t)dv;
 					j++;
@@ -437,8 +502,8 @@ static int lex(struct qctx *q)
 			}
 			if (j < n && (s[j] == 'e' || s[j] == 'E') && j + 1 < n &&
 			    ((s[j + 1] >= '0' && s[j + 1] <= '9') ||
-			     ((s[j + 1] == '-' || s[j + 1] == '+') && j + 2 < n && s[j + 2] >= '0' &&
-			      s[j + 2] <= '9'))) {
+			     ((s[j + 1] == '-' || s[j + 1] == '+') && j + 2 < n &&
+			      s[j + 2] >= '0' && s[j + 2] <= '9'))) {
 				isf = true;
 				j += 2;
 				while (j < n && s[j] >= '0' && s[j] <= '9')
@@ -457,15 +522,17 @@ static int lex(struct qctx *q)
 				static const struct {
 					const char *u;
 					double mul;
-				} units[] = {{"ns", 1},      {"us", 1e3},  {"ms", 1e6},   {"s", 1e9},
-					     {"m", 60e9},    {"h", 3600e9}, {"d", 86400e9}};
+				} units[] = {{"ns", 1},	  {"us", 1e3},	 {"ms", 1e6},	{"s", 1e9},
+					     {"m", 60e9}, {"h", 3600e9}, {"d", 86400e9}};
 				double mul = 0;
 				for (size_t k = 0; k < KP_ARRAY_SIZE(units); k++)
-					if (strlen(units[k].u) == u - j && !strncmp(units[k].u, s + j, u - j))
+					if (strlen(units[k].u) == u - j &&
+					    !strncmp(units[k].u, s + j, u - j))
 						mul = units[k].mul;
 				if (!mul)
 					return qerr(q, (int)i,
-						    "bad number or duration '%.*s' at %zu; durations end in "
+						    "bad number or duration '%.*s' at %zu; "
+						    "durations end in "
 						    "ns, us, ms, s, m, h or d",
 						    (int)KP_MIN(u - i, 40), s + i, i);
 				double v = strtod(num, NULL) * mul;
@@ -496,16 +563,37 @@ static int lex(struct qctx *q)
 		}
 		int tt = -1, l = 1;
 		switch (c) {
-		case '(': tt = T_LP; break;
-		case ')': tt = T_RP; break;
-		case ',': tt = T_COMMA; break;
-		case '*': tt = T_STAR; break;
-		case '+': tt = T_PLUS; break;
-		case '-': tt = T_MINUS; break;
-		case '/': tt = T_SLASH; break;
-		case '%': tt = T_PCT; break;
-		case ';': tt = T_SEMI; break;
-		case '=': tt = T_EQ; l = (i + 1 < n && s[i + 1] == '=') ? 2 : 1; break;
+		case '(':
+			tt = T_LP;
+			break;
+		case ')':
+			tt = T_RP;
+			break;
+		case ',':
+			tt = T_COMMA;
+			break;
+		case '*':
+			tt = T_STAR;
+			break;
+		case '+':
+			tt = T_PLUS;
+			break;
+		case '-':
+			tt = T_MINUS;
+			break;
+		case '/':
+			tt = T_SLASH;
+			break;
+		case '%':
+			tt = T_PCT;
+			break;
+		case ';':
+			tt = T_SEMI;
+			break;
+		case '=':
+			tt = T_EQ;
+			l = (i + 1 < n && s[i + 1] == '=') ? 2 : 1;
+			break;
 		case '!':
 			if (i + 1 < n && s[i + 1] == '=') {
 				tt = T_NE;
@@ -533,10 +621,11 @@ static int lex(struct qctx *q)
 		if (tt < 0) {
 			if (c >= 0x20 && c < 0x7f)
 				return qerr(q, (int)i, "unexpected character '%c' at %zu", c, i);
-			return qerr(q, (int)i,
-				    "unexpected byte 0x%02x at %zu; queries are ASCII text (strings "
-				    "may hold UTF-8 inside quotes)",
-				    c, i);
+			return qerr(
+				q, (int)i,
+				"unexpected byte 0x%02x at %zu; queries are ASCII text (strings "
+				"may hold UTF-8 inside quotes)",
+				c, i);
 		}
 		t->t = tt;
 		t->len = l;
@@ -584,7 +673,8 @@ static int unexpected(struct qctx *q, const char *want)
 {
 	struct token *k = peek(q);
 	if (k->t == T_EOF)
-		return qerr(q, k->pos, "expected %s, found the end of the query at %d", want, k->pos);
+		return qerr(q, k->pos, "expected %s, found the end of the query at %d", want,
+			    k->pos);
 	return qerr(q, k->pos, "expected %s, found '%.*s' at %d", want, KP_MIN(k->len, 40),
 		    q->text + k->pos, k->pos);
 }
@@ -604,7 +694,8 @@ static struct node *mk(struct qctx *q, int k, int pos, struct node *a, struct no
 		d = b->depth;
 	n->depth = d + 1;
 	if (n->depth > MAX_TREE) {
-		qerr(q, pos, "expression nested too deeply (more than %d levels) at %d; simplify it",
+		qerr(q, pos,
+		     "expression nested too deeply (more than %d levels) at %d; simplify it",
 		     MAX_TREE, pos);
 		return NULL;
 	}
@@ -680,8 +771,8 @@ static struct node *parse_primary(struct qctx *q, int depth)
 		} else if (peek(q)->t != T_RP) {
 			do {
 				if (na == (int)KP_ARRAY_SIZE(args)) {
-					qerr(q, peek(q)->pos, "too many arguments to %s at %d", t->s,
-					     t->pos);
+					qerr(q, peek(q)->pos, "too many arguments to %s at %d",
+					     t->s, t->pos);
 					return NULL;
 				}
 				if (!(args[na++] = parse_expr(q, depth + 1)))
@@ -721,7 +812,8 @@ static struct node *parse_primary(struct qctx *q, int depth)
 		return n;
 	}
 	case T_STAR:
-		qerr(q, t->pos, "'*' is only allowed alone in SELECT or in count(*) (at %d)", t->pos);
+		qerr(q, t->pos, "'*' is only allowed alone in SELECT or in count(*) (at %d)",
+		     t->pos);
 		return NULL;
 	default:
 		unexpected(q, "a value, a column or '('");
@@ -830,7 +922,8 @@ static struct node *parse_cmp(struct qctx *q, int depth)
 		struct node **items = arena_alloc(&q->ar, sizeof(struct node *) * QUERY_MAX_LIST);
 		int ni = 0;
 		if (peek(q)->t == T_RP) {
-			qerr(q, peek(q)->pos, "IN () needs at least one value (at %d)", peek(q)->pos);
+			qerr(q, peek(q)->pos, "IN () needs at least one value (at %d)",
+			     peek(q)->pos);
 			return NULL;
 		}
 		do {
@@ -993,8 +1086,10 @@ static int parse_query(struct qctx *q)
 			    (int)KP_MIN(tt->slen, 64), tt->s, tt->pos, names);
 	}
 	if (peek(q)->t == T_COMMA || peek(q)->t == T_JOIN)
-		return qerr(q, peek(q)->pos, "joins are not supported (at %d); metadata columns "
-			    "(comm, service, node, ...) are already part of events", peek(q)->pos);
+		return qerr(q, peek(q)->pos,
+			    "joins are not supported (at %d); metadata columns "
+			    "(comm, service, node, ...) are already part of events",
+			    peek(q)->pos);
 	if (accept(q, T_WHERE) && !(q->where = parse_expr(q, 0)))
 		return -EINVAL;
 	if (accept(q, T_GROUP)) {
@@ -1041,8 +1136,10 @@ static int parse_query(struct qctx *q)
 				    l->i, l->pos, q->opts->max_rows);
 		q->limit = l->i;
 		if (peek(q)->t == T_OFFSET)
-			return qerr(q, peek(q)->pos, "OFFSET is not supported (at %d); narrow the "
-				    "WHERE clause instead", peek(q)->pos);
+			return qerr(q, peek(q)->pos,
+				    "OFFSET is not supported (at %d); narrow the "
+				    "WHERE clause instead",
+				    peek(q)->pos);
 	}
 	accept(q, T_SEMI);
 	if (peek(q)->t != T_EOF)
@@ -1077,7 +1174,8 @@ static int lev(const char *a, size_t la, const char *b, size_t lb)
 static int find_col(struct qctx *q, const char *name, size_t len)
 {
 	for (int i = 0; i < q->tab->ncols; i++)
-		if (strlen(q->tab->cols[i].name) == len && !strncasecmp(q->tab->cols[i].name, name, len))
+		if (strlen(q->tab->cols[i].name) == len &&
+		    !strncasecmp(q->tab->cols[i].name, name, len))
 			return i;
 	return -1;
 }
@@ -1106,11 +1204,11 @@ static const struct {
 	int fn;
 	double q;
 } funcs[] = {
-	{"count", A_COUNT, 0, 0}, {"sum", A_SUM, 0, 0},       {"min", A_MIN, 0, 0},
-	{"max", A_MAX, 0, 0},     {"avg", A_AVG, 0, 0},       {"quantile", A_QUANT, 0, -1},
-	{"p50", A_QUANT, 0, 0.5}, {"p90", A_QUANT, 0, 0.9},   {"p95", A_QUANT, 0, 0.95},
+	{"count", A_COUNT, 0, 0},  {"sum", A_SUM, 0, 0},	{"min", A_MIN, 0, 0},
+	{"max", A_MAX, 0, 0},	   {"avg", A_AVG, 0, 0},	{"quantile", A_QUANT, 0, -1},
+	{"p50", A_QUANT, 0, 0.5},  {"p90", A_QUANT, 0, 0.9},	{"p95", A_QUANT, 0, 0.95},
 	{"p99", A_QUANT, 0, 0.99}, {"p999", A_QUANT, 0, 0.999}, {"median", A_QUANT, 0, 0.5},
-	{"now", -1, F_NOW, 0},    {"bucket", -1, F_BUCKET, 0}, {"abs", -1, F_ABS, 0},
+	{"now", -1, F_NOW, 0},	   {"bucket", -1, F_BUCKET, 0}, {"abs", -1, F_ABS, 0},
 };
 
 /* Parses a UTC time text into epoch ns. */
@@ -1173,8 +1271,8 @@ static int lit_to_sym(struct qctx *q, struct node *lit, int symcol)
 		for (int i = 1; i < 12 && at < sizeof(names); i++) {
 			uint32_t l;
 			const char *s = q->tab->sym_str(q->tctx, symcol, i, &l);
-			at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%.*s", i > 1 ? ", " : "",
-					       (int)l, s);
+			at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%.*s",
+					       i > 1 ? ", " : "", (int)l, s);
 		}
 		return qerr(q, lit->pos, "unknown event type '%.*s' at %d; types: %s",
 			    (int)KP_MIN(lit->lsl, 40), lit->ls, lit->pos, names);
@@ -1230,8 +1328,8 @@ static int unify_cmp(struct qctx *q, struct node *parent, struct node **pa, stru
 	bool an = a->vt == V_INT || a->vt == V_FLOAT, bn = b->vt == V_INT || b->vt == V_FLOAT;
 	if ((an && bn) || (a->vt == b->vt))
 		return 0;
-	return qerr(q, parent->pos, "cannot compare %s with %s at %d",
-		    vt_name[a->vt], vt_name[b->vt], parent->pos);
+	return qerr(q, parent->pos, "cannot compare %s with %s at %d", vt_name[a->vt],
+		    vt_name[b->vt], parent->pos);
 }
 
 static int resolve1(struct qctx *q, struct node *n, bool allow_agg);
@@ -1269,7 +1367,8 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 		if ((rc = resolve(q, n->a, allow_agg)))
 			return rc;
 		if (n->a->vt != V_INT && n->a->vt != V_FLOAT && n->a->vt != V_NULL)
-			return qerr(q, n->pos, "cannot negate a %s at %d", vt_name[n->a->vt], n->pos);
+			return qerr(q, n->pos, "cannot negate a %s at %d", vt_name[n->a->vt],
+				    n->pos);
 		n->vt = n->a->vt;
 		return fold(q, n);
 	case N_NOT:
@@ -1288,10 +1387,11 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 		case T_OR:
 			if ((n->a->vt != V_BOOL && n->a->vt != V_NULL) ||
 			    (n->b->vt != V_BOOL && n->b->vt != V_NULL))
-				return qerr(q, n->pos, "%s needs conditions on both sides at %d "
+				return qerr(q, n->pos,
+					    "%s needs conditions on both sides at %d "
 					    "(found %s and %s)",
-					    n->op == T_AND ? "AND" : "OR", n->pos, vt_name[n->a->vt],
-					    vt_name[n->b->vt]);
+					    n->op == T_AND ? "AND" : "OR", n->pos,
+					    vt_name[n->a->vt], vt_name[n->b->vt]);
 			n->vt = V_BOOL;
 			break;
 		case T_EQ:
@@ -1318,8 +1418,10 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 				n->vt = V_NULL;
 				break;
 			}
-			if ((a->vt != V_INT && a->vt != V_FLOAT) || (b->vt != V_INT && b->vt != V_FLOAT))
-				return qerr(q, n->pos, "arithmetic needs numbers at %d (found %s and %s)",
+			if ((a->vt != V_INT && a->vt != V_FLOAT) ||
+			    (b->vt != V_INT && b->vt != V_FLOAT))
+				return qerr(q, n->pos,
+					    "arithmetic needs numbers at %d (found %s and %s)",
 					    n->pos, vt_name[a->vt], vt_name[b->vt]);
 			n->vt = (a->vt == V_FLOAT || b->vt == V_FLOAT) ? V_FLOAT : V_INT;
 			n->is_time = (a->is_time || b->is_time) && n->op != T_SLASH;
@@ -1336,8 +1438,10 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 			if ((rc = resolve(q, x, false)))
 				return rc;
 			if (!is_lit(x))
-				return qerr(q, x->pos, "IN (...) takes constant values; the value at %d "
-					    "is not", x->pos);
+				return qerr(q, x->pos,
+					    "IN (...) takes constant values; the value at %d "
+					    "is not",
+					    x->pos);
 			if ((rc = unify_cmp(q, n, &n->a, &n->args[i])))
 				return rc;
 		}
@@ -1388,12 +1492,16 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 				}
 			}
 			if (best >= 0)
-				return qerr(q, n->pos, "unknown function '%.*s' at %d; did you mean "
-					    "'%s'?", KP_MIN(n->namelen, 40), n->name, n->pos,
+				return qerr(q, n->pos,
+					    "unknown function '%.*s' at %d; did you mean "
+					    "'%s'?",
+					    KP_MIN(n->namelen, 40), n->name, n->pos,
 					    funcs[best].name);
-			return qerr(q, n->pos, "unknown function '%.*s' at %d; functions: count, "
+			return qerr(q, n->pos,
+				    "unknown function '%.*s' at %d; functions: count, "
 				    "sum, min, max, avg, quantile(q)(x), p50, p90, p99, now, "
-				    "bucket, abs", KP_MIN(n->namelen, 40), n->name, n->pos);
+				    "bucket, abs",
+				    KP_MIN(n->namelen, 40), n->name, n->pos);
 		}
 		const char *fname = funcs[f].name;
 		if (funcs[f].agg < 0) {
@@ -1403,7 +1511,8 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 			switch (n->idx) {
 			case F_NOW:
 				if (n->nargs)
-					return qerr(q, n->pos, "now() takes no arguments (at %d)", n->pos);
+					return qerr(q, n->pos, "now() takes no arguments (at %d)",
+						    n->pos);
 				n->k = N_LIT;
 				n->vt = V_INT;
 				n->li = (int64_t)q->now_ns;
@@ -1411,18 +1520,24 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 				return 0;
 			case F_BUCKET:
 				if (n->nargs != 2)
-					return qerr(q, n->pos, "bucket(x, step) takes 2 arguments "
-						    "(at %d)", n->pos);
+					return qerr(q, n->pos,
+						    "bucket(x, step) takes 2 arguments "
+						    "(at %d)",
+						    n->pos);
 				if ((rc = resolve(q, n->args[0], allow_agg)) ||
 				    (rc = resolve(q, n->args[1], false)))
 					return rc;
 				if (n->args[0]->vt != V_INT)
-					return qerr(q, n->args[0]->pos, "bucket() needs an integer or "
-						    "time at %d", n->args[0]->pos);
+					return qerr(q, n->args[0]->pos,
+						    "bucket() needs an integer or "
+						    "time at %d",
+						    n->args[0]->pos);
 				if (!is_lit(n->args[1]) || n->args[1]->vt != V_INT ||
 				    n->args[1]->li <= 0)
-					return qerr(q, n->args[1]->pos, "bucket() needs a positive "
-						    "constant step such as 1s at %d", n->args[1]->pos);
+					return qerr(q, n->args[1]->pos,
+						    "bucket() needs a positive "
+						    "constant step such as 1s at %d",
+						    n->args[1]->pos);
 				n->vt = V_INT;
 				n->is_time = n->args[0]->is_time;
 				n->a = n->args[0];
@@ -1430,11 +1545,13 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 				return fold(q, n);
 			case F_ABS:
 				if (n->nargs != 1)
-					return qerr(q, n->pos, "abs(x) takes 1 argument (at %d)", n->pos);
+					return qerr(q, n->pos, "abs(x) takes 1 argument (at %d)",
+						    n->pos);
 				if ((rc = resolve(q, n->args[0], allow_agg)))
 					return rc;
 				if (n->args[0]->vt != V_INT && n->args[0]->vt != V_FLOAT)
-					return qerr(q, n->pos, "abs() needs a number at %d", n->pos);
+					return qerr(q, n->pos, "abs() needs a number at %d",
+						    n->pos);
 				n->vt = n->args[0]->vt;
 				n->a = n->args[0];
 				return fold(q, n);
@@ -1443,15 +1560,18 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 		}
 		/* aggregates */
 		if (!allow_agg)
-			return qerr(q, n->pos, "aggregate %s() is not allowed here (at %d): not in "
-				    "WHERE, GROUP BY or inside another aggregate", fname, n->pos);
+			return qerr(q, n->pos,
+				    "aggregate %s() is not allowed here (at %d): not in "
+				    "WHERE, GROUP BY or inside another aggregate",
+				    fname, n->pos);
 		int kind = funcs[f].agg;
 		n->k = N_AGG;
 		n->idx = kind;
 		struct node *arg = NULL;
 		if (kind == A_QUANT && funcs[f].q < 0) {
 			if (!n->op || n->nargs != 1)
-				return qerr(q, n->pos, "quantile is written quantile(0.99)(x) (at %d)",
+				return qerr(q, n->pos,
+					    "quantile is written quantile(0.99)(x) (at %d)",
 					    n->pos);
 			struct node *qa = n->args[0];
 			if ((rc = resolve(q, qa, false)))
@@ -1459,24 +1579,28 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 			double qq = qa->vt == V_FLOAT ? qa->lf : (double)qa->li;
 			if (!is_lit(qa) || (qa->vt != V_FLOAT && qa->vt != V_INT) || !(qq >= 0) ||
 			    qq > 1)
-				return qerr(q, qa->pos, "quantile level must be a constant between 0 "
-					    "and 1 (at %d)", qa->pos);
+				return qerr(q, qa->pos,
+					    "quantile level must be a constant between 0 "
+					    "and 1 (at %d)",
+					    qa->pos);
 			n->q = qq;
 			arg = n->c;
 		} else {
 			if (n->op)
-				return qerr(q, n->pos, "%s is not parametric at %d; write %s(x)", fname,
-					    n->pos, fname);
+				return qerr(q, n->pos, "%s is not parametric at %d; write %s(x)",
+					    fname, n->pos, fname);
 			n->q = funcs[f].q;
 			if (kind == A_COUNT) {
 				if (n->nargs > 1)
-					return qerr(q, n->pos, "count takes at most one argument "
-						    "(at %d)", n->pos);
+					return qerr(q, n->pos,
+						    "count takes at most one argument "
+						    "(at %d)",
+						    n->pos);
 				arg = n->nargs ? n->args[0] : NULL;
 			} else {
 				if (n->nargs != 1)
-					return qerr(q, n->pos, "%s(x) takes one argument (at %d)", fname,
-						    n->pos);
+					return qerr(q, n->pos, "%s(x) takes one argument (at %d)",
+						    fname, n->pos);
 				arg = n->args[0];
 			}
 		}
@@ -1485,8 +1609,8 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 			if ((rc = resolve(q, arg, false)))
 				return rc;
 			if (kind != A_COUNT && arg->vt != V_INT && arg->vt != V_FLOAT)
-				return qerr(q, arg->pos, "%s() needs a number at %d (found %s)", fname,
-					    arg->pos, vt_name[arg->vt]);
+				return qerr(q, arg->pos, "%s() needs a number at %d (found %s)",
+					    fname, arg->pos, vt_name[arg->vt]);
 		}
 		n->vt = kind == A_COUNT ? V_INT : kind == A_AVG ? V_FLOAT : arg->vt;
 		n->is_time = kind != A_COUNT && kind != A_SUM && arg && arg->is_time;
@@ -1595,12 +1719,42 @@ static int fetch_col(struct qctx *q, int col, struct table_vec **out)
 #define CMP_LOOP(EXPR)                                                                             \
 	do {                                                                                       \
 		switch (op) {                                                                      \
-		case T_EQ: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x == y; } break; \
-		case T_NE: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x != y; } break; \
-		case T_LT: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x < y; } break;  \
-		case T_LE: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x <= y; } break; \
-		case T_GT: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x > y; } break;  \
-		default: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x >= y; } break;   \
+		case T_EQ:                                                                         \
+			for (uint32_t i = 0; i < ns; i++) {                                        \
+				int64_t x = (EXPR);                                                \
+				o[i] = x == y;                                                     \
+			}                                                                          \
+			break;                                                                     \
+		case T_NE:                                                                         \
+			for (uint32_t i = 0; i < ns; i++) {                                        \
+				int64_t x = (EXPR);                                                \
+				o[i] = x != y;                                                     \
+			}                                                                          \
+			break;                                                                     \
+		case T_LT:                                                                         \
+			for (uint32_t i = 0; i < ns; i++) {                                        \
+				int64_t x = (EXPR);                                                \
+				o[i] = x < y;                                                      \
+			}                                                                          \
+			break;                                                                     \
+		case T_LE:                                                                         \
+			for (uint32_t i = 0; i < ns; i++) {                                        \
+				int64_t x = (EXPR);                                                \
+				o[i] = x <= y;                                                     \
+			}                                                                          \
+			break;                                                                     \
+		case T_GT:                                                                         \
+			for (uint32_t i = 0; i < ns; i++) {                                        \
+				int64_t x = (EXPR);                                                \
+				o[i] = x > y;                                                      \
+			}                                                                          \
+			break;                                                                     \
+		default:                                                                           \
+			for (uint32_t i = 0; i < ns; i++) {                                        \
+				int64_t x = (EXPR);                                                \
+				o[i] = x >= y;                                                     \
+			}                                                                          \
+			break;                                                                     \
 		}                                                                                  \
 	} while (0)
 
@@ -1609,8 +1763,9 @@ static int eval_cmp(struct node *n, uint32_t ns)
 	struct node *a = n->a, *b = n->b;
 	int op = n->op;
 	/* the common case, an integer against a constant, as tight loops */
-	if (b->k == N_LIT && b->vt != V_NULL && (a->vt == V_INT || a->vt == V_SYM || a->vt == V_BOOL) &&
-	    b->vt != V_FLOAT && b->vt != V_STR) {
+	if (b->k == N_LIT && b->vt != V_NULL &&
+	    (a->vt == V_INT || a->vt == V_SYM || a->vt == V_BOOL) && b->vt != V_FLOAT &&
+	    b->vt != V_STR) {
 		int64_t y = b->li, *o = n->v.i;
 		const int64_t *av = a->v.i;
 		CMP_LOOP(av[i]);
@@ -1631,12 +1786,24 @@ static int eval_cmp(struct node *n, uint32_t ns)
 		}
 		bool r;
 		switch (op) {
-		case T_EQ: r = c == 0; break;
-		case T_NE: r = c != 0; break;
-		case T_LT: r = c < 0; break;
-		case T_LE: r = c <= 0; break;
-		case T_GT: r = c > 0; break;
-		default: r = c >= 0; break;
+		case T_EQ:
+			r = c == 0;
+			break;
+		case T_NE:
+			r = c != 0;
+			break;
+		case T_LT:
+			r = c < 0;
+			break;
+		case T_LE:
+			r = c <= 0;
+			break;
+		case T_GT:
+			r = c > 0;
+			break;
+		default:
+			r = c >= 0;
+			break;
 		}
 		n->v.i[i] = r;
 	}
@@ -1765,11 +1932,21 @@ static int eval(struct qctx *q, struct node *n, const uint32_t *sel, uint32_t ns
 			if (n->vt == V_FLOAT) {
 				double x = as_f(n->a, i), y = as_f(n->b, i), r;
 				switch (n->op) {
-				case T_PLUS: r = x + y; break;
-				case T_MINUS: r = x - y; break;
-				case T_STAR: r = x * y; break;
-				case T_SLASH: r = x / y; break;
-				default: r = y != 0 ? fmod(x, y) : NAN; break;
+				case T_PLUS:
+					r = x + y;
+					break;
+				case T_MINUS:
+					r = x - y;
+					break;
+				case T_STAR:
+					r = x * y;
+					break;
+				case T_SLASH:
+					r = x / y;
+					break;
+				default:
+					r = y != 0 ? fmod(x, y) : NAN;
+					break;
 				}
 				if (!isfinite(r))
 					n->v.nul[i] = 1;
@@ -1778,9 +1955,15 @@ static int eval(struct qctx *q, struct node *n, const uint32_t *sel, uint32_t ns
 				uint64_t x = (uint64_t)n->a->v.i[i], y = (uint64_t)n->b->v.i[i];
 				int64_t sy = (int64_t)y, sx = (int64_t)x, r = 0;
 				switch (n->op) {
-				case T_PLUS: r = (int64_t)(x + y); break;
-				case T_MINUS: r = (int64_t)(x - y); break;
-				case T_STAR: r = (int64_t)(x * y); break;
+				case T_PLUS:
+					r = (int64_t)(x + y);
+					break;
+				case T_MINUS:
+					r = (int64_t)(x - y);
+					break;
+				case T_STAR:
+					r = (int64_t)(x * y);
+					break;
 				case T_SLASH:
 				case T_PCT:
 					if (sy == 0 || (sy == -1 && sx == INT64_MIN)) {
@@ -1844,7 +2027,8 @@ static int eval(struct qctx *q, struct node *n, const uint32_t *sel, uint32_t ns
 				if (x->vt == V_NULL)
 					continue;
 				if (a->vt == V_FLOAT || x->vt == V_FLOAT)
-					hit = as_f(a, i) == (x->vt == V_FLOAT ? x->lf : (double)x->li);
+					hit = as_f(a, i) ==
+					      (x->vt == V_FLOAT ? x->lf : (double)x->li);
 				else
 					hit = a->v.i[i] == x->li;
 			}
@@ -2000,9 +2184,10 @@ static int rewrite(struct qctx *q, struct node **pn)
 		return 0;
 	}
 	if (n->k == N_COL)
-		return qerr(q, n->pos, "column '%s' at %d must be in GROUP BY or inside an aggregate "
-			    "such as count(), max(%s)", q->tab->cols[n->col].name, n->pos,
-			    q->tab->cols[n->col].name);
+		return qerr(q, n->pos,
+			    "column '%s' at %d must be in GROUP BY or inside an aggregate "
+			    "such as count(), max(%s)",
+			    q->tab->cols[n->col].name, n->pos, q->tab->cols[n->col].name);
 	int rc;
 	if (n->a && n->k != N_IN && (rc = rewrite(q, &n->a)))
 		return rc;
@@ -2048,11 +2233,26 @@ static void hint_range(struct qctx *q, const char *c, int op, int64_t v)
 	if (!strcmp(c, "ts")) {
 		uint64_t u = v < 0 ? 0 : (uint64_t)v;
 		switch (op) {
-		case T_EQ: q->h.ts_min = KP_MAX(q->h.ts_min, u); q->h.ts_max = KP_MIN(q->h.ts_max, u); break;
-		case T_GT: q->h.ts_min = KP_MAX(q->h.ts_min, u + 1); break;
-		case T_GE: q->h.ts_min = KP_MAX(q->h.ts_min, u); break;
-		case T_LT: q->h.ts_max = KP_MIN(q->h.ts_max, u ? u - 1 : 0); if (v <= 0) q->h.ts_max = 0; break;
-		case T_LE: q->h.ts_max = KP_MIN(q->h.ts_max, u); if (v < 0) q->h.ts_max = 0; break;
+		case T_EQ:
+			q->h.ts_min = KP_MAX(q->h.ts_min, u);
+			q->h.ts_max = KP_MIN(q->h.ts_max, u);
+			break;
+		case T_GT:
+			q->h.ts_min = KP_MAX(q->h.ts_min, u + 1);
+			break;
+		case T_GE:
+			q->h.ts_min = KP_MAX(q->h.ts_min, u);
+			break;
+		case T_LT:
+			q->h.ts_max = KP_MIN(q->h.ts_max, u ? u - 1 : 0);
+			if (v <= 0)
+				q->h.ts_max = 0;
+			break;
+		case T_LE:
+			q->h.ts_max = KP_MIN(q->h.ts_max, u);
+			if (v < 0)
+				q->h.ts_max = 0;
+			break;
 		}
 		if (v < 0 && (op == T_LT || op == T_LE || op == T_EQ))
 			q->h.ts_min = 1, q->h.ts_max = 0; /* nothing */
@@ -2120,8 +2320,11 @@ static void extract_hints(struct qctx *q)
 			if (c->k != N_COL) {
 				c = n->b;
 				v = n->a;
-				static const int flip[] = {[T_EQ] = T_EQ, [T_LT] = T_GT, [T_LE] = T_GE,
-							   [T_GT] = T_LT, [T_GE] = T_LE};
+				static const int flip[] = {[T_EQ] = T_EQ,
+							   [T_LT] = T_GT,
+							   [T_LE] = T_GE,
+							   [T_GT] = T_LT,
+							   [T_GE] = T_LE};
 				op = flip[op];
 			}
 			if (c->k != N_COL || v->k != N_LIT)
@@ -2298,7 +2501,8 @@ static void gtab_grow(struct qctx *q)
 	for (uint64_t gi = 0; gi < g->ng; gi++) {
 		uint64_t h = 0;
 		for (int k = 0; k < q->nkeys; k++)
-			h = hmix(h, (uint64_t)g->keys[gi * q->nkeys + k] ^ g->knull[gi * q->nkeys + k]);
+			h = hmix(h, (uint64_t)g->keys[gi * q->nkeys + k] ^
+					    g->knull[gi * q->nkeys + k]);
 		uint64_t p = h & (ns - 1);
 		while (g->slot[p])
 			p = (p + 1) & (ns - 1);
@@ -2433,7 +2637,8 @@ static int cmp_val(const struct query_value *a, const struct query_value *b)
 		return (x > y) - (x < y);
 	}
 	if (a->type == QV_UINT && b->type == QV_UINT)
-		return ((uint64_t)a->u.i > (uint64_t)b->u.i) - ((uint64_t)a->u.i < (uint64_t)b->u.i);
+		return ((uint64_t)a->u.i > (uint64_t)b->u.i) -
+		       ((uint64_t)a->u.i < (uint64_t)b->u.i);
 	return (a->u.i > b->u.i) - (a->u.i < b->u.i);
 }
 
@@ -2525,8 +2730,9 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 		for (int k = 0; k < q->nkeys; k++) {
 			uint64_t d = (uint64_t)q->keys[k]->v.i[i] - (uint64_t)lo[k];
 			if (scale[k] != 1) {
-				/* d is an exact multiple of the step and below 2^53 * step: a multiply
-				 * by the reciprocal, corrected by one, replaces a 64-bit division */
+				/* d is an exact multiple of the step and below 2^53 * step: a
+				 * multiply by the reciprocal, corrected by one, replaces a 64-bit
+				 * division */
 				uint64_t qd = (uint64_t)((double)d * inv[k] + 0.5);
 				if (qd * (uint64_t)scale[k] > d)
 					qd--;
@@ -2667,8 +2873,8 @@ static int on_batch(void *arg, struct table_batch *b)
 		memcpy(keep.v, tmp, sizeof(struct query_value) * q->nout);
 		for (int c = 0; c < q->nout; c++) /* symbols are stable; batch strings are not */
 			if (keep.v[c].type == QV_STR && q->vol[c])
-				keep.v[c].u.s.p = arena_strndup(&q->strs, keep.v[c].u.s.p,
-								keep.v[c].u.s.len);
+				keep.v[c].u.s.p =
+					arena_strndup(&q->strs, keep.v[c].u.s.p, keep.v[c].u.s.len);
 		rows_push(q, keep);
 		if (q->nord && (int64_t)q->nrows >= 2 * lim + 1024) {
 			if (q->limit < 0)
@@ -2784,7 +2990,8 @@ static int finish_groups(struct qctx *q)
 			if (q->ord[k].selref < 0 && (rc = eval(q, q->ord[k].e, q->sel_a, ns)))
 				return rc;
 		for (uint32_t i = 0; i < ns; i++) {
-			struct row r = {arena_alloc(&q->strs, sizeof(struct query_value) * q->nout)};
+			struct row r = {
+				arena_alloc(&q->strs, sizeof(struct query_value) * q->nout)};
 			for (int c = 0; c < q->nsel; c++)
 				val_of(q, q->sel[c].e, i, &r.v[c], true);
 			for (int k = 0; k < q->nord; k++)
@@ -2868,7 +3075,8 @@ static int analyse(struct qctx *q)
 		struct node *e = q->keys[k];
 		if (e->k == N_COL) {
 			for (int i = 0; i < q->nsel; i++)
-				if (q->sel[i].name && strlen(q->sel[i].name) == (size_t)e->namelen &&
+				if (q->sel[i].name &&
+				    strlen(q->sel[i].name) == (size_t)e->namelen &&
 				    !strncasecmp(q->sel[i].name, e->name, (size_t)e->namelen) &&
 				    find_col(q, e->name, (size_t)e->namelen) < 0) {
 					e = q->keys[k] = q->sel[i].e;
@@ -2876,8 +3084,10 @@ static int analyse(struct qctx *q)
 				}
 		} else if (e->k == N_LIT && e->vt == V_INT) {
 			if (e->li < 1 || e->li > q->nsel)
-				return qerr(q, e->pos, "GROUP BY %" PRId64 " at %d: there are %d output "
-					    "columns", e->li, e->pos, q->nsel);
+				return qerr(q, e->pos,
+					    "GROUP BY %" PRId64 " at %d: there are %d output "
+					    "columns",
+					    e->li, e->pos, q->nsel);
 			e = q->keys[k] = q->sel[e->li - 1].e;
 		}
 		if ((rc = resolve(q, e, true)))
@@ -2895,15 +3105,18 @@ static int analyse(struct qctx *q)
 		struct node *e = q->ord[k].e;
 		if (e->k == N_COL) {
 			for (int i = 0; i < q->nsel; i++)
-				if (q->sel[i].name && strlen(q->sel[i].name) == (size_t)e->namelen &&
+				if (q->sel[i].name &&
+				    strlen(q->sel[i].name) == (size_t)e->namelen &&
 				    !strncasecmp(q->sel[i].name, e->name, (size_t)e->namelen)) {
 					q->ord[k].selref = i;
 					break;
 				}
 		} else if (e->k == N_LIT && e->vt == V_INT) {
 			if (e->li < 1 || e->li > q->nsel)
-				return qerr(q, e->pos, "ORDER BY %" PRId64 " at %d: there are %d output "
-					    "columns", e->li, e->pos, q->nsel);
+				return qerr(q, e->pos,
+					    "ORDER BY %" PRId64 " at %d: there are %d output "
+					    "columns",
+					    e->li, e->pos, q->nsel);
 			q->ord[k].selref = (int)e->li - 1;
 		}
 		if (q->ord[k].selref < 0) {
@@ -2965,12 +3178,17 @@ struct query_priv {
 static uint8_t out_type(const struct node *n)
 {
 	switch (n->vt) {
-	case V_BOOL: return QV_BOOL;
-	case V_INT: return n->is_unsigned ? QV_UINT : QV_INT;
-	case V_FLOAT: return QV_FLOAT;
+	case V_BOOL:
+		return QV_BOOL;
+	case V_INT:
+		return n->is_unsigned ? QV_UINT : QV_INT;
+	case V_FLOAT:
+		return QV_FLOAT;
 	case V_STR:
-	case V_SYM: return QV_STR;
-	default: return QV_NULL;
+	case V_SYM:
+		return QV_STR;
+	default:
+		return QV_NULL;
 	}
 }
 
@@ -3003,7 +3221,8 @@ int query_exec(struct store *st, const char *text, size_t len, const struct quer
 	q->opts = opts;
 	q->st = st;
 	q->now_ns = opts->now_ns ? opts->now_ns : now_real_ns();
-	q->deadline = t0 + (uint64_t)(opts->timeout_ms > 0 ? opts->timeout_ms : 30000) * NSEC_PER_MSEC;
+	q->deadline =
+		t0 + (uint64_t)(opts->timeout_ms > 0 ? opts->timeout_ms : 30000) * NSEC_PER_MSEC;
 	if (len > QUERY_MAX_TEXT) {
 		rc = qerr(q, QUERY_MAX_TEXT, "query longer than %d bytes", QUERY_MAX_TEXT);
 		goto cleanup;
@@ -3030,7 +3249,8 @@ int query_exec(struct store *st, const char *text, size_t len, const struct quer
 	if (rc) {
 		if (rc == -ETIMEDOUT)
 			snprintf(err->message, sizeof(err->message),
-				 "query ran longer than api.queryTimeoutMs (%" PRId64 " ms) and was "
+				 "query ran longer than api.queryTimeoutMs (%" PRId64
+				 " ms) and was "
 				 "cancelled; narrow the time range or raise the limit",
 				 opts->timeout_ms);
 		else if (rc == -ECANCELED)
@@ -3168,17 +3388,27 @@ static void put_i64(struct kp_buf *b, int64_t v)
 static void json_val(struct kp_buf *b, const struct query_value *v)
 {
 	switch (v->type) {
-	case QV_NULL: buf_append(b, "null", 4); break;
-	case QV_BOOL: buf_puts(b, v->u.i ? "true" : "false"); break;
-	case QV_INT: put_i64(b, v->u.i); break;
-	case QV_UINT: put_u64(b, (uint64_t)v->u.i, false); break;
+	case QV_NULL:
+		buf_append(b, "null", 4);
+		break;
+	case QV_BOOL:
+		buf_puts(b, v->u.i ? "true" : "false");
+		break;
+	case QV_INT:
+		put_i64(b, v->u.i);
+		break;
+	case QV_UINT:
+		put_u64(b, (uint64_t)v->u.i, false);
+		break;
 	case QV_FLOAT:
 		if (isfinite(v->u.f))
 			buf_printf(b, "%.17g", v->u.f);
 		else
 			buf_puts(b, "null");
 		break;
-	case QV_STR: json_str(b, v->u.s.p, v->u.s.len); break;
+	case QV_STR:
+		json_str(b, v->u.s.p, v->u.s.len);
+		break;
 	}
 }
 
@@ -3261,12 +3491,23 @@ void query_result_write(const struct query_result *r, enum query_format f, struc
 				if (c)
 					buf_puts(out, ",");
 				switch (v->type) {
-				case QV_NULL: break;
-				case QV_BOOL: buf_puts(out, v->u.i ? "true" : "false"); break;
-				case QV_INT: put_i64(out, v->u.i); break;
-				case QV_UINT: put_u64(out, (uint64_t)v->u.i, false); break;
-				case QV_FLOAT: buf_printf(out, "%.17g", v->u.f); break;
-				case QV_STR: csv_field(out, v->u.s.p, v->u.s.len); break;
+				case QV_NULL:
+					break;
+				case QV_BOOL:
+					buf_puts(out, v->u.i ? "true" : "false");
+					break;
+				case QV_INT:
+					put_i64(out, v->u.i);
+					break;
+				case QV_UINT:
+					put_u64(out, (uint64_t)v->u.i, false);
+					break;
+				case QV_FLOAT:
+					buf_printf(out, "%.17g", v->u.f);
+					break;
+				case QV_STR:
+					csv_field(out, v->u.s.p, v->u.s.len);
+					break;
 				}
 			}
 			buf_puts(out, "\r\n");

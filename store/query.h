@@ -35,9 +35,9 @@
 
 struct store;
 
-#define QUERY_MAX_TEXT   65536 /* bytes of query text */
-#define QUERY_MAX_DEPTH  64    /* expression nesting */
-#define QUERY_MAX_LIST   4096  /* IN (...) elements */
+#define QUERY_MAX_TEXT	 65536 /* bytes of query text */
+#define QUERY_MAX_DEPTH	 64    /* expression nesting */
+#define QUERY_MAX_LIST	 4096  /* IN (...) elements */
 #define QUERY_MAX_GROUPS 2000000
 
 enum query_type { QV_NULL, QV_INT, QV_UINT, QV_FLOAT, QV_STR, QV_BOOL };
@@ -45,8 +45,8 @@ enum query_type { QV_NULL, QV_INT, QV_UINT, QV_FLOAT, QV_STR, QV_BOOL };
 struct query_value {
 	uint8_t type; /* enum query_type */
 	union {
-		int64_t i;  /* QV_INT, QV_BOOL; QV_UINT as the same bits */
-		double f;   /* QV_FLOAT */
+		int64_t i; /* QV_INT, QV_BOOL; QV_UINT as the same bits */
+		double f;  /* QV_FLOAT */
 		struct {
 			const char *p; /* owned by the result */
 			uint32_t len;
@@ -63,7 +63,7 @@ struct query_stats {
 
 struct query_result {
 	int ncols;
-	char **names;   /* column headers */
+	char **names;	/* column headers */
 	uint8_t *types; /* declared type per column (enum query_type; QV_NULL = mixed/unknown) */
 	size_t nrows;
 	struct query_value *cells; /* nrows * ncols, row-major */
@@ -77,9 +77,9 @@ struct query_error {
 };
 
 struct query_opts {
-	int64_t max_rows;   /* api.maxRows */
-	int64_t timeout_ms; /* api.queryTimeoutMs */
-	uint64_t now_ns;    /* now() (0 = the clock); tests pin it */
+	int64_t max_rows;	    /* api.maxRows */
+	int64_t timeout_ms;	    /* api.queryTimeoutMs */
+	uint64_t now_ns;	    /* now() (0 = the clock); tests pin it */
 	const volatile int *cancel; /* polled between batches; non-zero cancels */
 };
 

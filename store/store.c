@@ -33,11 +33,11 @@
 #include "store/internal.h"
 #include "store/table.h"
 
-#define STATE_MAGIC   0x5453504bu /* "KPST" */
-#define STATE_VERSION 1
-#define MAX_FROZEN    2
-#define MAX_TABLES    8
-#define DAY_NS        (86400ull * NSEC_PER_SEC)
+#define STATE_MAGIC    0x5453504bu /* "KPST" */
+#define STATE_VERSION  1
+#define MAX_FROZEN     2
+#define MAX_TABLES     8
+#define DAY_NS	       (86400ull * NSEC_PER_SEC)
 #define SEAL_MAX_PARTS 512 /* day partitions one memtable may span */
 
 /* ------------------------------------------------------------------ memtable */
@@ -335,7 +335,8 @@ static void store__quarantine(struct store *st, struct store__seg *s)
 	pthread_mutex_lock(&st->mu);
 	for (uint32_t i = 0; i < st->nseg; i++)
 		if (st->segs[i] == s) {
-			memmove(st->segs + i, st->segs + i + 1, (st->nseg - i - 1) * sizeof(*st->segs));
+			memmove(st->segs + i, st->segs + i + 1,
+				(st->nseg - i - 1) * sizeof(*st->segs));
 			st->nseg--;
 			quarantine_file(st, s->path, s->day, STORE_ECHECKSUM);
 			store__seg_unref(s);
@@ -422,12 +423,26 @@ static int seal_write(struct store *st, struct memtable *mt, struct store__seg *
 	struct sgroup *gr = xmalloc(sizeof(*gr) * capgr);
 	uint32_t hslots = 4096, *hs = xcalloc(hslots, sizeof(uint32_t)); /* group index + 1 */
 
+	/* events spread over more days than a seal can hold mean a clock gone wrong: rather than
+	 * refuse the seal (which would stall ingest), they all go to the newest day */
+	uint64_t dmin = UINT64_MAX, dmax = 0;
+	for (uint32_t r = 0; st->by_day && r < n; r++) {
+		uint64_t d = mt->chunks[r / STORE_GRANULE]->ev[r % STORE_GRANULE].ts_ns / DAY_NS;
+		dmin = KP_MIN(dmin, d);
+		dmax = KP_MAX(dmax, d);
+	}
+	bool collapse = st->by_day && n && dmax - dmin >= SEAL_MAX_PARTS;
+	if (collapse)
+		log_warn("store: a memtable spans %" PRIu64 " days (an agent's clock is off?); its "
+			 "rows all go to the newest day's partition",
+			 dmax - dmin + 1);
+
 	/* group rows by (day, pid, node): a counting sort, stable, so arrival order (almost
 	 * always ts order) survives inside a group */
 	for (uint32_t r = 0; r < n; r++) {
 		const struct memchunk *k = mt->chunks[r / STORE_GRANULE];
 		uint32_t j = r % STORE_GRANULE;
-		uint64_t day = st->by_day ? k->ev[j].ts_ns / DAY_NS : 0, ni = 0;
+		uint64_t day = !st->by_day ? 0 : collapse ? dmax : k->ev[j].ts_ns / DAY_NS, ni = 0;
 		while (ni < nodes && node_ids[ni] != k->side[j].node)
 			ni++;
 		if (ni == nodes && nodes < 64)
@@ -447,7 +462,8 @@ static int seal_write(struct store *st, struct memtable *mt, struct store__seg *
 			if (ngr * 2 > hslots) {
 				uint32_t nh = hslots * 4, *n2 = xcalloc(nh, sizeof(uint32_t));
 				for (uint32_t g = 0; g < ngr; g++) {
-					uint32_t q = (uint32_t)store__hash_u64(gr[g].key) & (nh - 1);
+					uint32_t q =
+						(uint32_t)store__hash_u64(gr[g].key) & (nh - 1);
 					while (n2[q])
 						q = (q + 1) & (nh - 1);
 					n2[q] = g + 1;
@@ -502,15 +518,8 @@ static int seal_write(struct store *st, struct memtable *mt, struct store__seg *
 	for (uint32_t g = 0; g < ngr; g++)
 		if (!g || (gr[g].key >> 48) != (gr[g - 1].key >> 48))
 			nparts++;
-	if (nparts > SEAL_MAX_PARTS) {
-		/* events spread over more days than a seal can hold: the agent's clock is off */
-		log_error("store: a memtable spans %u days (bad clocks?); sealing refused", nparts);
-		free(hs);
-		free(gr);
-		free(key);
-		free(rows);
-		return -E2BIG;
-	}
+	if (nparts > SEAL_MAX_PARTS)
+		abort(); /* NEVER: collapsed above */
 	pthread_mutex_lock(&st->mu);
 	uint64_t first_id = st->next_seg_id;
 	st->next_seg_id += nparts;
@@ -1059,7 +1068,6 @@ void store_table_names(struct store *st, char *out, size_t cap)
 				       st->tables[i].ops->name);
 }
 
-
 /* ------------------------------------------------------------------ the events table */
 
 /*
@@ -1067,13 +1075,55 @@ void store_table_names(struct store *st, char *out, size_t cap)
  * the per-type views of arg[] (bpf/event.h), NULL for rows of other types.
  */
 enum evcol {
-	EC_TS, EC_DUR, EC_PID, EC_TID, EC_CPU, EC_TYPE, EC_FLAGS, EC_RET, EC_NODE, EC_NODE_ID,
-	EC_TXN, EC_TRACE,
-	EC_COMM, EC_CMDLINE, EC_CGROUP, EC_CONTAINER, EC_POD, EC_NAMESPACE, EC_SERVICE, EC_PPID,
-	EC_FD, EC_BYTES, EC_SYSCALL, EC_INODE, EC_CONN, EC_SEQ, EC_SPORT, EC_DPORT, EC_FAMILY,
-	EC_OLD_STATE, EC_NEW_STATE, EC_TCP_STATE, EC_REASON, EC_PREV_STATE, EC_WAKER, EC_RUNQ,
-	EC_HOLDER, EC_PAGES, EC_KIND, EC_MEMCG, EC_ORDER, EC_COUNT, EC_ADDR, EC_LAST_ADDR,
-	EC_WRITE_FAULTS, EC_PROC_EVENT, EC_CHILD, EC_SADDR, EC_DADDR,
+	EC_TS,
+	EC_DUR,
+	EC_PID,
+	EC_TID,
+	EC_CPU,
+	EC_TYPE,
+	EC_FLAGS,
+	EC_RET,
+	EC_NODE,
+	EC_NODE_ID,
+	EC_TXN,
+	EC_TRACE,
+	EC_COMM,
+	EC_CMDLINE,
+	EC_CGROUP,
+	EC_CONTAINER,
+	EC_POD,
+	EC_NAMESPACE,
+	EC_SERVICE,
+	EC_PPID,
+	EC_FD,
+	EC_BYTES,
+	EC_SYSCALL,
+	EC_INODE,
+	EC_CONN,
+	EC_SEQ,
+	EC_SPORT,
+	EC_DPORT,
+	EC_FAMILY,
+	EC_OLD_STATE,
+	EC_NEW_STATE,
+	EC_TCP_STATE,
+	EC_REASON,
+	EC_PREV_STATE,
+	EC_WAKER,
+	EC_RUNQ,
+	EC_HOLDER,
+	EC_PAGES,
+	EC_KIND,
+	EC_MEMCG,
+	EC_ORDER,
+	EC_COUNT,
+	EC_ADDR,
+	EC_LAST_ADDR,
+	EC_WRITE_FAULTS,
+	EC_PROC_EVENT,
+	EC_CHILD,
+	EC_SADDR,
+	EC_DADDR,
 	EC_NCOLS
 };
 #define EC_META_FIRST EC_COMM
@@ -1093,7 +1143,8 @@ static const struct table_col ev_cols[EC_NCOLS] = {
 	[EC_NODE] = {"node", TT_SYM, 0, "node name"},
 	[EC_NODE_ID] = {"node_id", TT_INT, TC_UNSIGNED, "node id"},
 	[EC_TXN] = {"txn", TT_STR, 0, "transaction id ('' when unknown)"},
-	[EC_TRACE] = {"trace_id", TT_STR, 0, "OpenTelemetry trace id (filled by the causal engine)"},
+	[EC_TRACE] = {"trace_id", TT_STR, 0,
+		      "OpenTelemetry trace id (filled by the causal engine)"},
 	[EC_COMM] = {"comm", TT_SYM, 0, "process name"},
 	[EC_CMDLINE] = {"cmdline", TT_SYM, 0, "command line (head)"},
 	[EC_CGROUP] = {"cgroup", TT_SYM, 0, "cgroup path"},
@@ -1115,7 +1166,8 @@ static const struct table_col ev_cols[EC_NCOLS] = {
 	[EC_NEW_STATE] = {"new_state", TT_INT, TC_NULLABLE, "conn: new TCP state"},
 	[EC_TCP_STATE] = {"tcp_state", TT_INT, TC_NULLABLE, "retransmit: TCP state"},
 	[EC_REASON] = {"reason", TT_SYM, TC_NULLABLE, "offcpu: blocked or preempted"},
-	[EC_PREV_STATE] = {"prev_state", TT_INT, TC_NULLABLE, "offcpu: task state when switched out"},
+	[EC_PREV_STATE] = {"prev_state", TT_INT, TC_NULLABLE,
+			   "offcpu: task state when switched out"},
 	[EC_WAKER] = {"waker", TT_INT, TC_NULLABLE, "offcpu: waker tid (0 if none)"},
 	[EC_RUNQ] = {"runq", TT_INT, TC_NULLABLE, "offcpu: run-queue delay ns"},
 	[EC_HOLDER] = {"holder_tid", TT_INT, TC_NULLABLE, "offcpu: tid that held the CPU"},
@@ -1140,7 +1192,10 @@ struct ptview {
 	uint64_t mask;
 };
 #define NA -1
-#define ALLNA {NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA}
+#define ALLNA                                                                                      \
+	{                                                                                          \
+		NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA                                     \
+	}
 /*                      none rd  wr  fs  snd rcv con rtx off rcl flt proc */
 static const struct ptview ptv[EC_PT_LAST - EC_PT_FIRST + 1] = {
 	[EC_FD - EC_PT_FIRST] = {{NA, 0, 0, 0, NA, NA, NA, NA, NA, NA, NA, NA}, 0, ~0ull},
@@ -1167,15 +1222,15 @@ static const struct ptview ptv[EC_PT_LAST - EC_PT_FIRST + 1] = {
 	[EC_COUNT - EC_PT_FIRST] = {{NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, 0, NA}, 0, ~0ull},
 	[EC_ADDR - EC_PT_FIRST] = {{NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, 1, NA}, 0, ~0ull},
 	[EC_LAST_ADDR - EC_PT_FIRST] = {{NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, 2, NA}, 0, ~0ull},
-	[EC_WRITE_FAULTS - EC_PT_FIRST] = {{NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, 3, NA}, 0,
-					   ~0ull},
+	[EC_WRITE_FAULTS -
+		EC_PT_FIRST] = {{NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, 3, NA}, 0, ~0ull},
 	[EC_PROC_EVENT - EC_PT_FIRST] = {{NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, 0}, 0, ~0ull},
 	[EC_CHILD - EC_PT_FIRST] = {{NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, 1}, 0, ~0ull},
 };
 
-static const char *const type_names[] = {"none", "read", "write", "fsync", "tcp_send",
-					 "tcp_recv", "conn", "retransmit", "offcpu", "reclaim",
-					 "faults", "proc"};
+static const char *const type_names[] = {"none",     "read",	 "write",  "fsync",
+					 "tcp_send", "tcp_recv", "conn",   "retransmit",
+					 "offcpu",   "reclaim",	 "faults", "proc"};
 static const char *const reason_names[] = {"blocked", "preempted"};
 static const char *const kind_names[] = {"direct", "memcg"};
 static const char *const procev_names[] = {"", "exec", "fork", "exit"};
@@ -1183,11 +1238,20 @@ static const char *const procev_names[] = {"", "exec", "fork", "exit"};
 static const char *const *static_syms(int col, int *n)
 {
 	switch (col) {
-	case EC_TYPE: *n = (int)KP_ARRAY_SIZE(type_names); return type_names;
-	case EC_REASON: *n = (int)KP_ARRAY_SIZE(reason_names); return reason_names;
-	case EC_KIND: *n = (int)KP_ARRAY_SIZE(kind_names); return kind_names;
-	case EC_PROC_EVENT: *n = (int)KP_ARRAY_SIZE(procev_names); return procev_names;
-	default: return NULL;
+	case EC_TYPE:
+		*n = (int)KP_ARRAY_SIZE(type_names);
+		return type_names;
+	case EC_REASON:
+		*n = (int)KP_ARRAY_SIZE(reason_names);
+		return reason_names;
+	case EC_KIND:
+		*n = (int)KP_ARRAY_SIZE(kind_names);
+		return kind_names;
+	case EC_PROC_EVENT:
+		*n = (int)KP_ARRAY_SIZE(procev_names);
+		return procev_names;
+	default:
+		return NULL;
 	}
 }
 
@@ -1263,15 +1327,42 @@ static int phys_get(struct evbatch *eb, int c)
 		const struct memchunk *k = eb->mc;
 		const struct kp_event *e = k->ev;
 		switch (c) {
-		case SC_TS: for (uint32_t i = 0; i < n; i++) o[i] = e[i].ts_ns; break;
-		case SC_DUR: for (uint32_t i = 0; i < n; i++) o[i] = e[i].dur_ns; break;
-		case SC_NODE: for (uint32_t i = 0; i < n; i++) o[i] = k->side[i].node; break;
-		case SC_PID: for (uint32_t i = 0; i < n; i++) o[i] = e[i].pid; break;
-		case SC_TID: for (uint32_t i = 0; i < n; i++) o[i] = e[i].tid; break;
-		case SC_CPU: for (uint32_t i = 0; i < n; i++) o[i] = e[i].cpu; break;
-		case SC_TYPE: for (uint32_t i = 0; i < n; i++) o[i] = e[i].type; break;
-		case SC_FLAGS: for (uint32_t i = 0; i < n; i++) o[i] = e[i].flags; break;
-		case SC_RET: for (uint32_t i = 0; i < n; i++) o[i] = (uint32_t)e[i].ret; break;
+		case SC_TS:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].ts_ns;
+			break;
+		case SC_DUR:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].dur_ns;
+			break;
+		case SC_NODE:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = k->side[i].node;
+			break;
+		case SC_PID:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].pid;
+			break;
+		case SC_TID:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].tid;
+			break;
+		case SC_CPU:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].cpu;
+			break;
+		case SC_TYPE:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].type;
+			break;
+		case SC_FLAGS:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].flags;
+			break;
+		case SC_RET:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = (uint32_t)e[i].ret;
+			break;
 		default:
 			for (uint32_t i = 0; i < n; i++)
 				o[i] = e[i].arg[c - SC_ARG0];
@@ -1373,13 +1464,27 @@ static int meta_fill(struct evbatch *eb, int col)
 	for (uint32_t i = 0; i < eb->b.n; i++) {
 		const struct store__proc *p = &pr[ix[i]];
 		switch (col) {
-		case EC_COMM: o[i] = p->comm; break;
-		case EC_CMDLINE: o[i] = p->cmdline; break;
-		case EC_CGROUP: o[i] = p->cgroup; break;
-		case EC_CONTAINER: o[i] = p->container; break;
-		case EC_POD: o[i] = p->pod; break;
-		case EC_NAMESPACE: o[i] = p->ns; break;
-		case EC_SERVICE: o[i] = p->service; break;
+		case EC_COMM:
+			o[i] = p->comm;
+			break;
+		case EC_CMDLINE:
+			o[i] = p->cmdline;
+			break;
+		case EC_CGROUP:
+			o[i] = p->cgroup;
+			break;
+		case EC_CONTAINER:
+			o[i] = p->container;
+			break;
+		case EC_POD:
+			o[i] = p->pod;
+			break;
+		case EC_NAMESPACE:
+			o[i] = p->ns;
+			break;
+		case EC_SERVICE:
+			o[i] = p->service;
+			break;
 		default:
 			o[i] = p->ppid;
 			eb->null[col][i] = !eb->procfound[ix[i]];
@@ -1396,8 +1501,8 @@ static int ev_fetch(struct table_batch *b, int col, struct table_vec *out)
 	int rc = 0;
 	memset(out, 0, sizeof(*out));
 	static const int direct[EC_NCOLS] = {
-		[EC_TS] = SC_TS + 1, [EC_DUR] = SC_DUR + 1, [EC_PID] = SC_PID + 1,
-		[EC_TID] = SC_TID + 1, [EC_CPU] = SC_CPU + 1, [EC_TYPE] = SC_TYPE + 1,
+		[EC_TS] = SC_TS + 1,	   [EC_DUR] = SC_DUR + 1,      [EC_PID] = SC_PID + 1,
+		[EC_TID] = SC_TID + 1,	   [EC_CPU] = SC_CPU + 1,      [EC_TYPE] = SC_TYPE + 1,
 		[EC_FLAGS] = SC_FLAGS + 1, [EC_NODE_ID] = SC_NODE + 1,
 	};
 	if (col < 0 || col >= EC_NCOLS)
@@ -1627,8 +1732,8 @@ static void evbatch_reset(struct evbatch *eb, uint32_t n)
 }
 
 static int ev_scan(void *ctx, const struct table_hints *h,
-		   int (*fn)(void *arg, struct table_batch *b), void *arg, bool (*cancel)(void *arg),
-		   struct table_scan_stats *ss)
+		   int (*fn)(void *arg, struct table_batch *b), void *arg,
+		   bool (*cancel)(void *arg), struct table_scan_stats *ss)
 {
 	struct store *st = ctx;
 	struct store__seg **segs;
@@ -1667,8 +1772,8 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 		}
 		for (uint32_t gi = 0; gi < s->n_gran && !rc; gi++) {
 			const struct store__gran *g = &s->g[gi];
-			if (!zone_admits(h, g->ts_min, g->ts_max, g->dur_max, g->pid_min, g->pid_max,
-					 g->type_mask, g)) {
+			if (!zone_admits(h, g->ts_min, g->ts_max, g->dur_max, g->pid_min,
+					 g->pid_max, g->type_mask, g)) {
 				ss->granules_skipped++;
 				continue;
 			}
@@ -1680,7 +1785,8 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 			eb->seg = s;
 			eb->mc = NULL;
 			evbatch_reset(eb, g->rows);
-			eb->b.holds = g->ts_min >= h->ts_min && g->ts_max <= h->ts_max ? TB_HOLDS_TS : 0;
+			eb->b.holds =
+				g->ts_min >= h->ts_min && g->ts_max <= h->ts_max ? TB_HOLDS_TS : 0;
 			ss->rows_scanned += g->rows;
 			rc = fn(arg, &eb->b);
 		}
@@ -1693,8 +1799,8 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 			uint32_t rows = KP_MIN(STORE_GRANULE, mrows[m] - c * STORE_GRANULE);
 			ss->granules_total++;
 			if (rows == STORE_GRANULE &&
-			    !zone_admits(h, k->ts_min, k->ts_max, k->dur_max, k->pid_min, k->pid_max,
-					 k->type_mask, NULL)) {
+			    !zone_admits(h, k->ts_min, k->ts_max, k->dur_max, k->pid_min,
+					 k->pid_max, k->type_mask, NULL)) {
 				ss->granules_skipped++;
 				continue;
 			}
@@ -1707,9 +1813,9 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 			eb->mc = k;
 			evbatch_reset(eb, rows);
 			eb->b.holds = rows == STORE_GRANULE && k->ts_min >= h->ts_min &&
-					      k->ts_max <= h->ts_max
-				      ? TB_HOLDS_TS
-				      : 0;
+						      k->ts_max <= h->ts_max
+					      ? TB_HOLDS_TS
+					      : 0;
 			ss->rows_scanned += rows;
 			rc = fn(arg, &eb->b);
 		}

@@ -36,12 +36,12 @@ struct store;
 
 /* Errors (negative, distinct from -errno). */
 enum store_err {
-	STORE_EMAGIC = -6001,    /* not a kprobe segment / state / meta file */
-	STORE_EVERSION = -6002,  /* a format version this build cannot read */
+	STORE_EMAGIC = -6001,	 /* not a kprobe segment / state / meta file */
+	STORE_EVERSION = -6002,	 /* a format version this build cannot read */
 	STORE_ECHECKSUM = -6003, /* a block, footer or record failed its XXH3 check */
-	STORE_ETRUNC = -6004,    /* file shorter than its layout says */
-	STORE_ELAYOUT = -6005,   /* a length, offset or count out of bounds */
-	STORE_ECORRUPT = -6006,  /* a segment was found corrupt during a scan (quarantined) */
+	STORE_ETRUNC = -6004,	 /* file shorter than its layout says */
+	STORE_ELAYOUT = -6005,	 /* a length, offset or count out of bounds */
+	STORE_ECORRUPT = -6006,	 /* a segment was found corrupt during a scan (quarantined) */
 };
 const char *store_strerror(int err);
 
@@ -86,12 +86,12 @@ int store_retention_run(struct store *st, uint64_t now_ns);
 /* Counters for /metrics and logs. */
 struct store_stats {
 	uint64_t events_appended, frames_appended, dup_frames, bad_meta;
-	uint64_t memtable_rows;            /* rows not yet sealed (active + sealing) */
+	uint64_t memtable_rows; /* rows not yet sealed (active + sealing) */
 	uint64_t segments, segment_rows, segment_bytes;
 	uint64_t seals, seal_errors, seal_ns_total;
-	uint64_t corrupt_segments;         /* found corrupt (at open or in a scan), quarantined */
+	uint64_t corrupt_segments; /* found corrupt (at open or in a scan), quarantined */
 	uint64_t partitions_expired;
-	uint64_t procs, conns, nodes;      /* metadata entries */
+	uint64_t procs, conns, nodes; /* metadata entries */
 	uint64_t sealed_lsn;
 };
 void store_stats_get(struct store *st, struct store_stats *out);

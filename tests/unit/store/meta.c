@@ -45,7 +45,7 @@ TEST(store_meta_procs_conns_nodes_and_log)
 	add_proc(m, 1, 42, 5000, "new"); /* the pid was reused */
 	add_proc(m, 2, 42, 1000, "other-node");
 	add_proc(m, 1, 42, 5000, "renamed"); /* same process again: an update */
-	for (uint32_t i = 0; i < 3000; i++) /* grow every table past its first sizes */
+	for (uint32_t i = 0; i < 3000; i++)  /* grow every table past its first sizes */
 		add_proc(m, 3, 1000 + i, 1, "bulk");
 	CHECK_EQ_STR(comm_of(m, 1, 42, 2000), "old");
 	CHECK_EQ_STR(comm_of(m, 1, 42, 6000), "renamed");
