@@ -3289,6 +3289,7 @@ int query_exec(struct store *st, const char *text, size_t len, const struct quer
 	r->stats.granules_skipped = q->ss.granules_skipped;
 	r->stats.segments_skipped = q->ss.segments_skipped;
 	r->stats.groups = q->g.ng;
+	r->stats.bytes_read = q->ss.bytes_read;
 	r->stats.truncated = q->truncated;
 	r->stats.ms = (double)(now_mono_ns() - t0) / 1e6;
 	*out = r;
@@ -3461,10 +3462,11 @@ void query_result_write(const struct query_result *r, enum query_format f, struc
 			   "],\"stats\":{\"rows\":%zu,\"rows_scanned\":%" PRIu64
 			   ",\"rows_matched\":%" PRIu64 ",\"granules_total\":%" PRIu64
 			   ",\"granules_skipped\":%" PRIu64 ",\"segments_skipped\":%" PRIu64
-			   ",\"groups\":%" PRIu64 ",\"truncated\":%s,\"ms\":%.3f}}\n",
+			   ",\"groups\":%" PRIu64 ",\"bytes_read\":%" PRIu64
+			   ",\"truncated\":%s,\"ms\":%.3f}}\n",
 			   r->nrows, r->stats.rows_scanned, r->stats.rows_matched,
 			   r->stats.granules_total, r->stats.granules_skipped,
-			   r->stats.segments_skipped, r->stats.groups,
+			   r->stats.segments_skipped, r->stats.groups, r->stats.bytes_read,
 			   r->stats.truncated ? "true" : "false", r->stats.ms);
 	} else if (f == QUERY_NDJSON) {
 		for (size_t i = 0; i < r->nrows; i++) {

@@ -56,7 +56,7 @@ struct query_value {
 
 struct query_stats {
 	uint64_t rows_scanned, rows_matched, granules_total, granules_skipped, segments_skipped;
-	uint64_t groups;
+	uint64_t groups, bytes_read; /* bytes_read: compressed column blocks decoded */
 	double ms;
 	bool truncated; /* no LIMIT and more rows than max_rows */
 };

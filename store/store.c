@@ -1313,6 +1313,7 @@ struct evbatch {
 	char *dictbuf;
 	uint8_t *scratch;
 	bool busy, owned, have_plan;
+	struct table_scan_stats *ss;
 };
 
 static int phys_get(struct evbatch *eb, int c)
@@ -1381,6 +1382,7 @@ static int phys_get(struct evbatch *eb, int c)
 				eb->have_plan = true;
 			}
 		}
+		eb->ss->bytes_read += eb->g->blk_len[c];
 		int rc = store__seg_read_u64(eb->g, c, &eb->plan, o, eb->scratch);
 		if (rc) {
 			if (rc == STORE_ECORRUPT || rc == STORE_ELAYOUT) {
@@ -1557,6 +1559,7 @@ static int ev_fetch(struct table_batch *b, int col, struct table_vec *out)
 				eb->txn_len[i] = (uint8_t)eb->mc->side[i].txn[-1];
 			}
 		} else {
+			eb->ss->bytes_read += eb->g->blk_len[SC_TXN];
 			rc = store__seg_read_str(eb->g, eb->txn, eb->txn_len, eb->scratch,
 						 eb->dictbuf);
 			if (rc) {
@@ -1761,6 +1764,7 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 	struct evbatch *eb = evbatch_get();
 	eb->b.fetch = ev_fetch;
 	eb->st = st;
+	eb->ss = ss;
 
 	for (uint32_t i = 0; i < nseg && !rc; i++) {
 		struct store__seg *s = segs[i];
