@@ -1984,13 +1984,33 @@ static int eval(struct qctx *q, struct node *n, const uint32_t *sel, uint32_t ns
 		if (n->idx == F_BUCKET) {
 			if ((rc = eval(q, n->b, sel, ns)))
 				return rc;
+			/* the step is a positive constant (checked at analysis). Values of a batch
+			 * lie close together: offsets from the first row's bucket are small enough
+			 * for a multiply by the reciprocal (corrected by one) instead of a 64-bit
+			 * division */
+			int64_t s = n->b->li, base = 0;
+			double inv = 1.0 / (double)s;
+			bool have = false;
 			for (uint32_t i = 0; i < ns; i++) {
-				int64_t x = n->a->v.i[i], s = n->b->v.i[i];
-				int64_t m = x % s;
-				if (m < 0)
-					m += s;
-				n->v.i[i] = x - m;
+				int64_t x = n->a->v.i[i];
 				n->v.nul[i] = n->a->v.nul[i];
+				if (!have) {
+					int64_t m = x % s;
+					base = x - (m < 0 ? m + s : m);
+					have = true;
+				}
+				uint64_t d = (uint64_t)x - (uint64_t)base;
+				if (x >= base && d < (1ull << 50)) {
+					uint64_t qd = (uint64_t)((double)d * inv);
+					if (qd * (uint64_t)s > d)
+						qd--;
+					else if ((qd + 1) * (uint64_t)s <= d)
+						qd++;
+					n->v.i[i] = base + (int64_t)(qd * (uint64_t)s);
+				} else {
+					int64_t m = x % s;
+					n->v.i[i] = x - (m < 0 ? m + s : m);
+				}
 			}
 		} else { /* abs */
 			for (uint32_t i = 0; i < ns; i++) {

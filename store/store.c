@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1463,35 +1464,41 @@ static int meta_fill(struct evbatch *eb, int col)
 	int64_t *o = log_buf(eb, col, col == EC_PPID);
 	const uint16_t *ix = eb->procidx;
 	const struct store__proc *pr = eb->procs;
-	for (uint32_t i = 0; i < eb->b.n; i++) {
-		const struct store__proc *p = &pr[ix[i]];
-		switch (col) {
-		case EC_COMM:
-			o[i] = p->comm;
-			break;
-		case EC_CMDLINE:
-			o[i] = p->cmdline;
-			break;
-		case EC_CGROUP:
-			o[i] = p->cgroup;
-			break;
-		case EC_CONTAINER:
-			o[i] = p->container;
-			break;
-		case EC_POD:
-			o[i] = p->pod;
-			break;
-		case EC_NAMESPACE:
-			o[i] = p->ns;
-			break;
-		case EC_SERVICE:
-			o[i] = p->service;
-			break;
-		default:
-			o[i] = p->ppid;
+	if (col == EC_PPID) {
+		for (uint32_t i = 0; i < eb->b.n; i++) {
+			o[i] = pr[ix[i]].ppid;
 			eb->null[col][i] = !eb->procfound[ix[i]];
-			break;
 		}
+		return 0;
+	}
+	size_t off;
+	switch (col) {
+	case EC_COMM:
+		off = offsetof(struct store__proc, comm);
+		break;
+	case EC_CMDLINE:
+		off = offsetof(struct store__proc, cmdline);
+		break;
+	case EC_CGROUP:
+		off = offsetof(struct store__proc, cgroup);
+		break;
+	case EC_CONTAINER:
+		off = offsetof(struct store__proc, container);
+		break;
+	case EC_POD:
+		off = offsetof(struct store__proc, pod);
+		break;
+	case EC_NAMESPACE:
+		off = offsetof(struct store__proc, ns);
+		break;
+	default:
+		off = offsetof(struct store__proc, service);
+		break;
+	}
+	for (uint32_t i = 0; i < eb->b.n; i++) {
+		uint32_t v;
+		memcpy(&v, (const char *)&pr[ix[i]] + off, sizeof(v));
+		o[i] = v;
 	}
 	return 0;
 }

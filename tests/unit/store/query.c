@@ -185,6 +185,14 @@ TEST(query_semantics)
 		CHECK_CSV(st, sql, want);
 		CHECK_CSV(st, "SELECT cpu, tid FROM events WHERE cpu = 3", "3,201;");
 		CHECK_CSV(st,
+			  "SELECT count() FROM events WHERE bucket(ts, 7us) != ts - ts % 7us OR "
+			  "bucket(ts, 1s) != ts - ts % 1s OR bucket(ts, 3) != ts - ts % 3",
+			  "0;");
+		CHECK_CSV(st,
+			  "SELECT bucket(-2500, 1000), bucket(dur - 1000, 1000) FROM events "
+			  "ORDER BY ts LIMIT 2",
+			  "-3000,-1000;-3000,0;");
+		CHECK_CSV(st,
 			  "SELECT count() FROM events WHERE type = 'write' AND comm = 'nginx' "
 			  "AND dur > 1000",
 			  "1;");
