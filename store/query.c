@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/json.h"
 #include "common/util.h"
@@ -3226,6 +3227,251 @@ static void free_all_nodes(struct qctx *q)
 	node_free_bufs(q->having);
 }
 
+/* Frees what a context (the main one or a worker's) holds, not the struct itself. */
+static void qctx_release(struct qctx *q)
+{
+	free_all_nodes(q);
+	for (int i = 0; i < q->nconj; i++) /* a worker's conjuncts hang off no WHERE tree */
+		node_free_bufs(q->conj[i]);
+	if (q->g.st)
+		for (uint64_t i = 0; i < q->g.ng * (uint64_t)q->naggs; i++)
+			if (q->g.st[i].q) {
+				free(q->g.st[i].q->v);
+				free(q->g.st[i].q->h);
+				free(q->g.st[i].q);
+			}
+	free(q->g.keys);
+	free(q->g.knull);
+	free(q->g.st);
+	free(q->g.slot);
+	if (q->gkeys)
+		for (int k = 0; k < q->nkeys; k++) {
+			free(q->gkeys[k].i);
+			free(q->gkeys[k].f);
+			free(q->gkeys[k].s);
+			free(q->gkeys[k].sl);
+			free(q->gkeys[k].nul);
+		}
+	if (q->gaggs)
+		for (int a = 0; a < q->naggs; a++) {
+			free(q->gaggs[a].i);
+			free(q->gaggs[a].f);
+			free(q->gaggs[a].nul);
+		}
+	free(q->gkeys);
+	free(q->gaggs);
+	free(q->rows);
+	free(q->istr);
+	free(q->istrlen);
+	free(q->ihash);
+	free(q->dense);
+	free(q->dense_used);
+	arena_free(&q->ar);
+	arena_free(&q->strs);
+}
+
+/* ------------------------------------------------------------------ parallel workers */
+
+struct clonemap {
+	struct node **from, **to;
+	int n, cap;
+};
+
+/* Deep copy of an analysed expression for another worker: same plan, private buffers. Shared
+ * sub-expressions stay shared (the map), literals are simply copied. */
+static struct node *nclone(struct qctx *w, struct clonemap *m, struct node *n)
+{
+	if (!n)
+		return NULL;
+	if (n->k != N_LIT)
+		for (int i = 0; i < m->n; i++)
+			if (m->from[i] == n)
+				return m->to[i];
+	struct node *c = arena_alloc(&w->ar, sizeof(*c));
+	*c = *n;
+	memset(&c->v, 0, sizeof(c->v));
+	c->filled = 0;
+	c->like_id = -2;
+	c->set_i = NULL;
+	if (n->k != N_LIT) {
+		if (m->n == m->cap) {
+			m->cap = m->cap ? m->cap * 2 : 64;
+			m->from = xrealloc(m->from, sizeof(*m->from) * (size_t)m->cap);
+			m->to = xrealloc(m->to, sizeof(*m->to) * (size_t)m->cap);
+		}
+		m->from[m->n] = n;
+		m->to[m->n++] = c;
+	}
+	c->a = nclone(w, m, n->a);
+	c->b = nclone(w, m, n->b);
+	c->c = nclone(w, m, n->c);
+	if (n->nargs) {
+		c->args = arena_alloc(&w->ar, sizeof(struct node *) * (size_t)n->nargs);
+		for (int k = 0; k < n->nargs; k++)
+			c->args[k] = nclone(w, m, n->args[k]);
+	}
+	return c;
+}
+
+static struct qctx *worker_new(struct qctx *q)
+{
+	struct qctx *w = xcalloc(1, sizeof(*w));
+	struct clonemap m = {0};
+	w->err = q->err;
+	w->opts = q->opts;
+	w->now_ns = q->now_ns;
+	w->deadline = q->deadline;
+	w->st = q->st;
+	w->tab = q->tab;
+	w->tctx = q->tctx;
+	w->limit = q->limit;
+	w->agg_mode = q->agg_mode;
+	w->nout = q->nout;
+	memcpy(w->vol, q->vol, sizeof(w->vol));
+	w->nconj = q->nconj;
+	for (int i = 0; i < q->nconj; i++)
+		w->conj[i] = nclone(w, &m, q->conj[i]);
+	w->nkeys = q->nkeys;
+	for (int k = 0; k < q->nkeys; k++)
+		w->keys[k] = nclone(w, &m, q->keys[k]);
+	w->naggs = q->naggs;
+	for (int a = 0; a < q->naggs; a++) {
+		w->aggs[a] = q->aggs[a];
+		w->aggs[a].arg = nclone(w, &m, q->aggs[a].arg);
+		w->aggs[a].src = NULL;
+	}
+	if (!q->agg_mode) { /* rows are built by the workers; groups only after the merge */
+		w->nsel = q->nsel;
+		for (int i = 0; i < q->nsel; i++)
+			w->sel[i] = (struct selitem){nclone(w, &m, q->sel[i].e), q->sel[i].name};
+		w->nord = q->nord;
+		for (int k = 0; k < q->nord; k++)
+			w->ord[k] = (struct orditem){
+				q->ord[k].selref < 0 ? nclone(w, &m, q->ord[k].e) : NULL,
+				q->ord[k].selref, q->ord[k].desc};
+	}
+	free(m.from);
+	free(m.to);
+	return w;
+}
+
+static void qsk_merge(struct qctx *q, struct qsk *d, struct qsk *s)
+{
+	if (!s->hist) {
+		for (uint32_t i = 0; i < s->n; i++)
+			qsk_add(q, d, s->v[i]);
+		return;
+	}
+	if (!d->hist && d->allint) { /* to a histogram, as qsk_add does past QEXACT */
+		d->h = xcalloc(QHIST, sizeof(uint32_t));
+		for (uint32_t i = 0; i < d->n; i++)
+			d->h[qh_index((uint64_t)d->v[i])]++;
+		free(d->v);
+		d->v = NULL;
+		d->n = d->cap = 0;
+		d->hist = true;
+	}
+	if (d->hist) {
+		for (uint32_t i = 0; i < QHIST; i++)
+			d->h[i] += s->h[i];
+		d->total += s->total;
+		return;
+	}
+	/* d holds values a histogram cannot (negative or fractional): add s's bucket values */
+	for (uint32_t i = 0; i < QHIST; i++)
+		for (uint32_t k = 0; k < s->h[i]; k++)
+			if (qsk_add(q, d, qh_value(i)))
+				return;
+}
+
+static void agg_merge(struct qctx *q, struct aggst *d, struct aggst *s, const struct agg *a)
+{
+	bool fl = a->arg && a->arg->vt == V_FLOAT;
+	switch (a->kind) {
+	case A_COUNT:
+		break;
+	case A_SUM:
+	case A_AVG:
+		if (fl || a->kind == A_AVG)
+			d->a.f += s->a.f;
+		else
+			d->a.i = (int64_t)((uint64_t)d->a.i + (uint64_t)s->a.i);
+		break;
+	case A_MIN:
+	case A_MAX:
+		if (!s->n)
+			break;
+		if (!d->n || (a->kind == A_MIN ? (fl ? s->a.f < d->a.f : s->a.i < d->a.i)
+					       : (fl ? s->a.f > d->a.f : s->a.i > d->a.i)))
+			d->a = s->a;
+		break;
+	case A_QUANT:
+		if (!s->q)
+			break;
+		if (!d->q) {
+			d->q = s->q; /* moved */
+			s->q = NULL;
+		} else {
+			qsk_merge(q, d->q, s->q);
+		}
+		break;
+	}
+	d->n += s->n;
+}
+
+static void arena_splice(struct arena *dst, struct arena *src)
+{
+	while (src->head) {
+		struct achunk *c = src->head;
+		src->head = c->next;
+		c->next = dst->head ? dst->head->next : NULL;
+		if (dst->head)
+			dst->head->next =
+				c; /* behind the current chunk: it stays the one to fill */
+		else
+			dst->head = c;
+		dst->total += c->cap;
+	}
+	src->total = 0;
+}
+
+static int worker_merge(struct qctx *q, struct qctx *w)
+{
+	q->matched += w->matched;
+	q->truncated |= w->truncated;
+	if (!q->agg_mode) {
+		for (size_t i = 0; i < w->nrows; i++)
+			rows_push(q, w->rows[i]);
+		arena_splice(&q->strs, &w->strs);
+		return 0;
+	}
+	int64_t kv[MAX_KEYS + 1] = {0};
+	uint8_t kn[MAX_KEYS + 1] = {0};
+	for (uint64_t gi = 0; gi < w->g.ng; gi++) {
+		for (int k = 0; k < q->nkeys; k++) {
+			kv[k] = w->g.keys[gi * q->nkeys + k];
+			kn[k] = w->g.knull[gi * q->nkeys + k];
+			if (!kn[k] && q->keys[k]->vt == V_STR) /* worker-local string ids */
+				kv[k] = intern_str(q, w->istr[kv[k]], w->istrlen[kv[k]]);
+		}
+		int64_t g = group_of(q, kv, kn);
+		if (g < 0)
+			return (int)g;
+		for (int a = 0; a < q->naggs; a++)
+			agg_merge(q, &q->g.st[(uint64_t)g * q->naggs + a],
+				  &w->g.st[gi * q->naggs + a], &q->aggs[a]);
+	}
+	return 0;
+}
+
+static int query_threads(const struct query_opts *o)
+{
+	if (o->threads > 0)
+		return o->threads > 8 ? 8 : o->threads;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 4 ? 4 : (int)n;
+}
+
 int query_exec(struct store *st, const char *text, size_t len, const struct query_opts *opts,
 	       struct query_result **out, struct query_error *err)
 {
@@ -3253,10 +3499,25 @@ int query_exec(struct store *st, const char *text, size_t len, const struct quer
 	}
 	if ((rc = lex(q)) || (rc = parse_query(q)) || (rc = analyse(q)))
 		goto cleanup;
-	/* run */
-	rc = q->tab->scan(q->tctx, &q->h, on_batch, q, q_cancel, &q->ss);
+	/* run: worker 0 is this context, the others are clones merged afterwards */
+	int nw = query_threads(opts);
+	struct qctx *wk[8] = {q};
+	void *args[8] = {q};
+	for (int i = 1; i < nw; i++)
+		args[i] = wk[i] = worker_new(q);
+	rc = q->tab->scan(q->tctx, &q->h, nw, on_batch, args, q_cancel, &q->ss);
 	if (rc == 1)
 		rc = 0; /* stopped early: LIMIT reached */
+	for (int i = 1; i < nw; i++) {
+		if (!rc)
+			rc = worker_merge(q, wk[i]);
+		qctx_release(wk[i]);
+		free(wk[i]);
+	}
+	if (!rc && !q->agg_mode && !q->nord && (int64_t)q->nrows > eff_limit(q)) {
+		q->nrows = (size_t)eff_limit(q); /* the workers together found more than enough */
+		q->truncated = q->limit < 0;
+	}
 	if (rc == -ECANCELED && !(opts->cancel && *opts->cancel) && now_mono_ns() > q->deadline)
 		rc = -ETIMEDOUT;
 	if (rc == 0 && q->agg_mode)
@@ -3316,42 +3577,7 @@ int query_exec(struct store *st, const char *text, size_t len, const struct quer
 cleanup:
 	if (rc && err->position < 0 && rc == -EINVAL && !err->message[0])
 		snprintf(err->message, sizeof(err->message), "invalid query");
-	free_all_nodes(q);
-	if (q->g.st)
-		for (uint64_t i = 0; i < q->g.ng * (uint64_t)q->naggs; i++)
-			if (q->g.st[i].q) {
-				free(q->g.st[i].q->v);
-				free(q->g.st[i].q->h);
-				free(q->g.st[i].q);
-			}
-	free(q->g.keys);
-	free(q->g.knull);
-	free(q->g.st);
-	free(q->g.slot);
-	if (q->gkeys)
-		for (int k = 0; k < q->nkeys; k++) {
-			free(q->gkeys[k].i);
-			free(q->gkeys[k].f);
-			free(q->gkeys[k].s);
-			free(q->gkeys[k].sl);
-			free(q->gkeys[k].nul);
-		}
-	if (q->gaggs)
-		for (int a = 0; a < q->naggs; a++) {
-			free(q->gaggs[a].i);
-			free(q->gaggs[a].f);
-			free(q->gaggs[a].nul);
-		}
-	free(q->gkeys);
-	free(q->gaggs);
-	free(q->rows);
-	free(q->istr);
-	free(q->istrlen);
-	free(q->ihash);
-	free(q->dense);
-	free(q->dense_used);
-	arena_free(&q->ar);
-	arena_free(&q->strs);
+	qctx_release(q);
 	free(q);
 	return rc;
 }

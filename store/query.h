@@ -81,6 +81,7 @@ struct query_opts {
 	int64_t timeout_ms;	    /* api.queryTimeoutMs */
 	uint64_t now_ns;	    /* now() (0 = the clock); tests pin it */
 	const volatile int *cancel; /* polled between batches; non-zero cancels */
+	int threads;		    /* scan threads (0 = the CPUs online, at most 4) */
 };
 
 void query_opts_from_config(struct query_opts *o, const struct kp_config *cfg);

@@ -1741,8 +1741,73 @@ static void evbatch_reset(struct evbatch *eb, uint32_t n)
 	eb->have_log = 0;
 }
 
-static int ev_scan(void *ctx, const struct table_hints *h,
-		   int (*fn)(void *arg, struct table_batch *b), void *arg,
+/* One unit of scan work: a segment granule or a memtable chunk that survived pruning. */
+struct scanitem {
+	struct store__seg *seg;
+	const struct store__gran *g;
+	const struct memchunk *mc;
+	uint32_t rows, holds;
+};
+
+struct scanjob {
+	struct store *st;
+	const struct scanitem *items;
+	uint32_t nitems;
+	atomic_uint next;
+	atomic_int stop; /* the first non-zero return of fn, or of cancel */
+	int (*fn)(void *arg, struct table_batch *b);
+	void *const *args;
+	bool (*cancel)(void *arg);
+};
+
+struct scanworker {
+	struct scanjob *job;
+	int w, rc;
+	struct table_scan_stats ss;
+};
+
+static void *scan_worker(void *p)
+{
+	struct scanworker *sw = p;
+	struct scanjob *job = sw->job;
+	void *arg = job->args[sw->w];
+	struct evbatch *eb = evbatch_get();
+	eb->b.fetch = ev_fetch;
+	eb->st = job->st;
+	eb->ss = &sw->ss;
+	for (;;) {
+		if (atomic_load(&job->stop))
+			break;
+		uint32_t k = atomic_fetch_add(&job->next, 1);
+		if (k >= job->nitems)
+			break;
+		if (job->cancel && job->cancel(arg)) {
+			sw->rc = -ECANCELED;
+			break;
+		}
+		const struct scanitem *it = &job->items[k];
+		eb->g = it->g;
+		eb->seg = it->seg;
+		eb->mc = it->mc;
+		evbatch_reset(eb, it->rows);
+		eb->b.holds = it->holds;
+		sw->ss.rows_scanned += it->rows;
+		if ((sw->rc = job->fn(arg, &eb->b)))
+			break;
+	}
+	if (sw->rc) {
+		int zero = 0;
+		atomic_compare_exchange_strong(&job->stop, &zero, sw->rc);
+	}
+	evbatch_put(eb);
+	return NULL;
+}
+
+/* Below this many batches a scan stays on the calling thread. */
+#define SCAN_PARALLEL_MIN 64
+
+static int ev_scan(void *ctx, const struct table_hints *h, int nworkers,
+		   int (*fn)(void *arg, struct table_batch *b), void *const *args,
 		   bool (*cancel)(void *arg), struct table_scan_stats *ss)
 {
 	struct store *st = ctx;
@@ -1768,12 +1833,14 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 	}
 	pthread_mutex_unlock(&st->mu);
 
-	struct evbatch *eb = evbatch_get();
-	eb->b.fetch = ev_fetch;
-	eb->st = st;
-	eb->ss = ss;
-
-	for (uint32_t i = 0; i < nseg && !rc; i++) {
+	/* prune with the footers' zone maps and bloom filters (and the chunks' zones) */
+	uint32_t cap = 0, n = 0;
+	for (uint32_t i = 0; i < nseg; i++)
+		cap += segs[i]->n_gran;
+	for (int m = 0; m < nmt; m++)
+		cap += (mrows[m] + STORE_GRANULE - 1) / STORE_GRANULE;
+	struct scanitem *items = xmalloc(sizeof(*items) * (cap ? cap : 1));
+	for (uint32_t i = 0; i < nseg; i++) {
 		struct store__seg *s = segs[i];
 		ss->granules_total += s->n_gran;
 		if (s->ts_max < h->ts_min || s->ts_min > h->ts_max || atomic_load(&s->corrupt)) {
@@ -1781,57 +1848,69 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 			ss->granules_skipped += s->n_gran;
 			continue;
 		}
-		for (uint32_t gi = 0; gi < s->n_gran && !rc; gi++) {
+		for (uint32_t gi = 0; gi < s->n_gran; gi++) {
 			const struct store__gran *g = &s->g[gi];
 			if (!zone_admits(h, g->ts_min, g->ts_max, g->dur_max, g->pid_min,
 					 g->pid_max, g->type_mask, g)) {
 				ss->granules_skipped++;
 				continue;
 			}
-			if (cancel && cancel(arg)) {
-				rc = -ECANCELED;
-				break;
-			}
-			eb->g = g;
-			eb->seg = s;
-			eb->mc = NULL;
-			evbatch_reset(eb, g->rows);
-			eb->b.holds =
-				g->ts_min >= h->ts_min && g->ts_max <= h->ts_max ? TB_HOLDS_TS : 0;
-			ss->rows_scanned += g->rows;
-			rc = fn(arg, &eb->b);
+			items[n++] = (struct scanitem){
+				s, g, NULL, g->rows,
+				g->ts_min >= h->ts_min && g->ts_max <= h->ts_max ? TB_HOLDS_TS : 0};
 		}
 	}
-	for (int m = 0; m < nmt && !rc; m++) {
-		struct memtable *mt = mts[m];
+	for (int m = 0; m < nmt; m++) {
 		uint32_t nch = (mrows[m] + STORE_GRANULE - 1) / STORE_GRANULE;
-		for (uint32_t c = 0; c < nch && !rc; c++) {
-			const struct memchunk *k = mt->chunks[c];
+		for (uint32_t c = 0; c < nch; c++) {
+			const struct memchunk *k = mts[m]->chunks[c];
 			uint32_t rows = KP_MIN(STORE_GRANULE, mrows[m] - c * STORE_GRANULE);
+			bool full = rows == STORE_GRANULE; /* a full chunk's zone is final */
 			ss->granules_total++;
-			if (rows == STORE_GRANULE &&
-			    !zone_admits(h, k->ts_min, k->ts_max, k->dur_max, k->pid_min,
-					 k->pid_max, k->type_mask, NULL)) {
+			if (full && !zone_admits(h, k->ts_min, k->ts_max, k->dur_max, k->pid_min,
+						 k->pid_max, k->type_mask, NULL)) {
 				ss->granules_skipped++;
 				continue;
 			}
-			if (cancel && cancel(arg)) {
-				rc = -ECANCELED;
-				break;
-			}
-			eb->g = NULL;
-			eb->seg = NULL;
-			eb->mc = k;
-			evbatch_reset(eb, rows);
-			eb->b.holds = rows == STORE_GRANULE && k->ts_min >= h->ts_min &&
-						      k->ts_max <= h->ts_max
-					      ? TB_HOLDS_TS
-					      : 0;
-			ss->rows_scanned += rows;
-			rc = fn(arg, &eb->b);
+			items[n++] = (struct scanitem){NULL, NULL, k, rows,
+						       full && k->ts_min >= h->ts_min &&
+								       k->ts_max <= h->ts_max
+							       ? TB_HOLDS_TS
+							       : 0};
 		}
 	}
-	evbatch_put(eb);
+
+	/* workers pull items from a shared cursor; worker 0 is this thread */
+	struct scanjob job = {
+		.st = st, .items = items, .nitems = n, .fn = fn, .args = args, .cancel = cancel};
+	atomic_init(&job.next, 0);
+	atomic_init(&job.stop, 0);
+	if (nworkers < 1 || n < SCAN_PARALLEL_MIN)
+		nworkers = 1;
+	if (nworkers > 8)
+		nworkers = 8;
+	struct scanworker sw[8];
+	pthread_t th[8];
+	bool started[8] = {false};
+	for (int w = 0; w < nworkers; w++) {
+		sw[w] = (struct scanworker){.job = &job, .w = w};
+		if (w && !pthread_create(&th[w], NULL, scan_worker, &sw[w]))
+			started[w] = true;
+	}
+	scan_worker(&sw[0]);
+	for (int w = 1; w < nworkers; w++) {
+		if (started[w])
+			pthread_join(th[w], NULL);
+		else
+			scan_worker(&sw[w]); /* could not start a thread: do its share here */
+	}
+	for (int w = 0; w < nworkers; w++) {
+		ss->rows_scanned += sw[w].ss.rows_scanned;
+		ss->bytes_read += sw[w].ss.bytes_read;
+		if (sw[w].rc && (!rc || rc == 1))
+			rc = sw[w].rc; /* an error wins over an early stop */
+	}
+	free(items);
 	for (uint32_t i = 0; i < nseg; i++)
 		store__seg_unref(segs[i]);
 	free(segs);

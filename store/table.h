@@ -72,11 +72,13 @@ struct table_ops {
 	const char *(*sym_str)(void *ctx, int col, int64_t id, uint32_t *len);
 	/* Id of the string s in column col, or -1 when no row can hold it. */
 	int64_t (*sym_find)(void *ctx, int col, const char *s, size_t len);
-	/* Calls fn for each batch that may match h. A non-zero return of fn stops the scan and is
-	 * returned. cancel: polled between batches; when it returns true the scan stops with
-	 * -ECANCELED. */
-	int (*scan)(void *ctx, const struct table_hints *h,
-		    int (*fn)(void *arg, struct table_batch *b), void *arg,
+	/* Calls fn for each batch that may match h, from up to nworkers threads at once: worker w
+	 * (0 = the calling thread) calls fn(args[w], batch), never two batches at a time, so each
+	 * args[w] needs no locking. All workers see one snapshot. A non-zero return of fn stops
+	 * the scan (every worker) and is returned; an error wins over a positive "stop" value.
+	 * cancel(args[w]) is polled between batches; true stops the scan with -ECANCELED. */
+	int (*scan)(void *ctx, const struct table_hints *h, int nworkers,
+		    int (*fn)(void *arg, struct table_batch *b), void *const *args,
 		    bool (*cancel)(void *arg), struct table_scan_stats *st);
 };
 

@@ -443,3 +443,85 @@ TEST(query_malformed_queries_answer_with_position)
 	store_close(st);
 	config_free(&cfg);
 }
+
+static char *csv_threads(struct store *st, const char *sql, int threads)
+{
+	struct query_opts o = {.max_rows = 100000, .timeout_ms = 30000, .threads = threads};
+	struct query_result *r = NULL;
+	struct query_error err;
+	int rc = query_exec(st, sql, strlen(sql), &o, &r, &err);
+	CHECKF(rc == 0, "%s: %s", sql, err.message);
+	struct kp_buf b = {0};
+	query_result_write(r, QUERY_CSV, &b);
+	buf_append(&b, "", 1);
+	char *out = strdup(b.data);
+	buf_free(&b);
+	query_result_free(r);
+	return out;
+}
+
+TEST_SLOW(query_parallel_scans_match_one_thread, 120)
+{
+	struct kp_config cfg;
+	struct store *st = th_open(kt_tmpdir(), 131072, &cfg);
+	struct wire_batch mb = {0};
+	th_proc_meta(&mb, 100, "nginx", "web");
+	th_proc_meta(&mb, 101, "postgres", "db");
+	uint64_t rng = 77;
+	static struct kp_event ev[8192];
+	const char *txn[8192];
+	static char names[8192][16];
+	for (int f = 0; f < 100; f++) { /* 800k rows: segments and a memtable */
+		for (int i = 0; i < 8192; i++) {
+			ev[i] = th_event((uint64_t)f * 8192 + i, &rng, 12);
+			snprintf(names[i], 16, "t%d", (int)(th_rand(&rng) % 3000));
+			txn[i] = names[i];
+			if (i % 5 == 0)
+				ev[i].ret = -(int32_t)(th_rand(&rng) % 100);
+		}
+		CHECK_EQ_INT(store_append(st, (uint64_t)f + 1, 1 + (uint64_t)(f % 2), ev, 8192,
+					  f ? NULL : mb.meta.data, f ? 0 : mb.meta.len, txn),
+			     0);
+	}
+	static const char *qs[] = {
+		"SELECT count(), sum(dur), min(ts), max(ts), avg(dur) FROM events",
+		"SELECT pid, count(), p50(dur), p99(dur), quantile(0.1)(ret), max(ret) FROM events "
+		"GROUP BY pid ORDER BY pid",
+		"SELECT txn, count() AS n, sum(dur) FROM events WHERE pid < 105 GROUP BY txn "
+		"ORDER BY n DESC, txn LIMIT 50",
+		"SELECT comm, service, node_id, count() FROM events GROUP BY comm, service, "
+		"node_id "
+		"ORDER BY 1, 2, 3",
+		"SELECT bucket(ts, 1ms) AS b, type, count() FROM events WHERE dur > 50000 "
+		"GROUP BY b, type ORDER BY b, type LIMIT 500",
+		"SELECT ts, pid, dur, txn FROM events WHERE dur > 99000 ORDER BY dur DESC, ts "
+		"LIMIT 300",
+		"SELECT ts, txn FROM events WHERE txn = 't7' ORDER BY ts",
+		"SELECT type, count() FROM events WHERE fd IS NOT NULL GROUP BY type ORDER BY type",
+	};
+	for (size_t i = 0; i < KP_ARRAY_SIZE(qs); i++) {
+		char *one = csv_threads(st, qs[i], 1), *four = csv_threads(st, qs[i], 4);
+		CHECKF(!strcmp(one, four),
+		       "%s: 1 thread and 4 threads differ:\n%.300s\n---\n%.300s", qs[i], one, four);
+		free(one);
+		free(four);
+	}
+	/* LIMIT without ORDER BY: any rows, but exactly LIMIT of them */
+	struct query_opts o = {.max_rows = 100000, .timeout_ms = 30000, .threads = 4};
+	struct query_result *r;
+	struct query_error err;
+	const char *sql = "SELECT ts FROM events WHERE dur > 1000 LIMIT 777";
+	CHECK_EQ_INT(query_exec(st, sql, strlen(sql), &o, &r, &err), 0);
+	CHECK_EQ_INT(r->nrows, 777);
+	CHECK(!r->stats.truncated);
+	query_result_free(r);
+	o.max_rows = 1000;
+	sql = "SELECT ts FROM events";
+	CHECK_EQ_INT(query_exec(st, sql, strlen(sql), &o, &r, &err), 0);
+	CHECK_EQ_INT(r->nrows, 1000);
+	CHECK(r->stats.truncated);
+	query_result_free(r);
+	store_close(st);
+	wire_batch_free(&mb);
+	config_free(&cfg);
+}
