@@ -642,9 +642,6 @@ static void *seal_thread(void *arg)
 			pthread_cond_timedwait(&st->cond, &st->mu, &ts);
 		}
 		bool stop = st->stop, have = st->nfrozen > 0;
-		struct memtable *act = st->active;
-		bool old = act && atomic_load(&act->nrows) > 0 &&
-			   now_mono_ns() - act->born_mono >= st->seal_ns;
 		pthread_mutex_unlock(&st->mu);
 		if (have) {
 			if (seal_one(st) < 0) {
@@ -656,11 +653,12 @@ static void *seal_thread(void *arg)
 		}
 		if (stop)
 			break;
-		if (old) {
-			pthread_mutex_lock(&st->append_mu);
-			freeze_locked(st);
-			pthread_mutex_unlock(&st->append_mu);
-		}
+		/* store.sealSec: the appender's lock makes the memtable's fields stable here */
+		pthread_mutex_lock(&st->append_mu);
+		struct memtable *act = st->active;
+		if (act && now_mono_ns() - act->born_mono >= st->seal_ns)
+			freeze_locked(st); /* rows, or only metadata frames: the sealed LSN moves */
+		pthread_mutex_unlock(&st->append_mu);
 		if (now_mono_ns() - st->last_retention_mono > 3600 * NSEC_PER_SEC)
 			store_retention_run(st, 0);
 	}

@@ -54,7 +54,8 @@ const char *store_strerror(int err);
  */
 int store_open(const struct kp_config *cfg, struct store **out);
 
-/* Seals whatever the memtable holds, waits for it, stops the seal thread, frees everything. */
+/* Seals whatever the memtable holds, waits for it, stops the seal thread, frees everything.
+ * No query may run and no result may be alive (results point at the store's symbols). */
 void store_close(struct store *st);
 
 /*
@@ -63,8 +64,9 @@ void store_close(struct store *st);
  * with wire_meta_next). txn, when not NULL, gives each event's transaction id (NUL-terminated,
  * "" or NULL = none; at most STORE_TXN_MAX bytes are kept) — the causal engine sets them.
  *
- * lsn must increase from call to call; a frame with lsn <= the last one appended (or <= the
- * sealed LSN, a WAL replay overlap) is skipped and counted. Malformed metadata records are
+ * lsn must increase from call to call, starting at 1; a frame with lsn <= the last one appended
+ * (or <= the sealed LSN, a WAL replay overlap) is skipped and counted. Frames without events
+ * (metadata only) count too: their LSN is sealed with the next seal. Malformed metadata records are
  * skipped and counted. Never blocks for long, except when two sealed memtables are still being
  * written (back-pressure). Only one thread may append. Returns 0 or -ENOMEM / -EINVAL.
  */
