@@ -2875,23 +2875,29 @@ static int on_batch(void *arg, struct table_batch *b)
 			return rc;
 	for (uint32_t i = 0; i < ns; i++) {
 		struct query_value tmp[MAX_OUT * 2];
-		struct row r = {tmp};
+		if (!q->nord && (int64_t)q->nrows >= lim) {
+			q->truncated = q->limit < 0;
+			return 1; /* enough rows: stop the scan */
+		}
+		/* values go straight into the kept row unless a top-k bound may reject it */
+		struct row r = {q->have_bound ? tmp
+					      : arena_alloc(&q->strs,
+							    sizeof(struct query_value) * q->nout)};
 		for (int c = 0; c < q->nsel; c++)
-			val_of(q, q->sel[c].e, i, &tmp[c], false);
+			val_of(q, q->sel[c].e, i, &r.v[c], false);
 		for (int k = 0; k < q->nord; k++)
 			if (q->ord[k].selref < 0)
-				val_of(q, q->ord[k].e, i, &tmp[q->nsel + k], false);
+				val_of(q, q->ord[k].e, i, &r.v[q->nsel + k], false);
 		if (q->nord && q->have_bound) {
 			sort_q = q;
 			if (cmp_rows(&r, &q->bound) >= 0)
 				continue; /* cannot enter the top k */
 		}
-		if (!q->nord && (int64_t)q->nrows >= lim) {
-			q->truncated = q->limit < 0;
-			return 1; /* enough rows: stop the scan */
+		struct row keep = r;
+		if (r.v == tmp) {
+			keep.v = arena_alloc(&q->strs, sizeof(struct query_value) * q->nout);
+			memcpy(keep.v, tmp, sizeof(struct query_value) * q->nout);
 		}
-		struct row keep = {arena_alloc(&q->strs, sizeof(struct query_value) * q->nout)};
-		memcpy(keep.v, tmp, sizeof(struct query_value) * q->nout);
 		for (int c = 0; c < q->nout; c++) /* symbols are stable; batch strings are not */
 			if (keep.v[c].type == QV_STR && q->vol[c])
 				keep.v[c].u.s.p =
@@ -3687,6 +3693,7 @@ static void csv_field(struct kp_buf *b, const char *s, size_t n)
 void query_result_write(const struct query_result *r, enum query_format f, struct kp_buf *out)
 {
 	size_t nc = (size_t)r->ncols;
+	buf_reserve(out, r->nrows * nc * 12 + 1024); /* one allocation, not a dozen copies */
 	if (f == QUERY_JSON) {
 		buf_puts(out, "{\"columns\":[");
 		for (size_t c = 0; c < nc; c++) {
