@@ -247,6 +247,8 @@ struct node {
 	bool like_res;
 	bool hint_ts;	 /* a conjunct fully expressed by the ts range hint */
 	uint32_t filled; /* N_LIT: rows of the buffer already holding the value */
+	int64_t *own_i;	 /* v.i as allocated (a column node may point v.i at the batch) */
+	uint8_t *own_nul;
 };
 
 /* ------------------------------------------------------------------ context */
@@ -358,6 +360,7 @@ struct qctx {
 	uint32_t nistr, capistr;
 	uint32_t *ihash;
 	uint32_t nihash;
+	bool sel_ident; /* the selection vector is 0..n-1 of the current batch */
 	int64_t *dense; /* agg_dense: box index -> group, -1 when not seen in this batch */
 	uint32_t *dense_used;
 };
@@ -1631,10 +1634,10 @@ struct ectx {
 /* Output buffers by the node's type (a float node also keeps ints: literals fill both). */
 static void vec_alloc(struct node *n)
 {
-	if (n->v.nul)
+	if (n->own_nul)
 		return;
-	n->v.nul = xmalloc(BATCH_CAP);
-	n->v.i = xmalloc(sizeof(int64_t) * BATCH_CAP);
+	n->v.nul = n->own_nul = xmalloc(BATCH_CAP);
+	n->v.i = n->own_i = xmalloc(sizeof(int64_t) * BATCH_CAP);
 	if (n->vt == V_FLOAT || n->k == N_LIT || n->k == N_AGGREF || n->k == N_KEYREF ||
 	    n->k == N_NEG || n->k == N_CALL)
 		n->v.f = xmalloc(sizeof(double) * BATCH_CAP);
@@ -1648,11 +1651,13 @@ static void node_free_bufs(struct node *n)
 {
 	if (!n)
 		return;
-	free(n->v.i);
+	free(n->own_i);
 	free(n->v.f);
 	free(n->v.s);
 	free(n->v.sl);
-	free(n->v.nul);
+	free(n->own_nul);
+	n->own_i = NULL;
+	n->own_nul = NULL;
 	n->v.i = NULL;
 	n->v.f = NULL;
 	n->v.s = NULL;
@@ -1832,6 +1837,15 @@ static int eval(struct qctx *q, struct node *n, const uint32_t *sel, uint32_t ns
 		struct table_vec *tv;
 		if ((rc = fetch_col(q, n->col, &tv)))
 			return rc;
+		if (n->vt != V_STR && q->sel_ident && ns == q->batch->n) {
+			/* every row selected: read the batch's own vector, no copy */
+			static const uint8_t zeros[BATCH_CAP];
+			n->v.i = (int64_t *)(uintptr_t)tv->i;
+			n->v.nul = (uint8_t *)(uintptr_t)(tv->null ? tv->null : zeros);
+			return 0;
+		}
+		n->v.i = n->own_i;
+		n->v.nul = n->own_nul;
 		if (n->vt == V_STR) {
 			for (uint32_t i = 0; i < ns; i++) {
 				n->v.s[i] = tv->s[sel[i]];
@@ -2776,9 +2790,31 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 			q->dense_used[nused++] = ix;
 		}
 		struct aggst *st = &q->g.st[(uint64_t)g * q->naggs];
-		for (int a = 0; a < q->naggs; a++)
-			if ((rc = agg_update(q, &st[a], &q->aggs[a], q->aggs[a].arg, i)))
-				break;
+		for (int a = 0; a < q->naggs && !rc; a++) {
+			/* the hot aggregates inline; the rest through agg_update */
+			const struct agg *ag = &q->aggs[a];
+			struct node *x = ag->arg;
+			if (ag->kind == A_COUNT && !x) {
+				st[a].n++;
+				continue;
+			}
+			if (x && x->vt == V_INT && !x->v.nul[i]) {
+				int64_t v = x->v.i[i];
+				struct aggst *sa = &st[a];
+				if (ag->kind == A_QUANT && sa->q && sa->q->hist && v >= 0) {
+					sa->q->total++;
+					sa->q->h[qh_index((uint64_t)v)]++;
+					sa->n++;
+					continue;
+				}
+				if (ag->kind == A_MAX) {
+					sa->a.i = !sa->n || v > sa->a.i ? v : sa->a.i;
+					sa->n++;
+					continue;
+				}
+			}
+			rc = agg_update(q, &st[a], ag, x, i);
+		}
 	}
 	for (uint32_t k = 0; k < nused; k++)
 		q->dense[q->dense_used[k]] = -1;
@@ -2812,6 +2848,7 @@ static int on_batch(void *arg, struct table_batch *b)
 		sel[i] = i;
 	for (int c = 0; c < q->nconj && ns; c++) {
 		struct node *e = q->conj[c];
+		q->sel_ident = ns == n;
 		if (e->hint_ts && (b->holds & TB_HOLDS_TS))
 			continue; /* the provider vouches that every row is in the ts range */
 		if ((rc = eval(q, e, sel, ns)))
@@ -2828,6 +2865,7 @@ static int on_batch(void *arg, struct table_batch *b)
 	q->matched += ns;
 	if (!ns)
 		return 0;
+	q->sel_ident = ns == n; /* rows only leave the selection, in order */
 	if (q->agg_mode) {
 		for (int k = 0; k < q->nkeys; k++)
 			if ((rc = eval(q, q->keys[k], sel, ns)))
@@ -3296,6 +3334,8 @@ static struct node *nclone(struct qctx *w, struct clonemap *m, struct node *n)
 	struct node *c = arena_alloc(&w->ar, sizeof(*c));
 	*c = *n;
 	memset(&c->v, 0, sizeof(c->v));
+	c->own_i = NULL;
+	c->own_nul = NULL;
 	c->filled = 0;
 	c->like_id = -2;
 	c->set_i = NULL;

@@ -663,6 +663,8 @@ static int cmd_query(const char *dir, int runs, const char *sql)
 	struct query_opts o;
 	query_opts_from_config(&o, &cfg);
 	o.max_rows = 10000000;
+	if (getenv("BENCH_THREADS"))
+		o.threads = atoi(getenv("BENCH_THREADS"));
 	double ms[64], cpu[64];
 	struct query_result *r = NULL;
 	if (runs > 63)
