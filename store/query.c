@@ -3530,6 +3530,13 @@ int query_exec(struct store *st, const char *text, size_t len, const struct quer
 	q->err = err;
 	q->text = text;
 	q->len = len;
+	/* a zeroed opts means the configured defaults (api.maxRows, api.queryTimeoutMs) */
+	struct query_opts dflt = *opts;
+	if (dflt.max_rows <= 0)
+		dflt.max_rows = 100000;
+	if (dflt.timeout_ms <= 0)
+		dflt.timeout_ms = 30000;
+	opts = &dflt;
 	q->opts = opts;
 	q->st = st;
 	q->now_ns = opts->now_ns ? opts->now_ns : now_real_ns();
