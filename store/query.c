@@ -2400,36 +2400,53 @@ static double qh_value(uint32_t idx)
 	return floor(lo + w / 2);
 }
 
-static int qsk_add(struct qctx *q, struct qsk *s, double x)
+/* Appends to the exact list (bounded over the whole query). */
+static int qsk_push(struct qctx *q, struct qsk *s, double x)
 {
-	s->total++;
-	if (s->hist) {
-		if (x >= 0 && x < 1.8e19 && x == floor(x)) {
-			s->h[qh_index((uint64_t)x)]++;
-			return 0;
-		}
-		return 0; /* NEVER: hist only when allint */
-	}
 	if (s->n == s->cap) {
 		if (q->qvalues >= MAX_QVALUES)
 			return -E2BIG;
 		s->cap = s->cap ? s->cap * 2 : 16;
 		s->v = xrealloc(s->v, sizeof(double) * s->cap);
 	}
-	if (!(x >= 0 && x == floor(x)))
-		s->allint = false;
 	s->v[s->n++] = x;
 	q->qvalues++;
-	if (s->n > QEXACT && s->allint) {
-		s->h = xcalloc(QHIST, sizeof(uint32_t));
-		for (uint32_t i = 0; i < s->n; i++)
-			s->h[qh_index((uint64_t)s->v[i])]++;
-		q->qvalues -= s->n;
-		free(s->v);
-		s->v = NULL;
-		s->hist = true;
-	}
 	return 0;
+}
+
+/* Integer sketches past QEXACT values become a histogram of the non-negative values; negative
+ * ones (rare: error returns) stay exact in v, below every bucket. */
+static void qsk_to_hist(struct qctx *q, struct qsk *s)
+{
+	s->h = xcalloc(QHIST, sizeof(uint32_t));
+	uint32_t keep = 0;
+	for (uint32_t i = 0; i < s->n; i++) {
+		if (s->v[i] >= 0)
+			s->h[qh_index((uint64_t)s->v[i])]++;
+		else
+			s->v[keep++] = s->v[i];
+	}
+	q->qvalues -= s->n - keep;
+	s->n = keep;
+	s->hist = true;
+}
+
+static int qsk_add(struct qctx *q, struct qsk *s, double x)
+{
+	s->total++;
+	if (s->hist) {
+		if (x >= 0 && x < 1.8e19) {
+			s->h[qh_index((uint64_t)x)]++;
+			return 0;
+		}
+		return qsk_push(q, s, x);
+	}
+	if (x != floor(x) || !(fabs(x) < 1.8e19))
+		s->allint = false;
+	int rc = qsk_push(q, s, x);
+	if (!rc && s->n > QEXACT && s->allint)
+		qsk_to_hist(q, s);
+	return rc;
 }
 
 static int cmp_dbl(const void *a, const void *b)
@@ -2440,12 +2457,13 @@ static int cmp_dbl(const void *a, const void *b)
 
 static double qsk_get(struct qsk *s, double qq)
 {
-	uint64_t n = s->hist ? s->total : s->n;
+	uint64_t n = s->total;
 	uint64_t k = (uint64_t)floor(qq * (double)(n - 1));
-	if (!s->hist) {
+	if (s->n)
 		qsort(s->v, s->n, sizeof(double), cmp_dbl);
-		return s->v[k];
-	}
+	if (!s->hist || k < s->n)
+		return s->v[k < s->n ? k : s->n - 1];
+	k -= s->n; /* the exact negatives come first */
 	uint64_t acc = 0;
 	for (uint32_t i = 0; i < QHIST; i++) {
 		acc += s->h[i];
@@ -2720,6 +2738,63 @@ static void rows_sort_trim(struct qctx *q, size_t keep)
  */
 #define DENSE_MAX 65536
 
+/* Every selected row of the batch has the same key: aggregate whole vectors. */
+static int agg_one_group(struct qctx *q, uint32_t ns)
+{
+	int64_t kv[MAX_KEYS];
+	uint8_t kn[MAX_KEYS] = {0};
+	for (int k = 0; k < q->nkeys; k++)
+		kv[k] = q->keys[k]->v.i[0];
+	int64_t g = group_of(q, kv, kn);
+	if (g < 0)
+		return (int)g;
+	struct aggst *st = &q->g.st[(uint64_t)g * q->naggs];
+	for (int a = 0; a < q->naggs; a++) {
+		const struct agg *ag = &q->aggs[a];
+		struct node *x = ag->arg;
+		struct aggst *sa = &st[a];
+		if (ag->kind == A_COUNT && !x) {
+			sa->n += ns;
+			continue;
+		}
+		uint32_t i = 0;
+		if (x && x->vt == V_INT && ag->kind == A_QUANT) {
+			/* values go one by one until the sketch is a histogram, then in a tight
+			 * loop */
+			for (; i < ns && !(sa->q && sa->q->hist); i++) {
+				int rc = agg_update(q, sa, ag, x, i);
+				if (rc)
+					return rc;
+			}
+			if (i < ns) {
+				struct qsk *k = sa->q;
+				const int64_t *v = x->v.i;
+				const uint8_t *nl = x->v.nul;
+				for (; i < ns; i++) {
+					if (nl[i])
+						continue;
+					if (v[i] < 0) { /* not for the histogram: the slow path */
+						int rc = agg_update(q, sa, ag, x, i);
+						if (rc)
+							return rc;
+						continue;
+					}
+					k->total++;
+					k->h[qh_index((uint64_t)v[i])]++;
+					sa->n++;
+				}
+			}
+			continue;
+		}
+		for (; i < ns; i++) {
+			int rc = agg_update(q, sa, ag, x, i);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
 static int agg_dense(struct qctx *q, uint32_t ns)
 {
 	if (!q->nkeys)
@@ -2750,6 +2825,8 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 		if (span > DENSE_MAX)
 			return 1;
 	}
+	if (span == 1) /* one group for the whole batch: the common case of a pid-sorted granule */
+		return agg_one_group(q, ns);
 	if (!q->dense) {
 		q->dense = xmalloc(sizeof(int64_t) * DENSE_MAX);
 		for (uint32_t i = 0; i < DENSE_MAX; i++)
@@ -3408,26 +3485,13 @@ static void qsk_merge(struct qctx *q, struct qsk *d, struct qsk *s)
 			qsk_add(q, d, s->v[i]);
 		return;
 	}
-	if (!d->hist && d->allint) { /* to a histogram, as qsk_add does past QEXACT */
-		d->h = xcalloc(QHIST, sizeof(uint32_t));
-		for (uint32_t i = 0; i < d->n; i++)
-			d->h[qh_index((uint64_t)d->v[i])]++;
-		free(d->v);
-		d->v = NULL;
-		d->n = d->cap = 0;
-		d->hist = true;
-	}
-	if (d->hist) {
-		for (uint32_t i = 0; i < QHIST; i++)
-			d->h[i] += s->h[i];
-		d->total += s->total;
-		return;
-	}
-	/* d holds values a histogram cannot (negative or fractional): add s's bucket values */
+	if (!d->hist)
+		qsk_to_hist(q, d); /* fractional values in d round down to their bucket */
 	for (uint32_t i = 0; i < QHIST; i++)
-		for (uint32_t k = 0; k < s->h[i]; k++)
-			if (qsk_add(q, d, qh_value(i)))
-				return;
+		d->h[i] += s->h[i];
+	d->total += s->total - s->n;
+	for (uint32_t i = 0; i < s->n; i++) /* s's exact negatives */
+		qsk_add(q, d, s->v[i]);
 }
 
 static void agg_merge(struct qctx *q, struct aggst *d, struct aggst *s, const struct agg *a)

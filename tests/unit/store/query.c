@@ -525,3 +525,39 @@ TEST_SLOW(query_parallel_scans_match_one_thread, 120)
 	wire_batch_free(&mb);
 	config_free(&cfg);
 }
+
+TEST(query_quantiles_exact_then_histogram)
+{
+	struct kp_config cfg;
+	struct store *st = th_open(kt_tmpdir(), 65536, &cfg);
+	static struct kp_event ev[10000];
+	for (int i = 0; i < 10000; i++) {
+		/* shuffled so the histogram switch happens mid-way through negatives */
+		int v = (int)((i * 7919) % 10000) - 5000;
+		ev[i] = (struct kp_event){.ts_ns = T0_NS + (uint64_t)i,
+					  .pid = 1,
+					  .tid = 1,
+					  .type = KP_READ,
+					  .ret = v,
+					  .dur_ns = (uint64_t)(v + 5000)};
+	}
+	CHECK_EQ_INT(store_append(st, 1, 1, ev, 10000, NULL, 0, NULL), 0);
+	for (int pass = 0; pass < 2; pass++) {
+		struct query_result *r =
+			th_query(st, "SELECT quantile(0.1)(ret), quantile(0.9)(ret), "
+				     "p50(dur), quantile(0)(ret), quantile(1)(dur), "
+				     "count() FROM events");
+		CHECK_EQ_INT(r->cells[0].u.i, -4001); /* negatives stay exact */
+		int64_t p90 = r->cells[1].u.i, p50 = r->cells[2].u.i;
+		CHECKF(p90 >= 3999 * 0.99 && p90 <= 3999 * 1.01, "p90 %lld", (long long)p90);
+		CHECKF(p50 >= 4999 * 0.99 && p50 <= 4999 * 1.01, "p50 %lld", (long long)p50);
+		CHECK_EQ_INT(r->cells[3].u.i, -5000);
+		CHECKF(r->cells[4].u.i >= 9999 * 0.99 && r->cells[4].u.i <= 9999 * 1.01, "max %lld",
+		       (long long)r->cells[4].u.i);
+		CHECK_EQ_INT(r->cells[5].u.i, 10000);
+		query_result_free(r);
+		CHECK_EQ_INT(store_flush(st), 0);
+	}
+	store_close(st);
+	config_free(&cfg);
+}
