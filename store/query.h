@@ -48,7 +48,7 @@ struct query_value {
 		int64_t i; /* QV_INT, QV_BOOL; QV_UINT as the same bits */
 		double f;  /* QV_FLOAT */
 		struct {
-			const char *p; /* owned by the result */
+			const char *p; /* the result's, or the store's symbol table */
 			uint32_t len;
 		} s;
 	} u;
