@@ -3,8 +3,10 @@
  * against a small real store (memtable + one sealed segment) built once per process, so the
  * analyser, the executor and the writers all see what the parser lets through.
  */
-// fuzz-sources: store/query.c store/store.c store/segment.c store/codec.c store/meta.c agent/wire.c
-// common/util.c common/config.c common/json.c fuzz-libs: -llz4 -lxxhash -lm
+// clang-format off
+// fuzz-sources: store/query.c store/store.c store/segment.c store/codec.c store/meta.c agent/wire.c common/util.c common/config.c common/json.c
+// fuzz-libs: -llz4 -lxxhash -lm
+// clang-format on
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
