@@ -267,10 +267,12 @@ static int scan_nodes(struct gstore *g, const struct table_hints *h, int only_ki
 	return rc;
 }
 
-static int nodes_scan(void *ctx, const struct table_hints *h,
-		      int (*fn)(void *arg, struct table_batch *b), void *arg,
+/* One thread: the graph is small beside the events; args[0] is the engine's batch arg. */
+static int nodes_scan(void *ctx, const struct table_hints *h, int nworkers,
+		      int (*fn)(void *arg, struct table_batch *b), void *const *args,
 		      bool (*cancel)(void *arg), struct table_scan_stats *st)
 {
+	void *arg = args[0];
 	struct rows r;
 	rows_init(&r, NC__N);
 	int rc = scan_nodes(ctx, h, 0, node_row, &r, node_cols, fn, arg, cancel, st);
@@ -323,10 +325,12 @@ static void span_row(struct rows *r, const struct gstore_node *n)
 	r->n++;
 }
 
-static int spans_scan(void *ctx, const struct table_hints *h,
-		      int (*fn)(void *arg, struct table_batch *b), void *arg,
+/* One thread: the graph is small beside the events; args[0] is the engine's batch arg. */
+static int spans_scan(void *ctx, const struct table_hints *h, int nworkers,
+		      int (*fn)(void *arg, struct table_batch *b), void *const *args,
 		      bool (*cancel)(void *arg), struct table_scan_stats *st)
 {
+	void *arg = args[0];
 	struct rows r;
 	rows_init(&r, SC__N);
 	int rc = scan_nodes(ctx, h, GN_SPAN, span_row, &r, span_cols, fn, arg, cancel, st);
@@ -372,10 +376,12 @@ static int64_t edges_sym_find(void *ctx, int col, const char *s, size_t len)
 	return kind_find(0, s, len);
 }
 
-static int edges_scan(void *ctx, const struct table_hints *h,
-		      int (*fn)(void *arg, struct table_batch *b), void *arg,
+/* One thread: the graph is small beside the events; args[0] is the engine's batch arg. */
+static int edges_scan(void *ctx, const struct table_hints *h, int nworkers,
+		      int (*fn)(void *arg, struct table_batch *b), void *const *args,
 		      bool (*cancel)(void *arg), struct table_scan_stats *st)
 {
+	void *arg = args[0];
 	struct gstore *g = ctx;
 	struct gstore_rtxn *rt, *rk;
 	int rc = gstore_rbegin(g, &rt);

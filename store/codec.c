@@ -171,7 +171,8 @@ static void pfor_plan(const uint64_t *x, uint32_t m, struct pfor_plan *pl)
 	pl->nexc = 0;
 	pl->pw = pw;
 	for (int w = maxb; w >= 0; w--) {
-		uint64_t cost = (uint64_t)m * w + (uint64_t)above * (pw + (maxb - w)) + (above ? 8 : 0);
+		uint64_t cost =
+			(uint64_t)m * w + (uint64_t)above * (pw + (maxb - w)) + (above ? 8 : 0);
 		if (cost <= best) {
 			best = cost;
 			pl->w = w;
@@ -260,7 +261,7 @@ static int pfor_dec(const uint8_t **pp, const uint8_t *end, uint32_t m, uint64_t
 
 /* ------------------------------------------------------------------ distinct values */
 
-#define DICT_CAP  1024 /* more distinct values than this: no dictionary */
+#define DICT_CAP   1024 /* more distinct values than this: no dictionary */
 #define HASH_SLOTS 4096
 
 struct dset {
@@ -378,7 +379,8 @@ static size_t enc_u64_n(const uint64_t *v, uint32_t n, uint8_t *out, struct enc_
 	bool dict_ok = false;
 	if (pf.w > 2 && dset_build(&sc->d, v, n)) {
 		dict_ok = true;
-		uint64_t est = (uint64_t)n * bitlen(sc->d.n - 1) + (uint64_t)sc->d.n * (pf.w + pf.hw);
+		uint64_t est =
+			(uint64_t)n * bitlen(sc->d.n - 1) + (uint64_t)sc->d.n * (pf.w + pf.hw);
 		if (est < best) {
 			best = est;
 			kind = E_DICT;
@@ -673,8 +675,8 @@ int store__dec_str(const uint8_t *p, size_t len, uint32_t n, const char **out_pt
 {
 	const uint8_t *end = p + len;
 	uint64_t nd;
-	if (n > STORE_GRANULE || len < 1 || *p++ != E_STRDICT || get_var(&p, end, &nd) ||
-	    nd > n || (n && !nd))
+	if (n > STORE_GRANULE || len < 1 || *p++ != E_STRDICT || get_var(&p, end, &nd) || nd > n ||
+	    (n && !nd))
 		return STORE_ELAYOUT;
 	uint64_t *tmp = dec_tmp_get(), *lens = tmp, *ix = tmp + STORE_GRANULE * 2;
 	if (pfor_dec(&p, end, (uint32_t)nd, lens))

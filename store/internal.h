@@ -18,8 +18,20 @@
 
 /* Physical columns of the events table, in segment order. */
 enum store_col {
-	SC_TS, SC_DUR, SC_PID, SC_TID, SC_CPU, SC_TYPE, SC_FLAGS, SC_RET,
-	SC_ARG0, SC_ARG1, SC_ARG2, SC_ARG3, SC_NODE, SC_TXN,
+	SC_TS,
+	SC_DUR,
+	SC_PID,
+	SC_TID,
+	SC_CPU,
+	SC_TYPE,
+	SC_FLAGS,
+	SC_RET,
+	SC_ARG0,
+	SC_ARG1,
+	SC_ARG2,
+	SC_ARG3,
+	SC_NODE,
+	SC_TXN,
 	SC_NCOLS
 };
 
@@ -82,7 +94,8 @@ struct store__seg {
 	atomic_int refs;
 	char *path;
 	uint64_t seg_id, group_id;
-	uint32_t part, nparts, day; /* day: days since the epoch, STORE_DAY_ALL without partitions */
+	uint32_t part, nparts,
+		day; /* day: days since the epoch, STORE_DAY_ALL without partitions */
 	uint64_t min_lsn, max_lsn, ts_min, ts_max;
 	uint32_t n_rows, n_gran;
 	uint8_t *map;
@@ -98,8 +111,8 @@ struct store__seg_input {
 	void *ctx;
 	/* rows [off, off+cnt): every numeric column into col[c][0..cnt), and the txn strings,
 	 * interned (equal strings share a pointer) */
-	void (*gather)(void *ctx, uint32_t off, uint32_t cnt, uint64_t *const *col, const char **txn,
-		       uint8_t *txn_len);
+	void (*gather)(void *ctx, uint32_t off, uint32_t cnt, uint64_t *const *col,
+		       const char **txn, uint8_t *txn_len);
 	uint64_t seg_id, group_id, min_lsn, max_lsn;
 	uint32_t part, nparts, day;
 };

@@ -73,8 +73,9 @@ struct store__meta {
 	uint64_t nproc_entries;
 	char *arena;
 	size_t arena_left;
-	void *chunks; /* arena chunks, chained through their first pointer */
-	struct kp_buf pending;
+	void *chunks;	       /* arena chunks, chained through their first pointer */
+	struct kp_buf pending; /* records not yet in the log (pending_mu: appender vs sealer) */
+	pthread_mutex_t pending_mu;
 	int fd;
 };
 
@@ -98,7 +99,8 @@ static const char *arena_copy(struct store__meta *m, const char *s, size_t len)
 {
 	if (m->arena_left < len + 1) {
 		size_t sz = len + 1 > 65536 ? len + 1 : 65536;
-		void **chunk = xmalloc(sz + sizeof(void *)); /* freed at close: symbols are stable */
+		void **chunk =
+			xmalloc(sz + sizeof(void *)); /* freed at close: symbols are stable */
 		chunk[0] = m->chunks;
 		m->chunks = chunk;
 		m->arena = (char *)(chunk + 1);
@@ -234,7 +236,9 @@ static struct procv *procv_find(struct store__meta *m, uint64_t node, uint32_t p
 	return NULL;
 }
 
-static void proc_upsert(struct store__meta *m, uint64_t node, const struct wire_proc *w)
+/* The upserts return whether anything changed: agents resend metadata every
+ * agent.metaResendSec, and only changes need to reach the log. */
+static bool proc_upsert(struct store__meta *m, uint64_t node, const struct wire_proc *w)
 {
 	struct procv *pv = procv_find(m, node, w->pid);
 	if (!pv) {
@@ -268,8 +272,13 @@ static void proc_upsert(struct store__meta *m, uint64_t node, const struct wire_
 	while (i < pv->n && pv->v[i].start_ns < e.start_ns)
 		i++;
 	if (i < pv->n && pv->v[i].start_ns == e.start_ns) {
+		struct store__proc o = pv->v[i];
+		bool same = o.cgroup_id == e.cgroup_id && o.ppid == e.ppid && o.comm == e.comm &&
+			    o.cmdline == e.cmdline && o.cgroup == e.cgroup &&
+			    o.container == e.container && o.pod == e.pod && o.ns == e.ns &&
+			    o.service == e.service;
 		pv->v[i] = e;
-		return;
+		return !same;
 	}
 	if (pv->n == pv->cap) {
 		pv->cap = pv->cap ? pv->cap * 2 : 1;
@@ -279,6 +288,7 @@ static void proc_upsert(struct store__meta *m, uint64_t node, const struct wire_
 	pv->v[i] = e;
 	pv->n++;
 	m->nproc_entries++;
+	return true;
 }
 
 static struct connv *conn_find(struct store__meta *m, uint64_t node, uint64_t conn)
@@ -300,9 +310,10 @@ static uint32_t addr_sym(struct store__meta *m, int family, const uint8_t *a)
 	return sym_intern_locked(m, txt, strlen(txt));
 }
 
-static void conn_upsert(struct store__meta *m, uint64_t node, const struct wire_conn *w)
+static bool conn_upsert(struct store__meta *m, uint64_t node, const struct wire_conn *w)
 {
 	struct connv *cv = conn_find(m, node, w->conn);
+	bool fresh = !cv;
 	if (!cv) {
 		GROW(m->conns);
 		uint32_t id = m->conns.n++;
@@ -316,31 +327,37 @@ static void conn_upsert(struct store__meta *m, uint64_t node, const struct wire_
 		REHASH(m->conns, conn_key);
 		cv = conn_find(m, node, w->conn);
 	}
+	struct store__conn o = cv->c;
 	cv->c.family = w->family;
 	cv->c.sport = w->sport;
 	cv->c.dport = w->dport;
 	cv->c.saddr = addr_sym(m, w->family, w->saddr);
 	cv->c.daddr = addr_sym(m, w->family, w->daddr);
+	return fresh || o.family != cv->c.family || o.sport != cv->c.sport ||
+	       o.dport != cv->c.dport || o.saddr != cv->c.saddr || o.daddr != cv->c.daddr;
 }
 
-static void node_upsert(struct store__meta *m, uint64_t node, const char *name)
+static bool node_upsert(struct store__meta *m, uint64_t node, const char *name)
 {
 	uint64_t h = store__hash_u64(node);
 	uint32_t sym = sym_intern_locked(m, name, strlen(name));
 	for (uint32_t i = m->nodes.head[h & (m->nodes.nhead - 1)]; i; i = m->nodes.v[i].next)
 		if (m->nodes.v[i].node == node) {
+			bool changed = m->nodes.v[i].sym != sym;
 			m->nodes.v[i].sym = sym;
-			return;
+			return changed;
 		}
 	GROW(m->nodes);
 	uint32_t id = m->nodes.n++;
 	m->nodes.v[id] = (struct nodev){node, sym, m->nodes.head[h & (m->nodes.nhead - 1)]};
 	m->nodes.head[h & (m->nodes.nhead - 1)] = id;
 	REHASH(m->nodes, node_key);
+	return true;
 }
 
 /* ------------------------------------------------------------------ apply, log */
 
+/* Returns 1 when the record changed the state, 0 when it repeated it, or -EINVAL. */
 static int apply_locked(struct store__meta *m, uint64_t node, uint16_t kind, const void *payload,
 			uint16_t len)
 {
@@ -349,22 +366,19 @@ static int apply_locked(struct store__meta *m, uint64_t node, uint16_t kind, con
 		struct wire_proc w;
 		if (wire_proc_decode(payload, len, &w))
 			return -EINVAL;
-		proc_upsert(m, node, &w);
-		return 0;
+		return proc_upsert(m, node, &w);
 	}
 	case WIRE_META_CONN: {
 		struct wire_conn w;
 		if (wire_conn_decode(payload, len, &w))
 			return -EINVAL;
-		conn_upsert(m, node, &w);
-		return 0;
+		return conn_upsert(m, node, &w);
 	}
 	case WIRE_META_NODE: {
 		char name[256], kernel[128];
 		if (wire_node_decode(payload, len, name, sizeof(name), kernel, sizeof(kernel)))
 			return -EINVAL;
-		node_upsert(m, node, name);
-		return 0;
+		return node_upsert(m, node, name);
 	}
 	default:
 		return -EINVAL;
@@ -384,37 +398,47 @@ static uint32_t rec_sum(uint64_t node, uint16_t kind, const void *payload, uint1
 int store__meta_apply(struct store__meta *m, uint64_t node, uint16_t kind, const void *payload,
 		      uint16_t len, bool log)
 {
+	if (len > WIRE_META_MAX_LEN)
+		return -EINVAL;
 	pthread_rwlock_wrlock(&m->lock);
 	int rc = apply_locked(m, node, kind, payload, len);
 	pthread_rwlock_unlock(&m->lock);
-	if (rc || !log)
-		return rc;
+	if (rc <= 0 || !log)
+		return rc < 0 ? rc : 0; /* an error, or nothing new to log */
 	uint32_t l = len, sum = rec_sum(node, kind, payload, len);
+	pthread_mutex_lock(&m->pending_mu);
 	buf_append(&m->pending, &l, 4);
 	buf_append(&m->pending, &sum, 4);
 	buf_append(&m->pending, &node, 8);
 	buf_append(&m->pending, &kind, 2);
 	buf_append(&m->pending, payload, len);
+	pthread_mutex_unlock(&m->pending_mu);
 	return 0;
 }
 
 int store__meta_sync(struct store__meta *m)
 {
-	if (!m->pending.len)
-		return 0;
-	int rc = write_full(m->fd, m->pending.data, m->pending.len);
-	if (rc < 0)
-		return rc;
-	if (fdatasync(m->fd))
-		return -errno;
-	m->pending.len = 0;
-	return 0;
+	pthread_mutex_lock(&m->pending_mu);
+	int rc = 0;
+	if (m->pending.len) {
+		off_t at = lseek(m->fd, 0, SEEK_CUR);
+		rc = write_full(m->fd, m->pending.data, m->pending.len);
+		if (!rc && fdatasync(m->fd))
+			rc = -errno;
+		if (!rc)
+			m->pending.len = 0;
+		else if (at >= 0 && (ftruncate(m->fd, at) || lseek(m->fd, at, SEEK_SET) < 0))
+			log_error("store: cannot cut a failed metadata write: %s", strerror(errno));
+	}
+	pthread_mutex_unlock(&m->pending_mu);
+	return rc;
 }
 
 int store__meta_open(const char *path, struct store__meta **out)
 {
 	struct store__meta *m = xcalloc(1, sizeof(*m));
 	pthread_rwlock_init(&m->lock, NULL);
+	pthread_mutex_init(&m->pending_mu, NULL);
 	H_INIT(m->syms);
 	H_INIT(m->procs);
 	H_INIT(m->conns);
@@ -480,8 +504,8 @@ int store__meta_open(const char *path, struct store__meta **out)
 		}
 		good = at;
 		if (good != size) {
-			log_warn("store: %s: cutting a torn or corrupt tail at byte %zu of %zu", path,
-				 good, size);
+			log_warn("store: %s: cutting a torn or corrupt tail at byte %zu of %zu",
+				 path, good, size);
 			if (ftruncate(m->fd, (off_t)good) || fdatasync(m->fd)) {
 				rc = -errno;
 				goto cleanup;
@@ -519,6 +543,7 @@ void store__meta_close(struct store__meta *m)
 	free(m->nodes.head);
 	buf_free(&m->pending);
 	pthread_rwlock_destroy(&m->lock);
+	pthread_mutex_destroy(&m->pending_mu);
 	while (m->chunks) {
 		void **c = m->chunks;
 		m->chunks = c[0];

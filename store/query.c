@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/json.h"
 #include "common/util.h"
@@ -31,10 +32,10 @@
 #define MAX_TREE    256 /* node depth, including left-deep chains like a+b+c+... */
 #define MAX_KEYS    16
 #define MAX_AGGS    64
-#define MAX_OUT     256
+#define MAX_OUT	    256
 #define MAX_QVALUES (32u << 20) /* values held for exact quantiles, over all groups */
-#define QEXACT      4096
-#define QHIST       7424
+#define QEXACT	    4096
+#define QHIST	    7424
 
 /* ------------------------------------------------------------------ arena */
 
@@ -94,31 +95,77 @@ static void arena_free(struct arena *a)
 /* ------------------------------------------------------------------ lexer */
 
 enum tok {
-	T_EOF, T_IDENT, T_INT, T_FLOAT, T_STR, T_LP, T_RP, T_COMMA, T_STAR, T_PLUS, T_MINUS,
-	T_SLASH, T_PCT, T_EQ, T_NE, T_LT, T_LE, T_GT, T_GE, T_SEMI,
+	T_EOF,
+	T_IDENT,
+	T_INT,
+	T_FLOAT,
+	T_STR,
+	T_LP,
+	T_RP,
+	T_COMMA,
+	T_STAR,
+	T_PLUS,
+	T_MINUS,
+	T_SLASH,
+	T_PCT,
+	T_EQ,
+	T_NE,
+	T_LT,
+	T_LE,
+	T_GT,
+	T_GE,
+	T_SEMI,
 	/* keywords */
-	T_SELECT, T_FROM, T_WHERE, T_GROUP, T_BY, T_ORDER, T_ASC, T_DESC, T_LIMIT, T_AND, T_OR,
-	T_NOT, T_IN, T_BETWEEN, T_LIKE, T_IS, T_NULL, T_AS, T_TRUE, T_FALSE, T_HAVING, T_DISTINCT,
-	T_OFFSET, T_JOIN,
+	T_SELECT,
+	T_FROM,
+	T_WHERE,
+	T_GROUP,
+	T_BY,
+	T_ORDER,
+	T_ASC,
+	T_DESC,
+	T_LIMIT,
+	T_AND,
+	T_OR,
+	T_NOT,
+	T_IN,
+	T_BETWEEN,
+	T_LIKE,
+	T_IS,
+	T_NULL,
+	T_AS,
+	T_TRUE,
+	T_FALSE,
+	T_HAVING,
+	T_DISTINCT,
+	T_OFFSET,
+	T_JOIN,
 };
 
 static const struct {
 	const char *w;
 	int t;
 } keywords[] = {
-	{"select", T_SELECT}, {"from", T_FROM}, {"where", T_WHERE}, {"group", T_GROUP},
-	{"by", T_BY}, {"order", T_ORDER}, {"asc", T_ASC}, {"desc", T_DESC}, {"limit", T_LIMIT},
-	{"and", T_AND}, {"or", T_OR}, {"not", T_NOT}, {"in", T_IN}, {"between", T_BETWEEN},
-	{"like", T_LIKE}, {"is", T_IS}, {"null", T_NULL}, {"as", T_AS}, {"true", T_TRUE},
-	{"false", T_FALSE}, {"having", T_HAVING}, {"distinct", T_DISTINCT}, {"offset", T_OFFSET},
-	{"join", T_JOIN},
+	{"select", T_SELECT}, {"from", T_FROM},
+	{"where", T_WHERE},   {"group", T_GROUP},
+	{"by", T_BY},	      {"order", T_ORDER},
+	{"asc", T_ASC},	      {"desc", T_DESC},
+	{"limit", T_LIMIT},   {"and", T_AND},
+	{"or", T_OR},	      {"not", T_NOT},
+	{"in", T_IN},	      {"between", T_BETWEEN},
+	{"like", T_LIKE},     {"is", T_IS},
+	{"null", T_NULL},     {"as", T_AS},
+	{"true", T_TRUE},     {"false", T_FALSE},
+	{"having", T_HAVING}, {"distinct", T_DISTINCT},
+	{"offset", T_OFFSET}, {"join", T_JOIN},
 };
 
 static const char *tok_name(int t)
 {
 	static const char *n[] = {"end of query", "a name", "a number", "a number", "a string",
-				  "'('", "')'", "','", "'*'", "'+'", "'-'", "'/'", "'%'", "'='",
-				  "'!='", "'<'", "'<='", "'>'", "'>='", "';'"};
+				  "'('",	  "')'",    "','",	"'*'",	    "'+'",
+				  "'-'",	  "'/'",    "'%'",	"'='",	    "'!='",
+				  "'<'",	  "'<='",   "'>'",	"'>='",	    "';'"};
 	if (t < (int)KP_ARRAY_SIZE(n))
 		return n[t];
 	for (size_t i = 0; i < KP_ARRAY_SIZE(keywords); i++)
@@ -136,7 +183,8 @@ struct token {
 };
 
 struct qctx; /* forward */
-static int qerr(struct qctx *q, int pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int qerr(struct qctx *q, int pos, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* ------------------------------------------------------------------ AST */
 
@@ -144,8 +192,21 @@ enum vt { V_NULL, V_BOOL, V_INT, V_FLOAT, V_STR, V_SYM };
 static const char *vt_name[] = {"null", "boolean", "integer", "float", "string", "string"};
 
 enum nk {
-	N_LIT, N_COL, N_NEG, N_NOT, N_BIN, N_IN, N_BETWEEN, N_LIKE, N_ISNULL, N_CALL, N_AGG,
-	N_AGGREF, N_KEYREF, N_TOSTR, N_STAR
+	N_LIT,
+	N_COL,
+	N_NEG,
+	N_NOT,
+	N_BIN,
+	N_IN,
+	N_BETWEEN,
+	N_LIKE,
+	N_ISNULL,
+	N_CALL,
+	N_AGG,
+	N_AGGREF,
+	N_KEYREF,
+	N_TOSTR,
+	N_STAR
 };
 enum fn { F_NOW, F_BUCKET, F_ABS };
 enum ag { A_COUNT, A_SUM, A_MIN, A_MAX, A_AVG, A_QUANT };
@@ -184,8 +245,10 @@ struct node {
 	struct vec v;
 	int64_t like_id;
 	bool like_res;
-	bool hint_ts;    /* a conjunct fully expressed by the ts range hint */
+	bool hint_ts;	 /* a conjunct fully expressed by the ts range hint */
 	uint32_t filled; /* N_LIT: rows of the buffer already holding the value */
+	int64_t *own_i;	 /* v.i as allocated (a column node may point v.i at the batch) */
+	uint8_t *own_nul;
 };
 
 /* ------------------------------------------------------------------ context */
@@ -204,7 +267,7 @@ struct agg {
 	int kind;
 	double q;
 	struct node *arg; /* NULL for count() */
-	uint8_t vt;       /* result type */
+	uint8_t vt;	  /* result type */
 	struct node *src; /* the N_AGG node, for equality */
 };
 
@@ -240,8 +303,8 @@ struct row {
 
 struct qctx {
 	struct query_error *err;
-	struct arena ar;     /* AST, literals */
-	struct arena strs;   /* strings copied out of batches (rows, group keys) */
+	struct arena ar;   /* AST, literals */
+	struct arena strs; /* strings copied out of batches (rows, group keys) */
 	const char *text;
 	size_t len;
 	struct token *tk;
@@ -285,7 +348,7 @@ struct qctx {
 	/* rows */
 	struct row *rows;
 	size_t nrows, caprows;
-	int nout; /* nsel + hidden order columns */
+	int nout;	       /* nsel + hidden order columns */
 	bool vol[MAX_OUT * 2]; /* output column c holds batch-owned (volatile) strings */
 	struct row bound;
 	bool have_bound;
@@ -299,6 +362,7 @@ struct qctx {
 	uint32_t nistr, capistr;
 	uint32_t *ihash;
 	uint32_t nihash;
+	bool sel_ident; /* the selection vector is 0..n-1 of the current batch */
 	int64_t *dense; /* agg_dense: box index -> group, -1 when not seen in this batch */
 	uint32_t *dense_used;
 };
@@ -341,7 +405,8 @@ static int lex(struct qctx *q)
 			continue;
 		}
 		if (q->ntk == MAX_TOKENS)
-			return qerr(q, (int)i, "query has more than %d tokens; shorten it", MAX_TOKENS);
+			return qerr(q, (int)i, "query has more than %d tokens; shorten it",
+				    MAX_TOKENS);
 		struct token *t = &q->tk[q->ntk++];
 		memset(t, 0, sizeof(*t));
 		t->pos = (int)i;
@@ -370,7 +435,8 @@ static int lex(struct qctx *q)
 			while (j < n && s[j] != (char)c)
 				j++;
 			if (j >= n)
-				return qerr(q, (int)i, "unterminated quoted name starting at %zu", i);
+				return qerr(q, (int)i, "unterminated quoted name starting at %zu",
+					    i);
 			if (j == i + 1)
 				return qerr(q, (int)i, "empty quoted name at %zu", i);
 			t->t = T_IDENT;
@@ -386,7 +452,8 @@ static int lex(struct qctx *q)
 			for (;;) {
 				if (j >= n)
 					return qerr(q, (int)i,
-						    "unterminated string starting at %zu; close it with '",
+						    "unterminated string starting at %zu; close it "
+						    "with '",
 						    i);
 				if (s[j] == '\'') {
 					if (j + 1 < n && s[j + 1] == '\'') {
@@ -406,7 +473,8 @@ static int lex(struct qctx *q)
 			i = j + 1;
 			continue;
 		}
-		if ((c >= '0' && c <= '9') || (c == '.' && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9')) {
+		if ((c >= '0' && c <= '9') ||
+		    (c == '.' && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9')) {
 			size_t j = i;
 			bool isf = false;
 			if (c == '0' && i + 1 < n && (s[i + 1] == 'x' || s[i + 1] == 'X')) {
@@ -416,7 +484,8 @@ static int lex(struct qctx *q)
 				while (j < n && ((s[j] >= '0' && s[j] <= '9') ||
 						 ((s[j] | 32) >= 'a' && (s[j] | 32) <= 'f'))) {
 					if (v >> 60)
-						return qerr(q, (int)i, "number too large at %zu", i);
+						return qerr(q, (int)i, "number too large at %zu",
+							    i);
 					int dv = s[j] <= '9' ? s[j] - '0' : (s[j] | 32) - 'a' + 10;
 					v = v * 16 + (uint64_t)dv;
 					j++;
@@ -439,8 +508,8 @@ static int lex(struct qctx *q)
 			}
 			if (j < n && (s[j] == 'e' || s[j] == 'E') && j + 1 < n &&
 			    ((s[j + 1] >= '0' && s[j + 1] <= '9') ||
-			     ((s[j + 1] == '-' || s[j + 1] == '+') && j + 2 < n && s[j + 2] >= '0' &&
-			      s[j + 2] <= '9'))) {
+			     ((s[j + 1] == '-' || s[j + 1] == '+') && j + 2 < n &&
+			      s[j + 2] >= '0' && s[j + 2] <= '9'))) {
 				isf = true;
 				j += 2;
 				while (j < n && s[j] >= '0' && s[j] <= '9')
@@ -459,15 +528,17 @@ static int lex(struct qctx *q)
 				static const struct {
 					const char *u;
 					double mul;
-				} units[] = {{"ns", 1},      {"us", 1e3},  {"ms", 1e6},   {"s", 1e9},
-					     {"m", 60e9},    {"h", 3600e9}, {"d", 86400e9}};
+				} units[] = {{"ns", 1},	  {"us", 1e3},	 {"ms", 1e6},	{"s", 1e9},
+					     {"m", 60e9}, {"h", 3600e9}, {"d", 86400e9}};
 				double mul = 0;
 				for (size_t k = 0; k < KP_ARRAY_SIZE(units); k++)
-					if (strlen(units[k].u) == u - j && !strncmp(units[k].u, s + j, u - j))
+					if (strlen(units[k].u) == u - j &&
+					    !strncmp(units[k].u, s + j, u - j))
 						mul = units[k].mul;
 				if (!mul)
 					return qerr(q, (int)i,
-						    "bad number or duration '%.*s' at %zu; durations end in "
+						    "bad number or duration '%.*s' at %zu; "
+						    "durations end in "
 						    "ns, us, ms, s, m, h or d",
 						    (int)KP_MIN(u - i, 40), s + i, i);
 				double v = strtod(num, NULL) * mul;
@@ -498,16 +569,37 @@ static int lex(struct qctx *q)
 		}
 		int tt = -1, l = 1;
 		switch (c) {
-		case '(': tt = T_LP; break;
-		case ')': tt = T_RP; break;
-		case ',': tt = T_COMMA; break;
-		case '*': tt = T_STAR; break;
-		case '+': tt = T_PLUS; break;
-		case '-': tt = T_MINUS; break;
-		case '/': tt = T_SLASH; break;
-		case '%': tt = T_PCT; break;
-		case ';': tt = T_SEMI; break;
-		case '=': tt = T_EQ; l = (i + 1 < n && s[i + 1] == '=') ? 2 : 1; break;
+		case '(':
+			tt = T_LP;
+			break;
+		case ')':
+			tt = T_RP;
+			break;
+		case ',':
+			tt = T_COMMA;
+			break;
+		case '*':
+			tt = T_STAR;
+			break;
+		case '+':
+			tt = T_PLUS;
+			break;
+		case '-':
+			tt = T_MINUS;
+			break;
+		case '/':
+			tt = T_SLASH;
+			break;
+		case '%':
+			tt = T_PCT;
+			break;
+		case ';':
+			tt = T_SEMI;
+			break;
+		case '=':
+			tt = T_EQ;
+			l = (i + 1 < n && s[i + 1] == '=') ? 2 : 1;
+			break;
 		case '!':
 			if (i + 1 < n && s[i + 1] == '=') {
 				tt = T_NE;
@@ -535,10 +627,11 @@ static int lex(struct qctx *q)
 		if (tt < 0) {
 			if (c >= 0x20 && c < 0x7f)
 				return qerr(q, (int)i, "unexpected character '%c' at %zu", c, i);
-			return qerr(q, (int)i,
-				    "unexpected byte 0x%02x at %zu; queries are ASCII text (strings "
-				    "may hold UTF-8 inside quotes)",
-				    c, i);
+			return qerr(
+				q, (int)i,
+				"unexpected byte 0x%02x at %zu; queries are ASCII text (strings "
+				"may hold UTF-8 inside quotes)",
+				c, i);
 		}
 		t->t = tt;
 		t->len = l;
@@ -586,7 +679,8 @@ static int unexpected(struct qctx *q, const char *want)
 {
 	struct token *k = peek(q);
 	if (k->t == T_EOF)
-		return qerr(q, k->pos, "expected %s, found the end of the query at %d", want, k->pos);
+		return qerr(q, k->pos, "expected %s, found the end of the query at %d", want,
+			    k->pos);
 	return qerr(q, k->pos, "expected %s, found '%.*s' at %d", want, KP_MIN(k->len, 40),
 		    q->text + k->pos, k->pos);
 }
@@ -606,7 +700,8 @@ static struct node *mk(struct qctx *q, int k, int pos, struct node *a, struct no
 		d = b->depth;
 	n->depth = d + 1;
 	if (n->depth > MAX_TREE) {
-		qerr(q, pos, "expression nested too deeply (more than %d levels) at %d; simplify it",
+		qerr(q, pos,
+		     "expression nested too deeply (more than %d levels) at %d; simplify it",
 		     MAX_TREE, pos);
 		return NULL;
 	}
@@ -682,8 +777,8 @@ static struct node *parse_primary(struct qctx *q, int depth)
 		} else if (peek(q)->t != T_RP) {
 			do {
 				if (na == (int)KP_ARRAY_SIZE(args)) {
-					qerr(q, peek(q)->pos, "too many arguments to %s at %d", t->s,
-					     t->pos);
+					qerr(q, peek(q)->pos, "too many arguments to %s at %d",
+					     t->s, t->pos);
 					return NULL;
 				}
 				if (!(args[na++] = parse_expr(q, depth + 1)))
@@ -723,7 +818,8 @@ static struct node *parse_primary(struct qctx *q, int depth)
 		return n;
 	}
 	case T_STAR:
-		qerr(q, t->pos, "'*' is only allowed alone in SELECT or in count(*) (at %d)", t->pos);
+		qerr(q, t->pos, "'*' is only allowed alone in SELECT or in count(*) (at %d)",
+		     t->pos);
 		return NULL;
 	default:
 		unexpected(q, "a value, a column or '('");
@@ -832,7 +928,8 @@ static struct node *parse_cmp(struct qctx *q, int depth)
 		struct node **items = arena_alloc(&q->ar, sizeof(struct node *) * QUERY_MAX_LIST);
 		int ni = 0;
 		if (peek(q)->t == T_RP) {
-			qerr(q, peek(q)->pos, "IN () needs at least one value (at %d)", peek(q)->pos);
+			qerr(q, peek(q)->pos, "IN () needs at least one value (at %d)",
+			     peek(q)->pos);
 			return NULL;
 		}
 		do {
@@ -995,8 +1092,10 @@ static int parse_query(struct qctx *q)
 			    (int)KP_MIN(tt->slen, 64), tt->s, tt->pos, names);
 	}
 	if (peek(q)->t == T_COMMA || peek(q)->t == T_JOIN)
-		return qerr(q, peek(q)->pos, "joins are not supported (at %d); metadata columns "
-			    "(comm, service, node, ...) are already part of events", peek(q)->pos);
+		return qerr(q, peek(q)->pos,
+			    "joins are not supported (at %d); metadata columns "
+			    "(comm, service, node, ...) are already part of events",
+			    peek(q)->pos);
 	if (accept(q, T_WHERE) && !(q->where = parse_expr(q, 0)))
 		return -EINVAL;
 	if (accept(q, T_GROUP)) {
@@ -1043,8 +1142,10 @@ static int parse_query(struct qctx *q)
 				    l->i, l->pos, q->opts->max_rows);
 		q->limit = l->i;
 		if (peek(q)->t == T_OFFSET)
-			return qerr(q, peek(q)->pos, "OFFSET is not supported (at %d); narrow the "
-				    "WHERE clause instead", peek(q)->pos);
+			return qerr(q, peek(q)->pos,
+				    "OFFSET is not supported (at %d); narrow the "
+				    "WHERE clause instead",
+				    peek(q)->pos);
 	}
 	accept(q, T_SEMI);
 	if (peek(q)->t != T_EOF)
@@ -1079,7 +1180,8 @@ static int lev(const char *a, size_t la, const char *b, size_t lb)
 static int find_col(struct qctx *q, const char *name, size_t len)
 {
 	for (int i = 0; i < q->tab->ncols; i++)
-		if (strlen(q->tab->cols[i].name) == len && !strncasecmp(q->tab->cols[i].name, name, len))
+		if (strlen(q->tab->cols[i].name) == len &&
+		    !strncasecmp(q->tab->cols[i].name, name, len))
 			return i;
 	return -1;
 }
@@ -1108,11 +1210,11 @@ static const struct {
 	int fn;
 	double q;
 } funcs[] = {
-	{"count", A_COUNT, 0, 0}, {"sum", A_SUM, 0, 0},       {"min", A_MIN, 0, 0},
-	{"max", A_MAX, 0, 0},     {"avg", A_AVG, 0, 0},       {"quantile", A_QUANT, 0, -1},
-	{"p50", A_QUANT, 0, 0.5}, {"p90", A_QUANT, 0, 0.9},   {"p95", A_QUANT, 0, 0.95},
+	{"count", A_COUNT, 0, 0},  {"sum", A_SUM, 0, 0},	{"min", A_MIN, 0, 0},
+	{"max", A_MAX, 0, 0},	   {"avg", A_AVG, 0, 0},	{"quantile", A_QUANT, 0, -1},
+	{"p50", A_QUANT, 0, 0.5},  {"p90", A_QUANT, 0, 0.9},	{"p95", A_QUANT, 0, 0.95},
 	{"p99", A_QUANT, 0, 0.99}, {"p999", A_QUANT, 0, 0.999}, {"median", A_QUANT, 0, 0.5},
-	{"now", -1, F_NOW, 0},    {"bucket", -1, F_BUCKET, 0}, {"abs", -1, F_ABS, 0},
+	{"now", -1, F_NOW, 0},	   {"bucket", -1, F_BUCKET, 0}, {"abs", -1, F_ABS, 0},
 };
 
 /* Parses a UTC time text into epoch ns. */
@@ -1175,8 +1277,8 @@ static int lit_to_sym(struct qctx *q, struct node *lit, int symcol)
 		for (int i = 1; i < 12 && at < sizeof(names); i++) {
 			uint32_t l;
 			const char *s = q->tab->sym_str(q->tctx, symcol, i, &l);
-			at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%.*s", i > 1 ? ", " : "",
-					       (int)l, s);
+			at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%.*s",
+					       i > 1 ? ", " : "", (int)l, s);
 		}
 		return qerr(q, lit->pos, "unknown event type '%.*s' at %d; types: %s",
 			    (int)KP_MIN(lit->lsl, 40), lit->ls, lit->pos, names);
@@ -1232,8 +1334,8 @@ static int unify_cmp(struct qctx *q, struct node *parent, struct node **pa, stru
 	bool an = a->vt == V_INT || a->vt == V_FLOAT, bn = b->vt == V_INT || b->vt == V_FLOAT;
 	if ((an && bn) || (a->vt == b->vt))
 		return 0;
-	return qerr(q, parent->pos, "cannot compare %s with %s at %d",
-		    vt_name[a->vt], vt_name[b->vt], parent->pos);
+	return qerr(q, parent->pos, "cannot compare %s with %s at %d", vt_name[a->vt],
+		    vt_name[b->vt], parent->pos);
 }
 
 static int resolve1(struct qctx *q, struct node *n, bool allow_agg);
@@ -1271,7 +1373,8 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 		if ((rc = resolve(q, n->a, allow_agg)))
 			return rc;
 		if (n->a->vt != V_INT && n->a->vt != V_FLOAT && n->a->vt != V_NULL)
-			return qerr(q, n->pos, "cannot negate a %s at %d", vt_name[n->a->vt], n->pos);
+			return qerr(q, n->pos, "cannot negate a %s at %d", vt_name[n->a->vt],
+				    n->pos);
 		n->vt = n->a->vt;
 		return fold(q, n);
 	case N_NOT:
@@ -1290,10 +1393,11 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 		case T_OR:
 			if ((n->a->vt != V_BOOL && n->a->vt != V_NULL) ||
 			    (n->b->vt != V_BOOL && n->b->vt != V_NULL))
-				return qerr(q, n->pos, "%s needs conditions on both sides at %d "
+				return qerr(q, n->pos,
+					    "%s needs conditions on both sides at %d "
 					    "(found %s and %s)",
-					    n->op == T_AND ? "AND" : "OR", n->pos, vt_name[n->a->vt],
-					    vt_name[n->b->vt]);
+					    n->op == T_AND ? "AND" : "OR", n->pos,
+					    vt_name[n->a->vt], vt_name[n->b->vt]);
 			n->vt = V_BOOL;
 			break;
 		case T_EQ:
@@ -1320,8 +1424,10 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 				n->vt = V_NULL;
 				break;
 			}
-			if ((a->vt != V_INT && a->vt != V_FLOAT) || (b->vt != V_INT && b->vt != V_FLOAT))
-				return qerr(q, n->pos, "arithmetic needs numbers at %d (found %s and %s)",
+			if ((a->vt != V_INT && a->vt != V_FLOAT) ||
+			    (b->vt != V_INT && b->vt != V_FLOAT))
+				return qerr(q, n->pos,
+					    "arithmetic needs numbers at %d (found %s and %s)",
 					    n->pos, vt_name[a->vt], vt_name[b->vt]);
 			n->vt = (a->vt == V_FLOAT || b->vt == V_FLOAT) ? V_FLOAT : V_INT;
 			n->is_time = (a->is_time || b->is_time) && n->op != T_SLASH;
@@ -1338,8 +1444,10 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 			if ((rc = resolve(q, x, false)))
 				return rc;
 			if (!is_lit(x))
-				return qerr(q, x->pos, "IN (...) takes constant values; the value at %d "
-					    "is not", x->pos);
+				return qerr(q, x->pos,
+					    "IN (...) takes constant values; the value at %d "
+					    "is not",
+					    x->pos);
 			if ((rc = unify_cmp(q, n, &n->a, &n->args[i])))
 				return rc;
 		}
@@ -1390,12 +1498,16 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 				}
 			}
 			if (best >= 0)
-				return qerr(q, n->pos, "unknown function '%.*s' at %d; did you mean "
-					    "'%s'?", KP_MIN(n->namelen, 40), n->name, n->pos,
+				return qerr(q, n->pos,
+					    "unknown function '%.*s' at %d; did you mean "
+					    "'%s'?",
+					    KP_MIN(n->namelen, 40), n->name, n->pos,
 					    funcs[best].name);
-			return qerr(q, n->pos, "unknown function '%.*s' at %d; functions: count, "
+			return qerr(q, n->pos,
+				    "unknown function '%.*s' at %d; functions: count, "
 				    "sum, min, max, avg, quantile(q)(x), p50, p90, p99, now, "
-				    "bucket, abs", KP_MIN(n->namelen, 40), n->name, n->pos);
+				    "bucket, abs",
+				    KP_MIN(n->namelen, 40), n->name, n->pos);
 		}
 		const char *fname = funcs[f].name;
 		if (funcs[f].agg < 0) {
@@ -1405,7 +1517,8 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 			switch (n->idx) {
 			case F_NOW:
 				if (n->nargs)
-					return qerr(q, n->pos, "now() takes no arguments (at %d)", n->pos);
+					return qerr(q, n->pos, "now() takes no arguments (at %d)",
+						    n->pos);
 				n->k = N_LIT;
 				n->vt = V_INT;
 				n->li = (int64_t)q->now_ns;
@@ -1413,18 +1526,24 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 				return 0;
 			case F_BUCKET:
 				if (n->nargs != 2)
-					return qerr(q, n->pos, "bucket(x, step) takes 2 arguments "
-						    "(at %d)", n->pos);
+					return qerr(q, n->pos,
+						    "bucket(x, step) takes 2 arguments "
+						    "(at %d)",
+						    n->pos);
 				if ((rc = resolve(q, n->args[0], allow_agg)) ||
 				    (rc = resolve(q, n->args[1], false)))
 					return rc;
 				if (n->args[0]->vt != V_INT)
-					return qerr(q, n->args[0]->pos, "bucket() needs an integer or "
-						    "time at %d", n->args[0]->pos);
+					return qerr(q, n->args[0]->pos,
+						    "bucket() needs an integer or "
+						    "time at %d",
+						    n->args[0]->pos);
 				if (!is_lit(n->args[1]) || n->args[1]->vt != V_INT ||
 				    n->args[1]->li <= 0)
-					return qerr(q, n->args[1]->pos, "bucket() needs a positive "
-						    "constant step such as 1s at %d", n->args[1]->pos);
+					return qerr(q, n->args[1]->pos,
+						    "bucket() needs a positive "
+						    "constant step such as 1s at %d",
+						    n->args[1]->pos);
 				n->vt = V_INT;
 				n->is_time = n->args[0]->is_time;
 				n->a = n->args[0];
@@ -1432,11 +1551,13 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 				return fold(q, n);
 			case F_ABS:
 				if (n->nargs != 1)
-					return qerr(q, n->pos, "abs(x) takes 1 argument (at %d)", n->pos);
+					return qerr(q, n->pos, "abs(x) takes 1 argument (at %d)",
+						    n->pos);
 				if ((rc = resolve(q, n->args[0], allow_agg)))
 					return rc;
 				if (n->args[0]->vt != V_INT && n->args[0]->vt != V_FLOAT)
-					return qerr(q, n->pos, "abs() needs a number at %d", n->pos);
+					return qerr(q, n->pos, "abs() needs a number at %d",
+						    n->pos);
 				n->vt = n->args[0]->vt;
 				n->a = n->args[0];
 				return fold(q, n);
@@ -1445,15 +1566,18 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 		}
 		/* aggregates */
 		if (!allow_agg)
-			return qerr(q, n->pos, "aggregate %s() is not allowed here (at %d): not in "
-				    "WHERE, GROUP BY or inside another aggregate", fname, n->pos);
+			return qerr(q, n->pos,
+				    "aggregate %s() is not allowed here (at %d): not in "
+				    "WHERE, GROUP BY or inside another aggregate",
+				    fname, n->pos);
 		int kind = funcs[f].agg;
 		n->k = N_AGG;
 		n->idx = kind;
 		struct node *arg = NULL;
 		if (kind == A_QUANT && funcs[f].q < 0) {
 			if (!n->op || n->nargs != 1)
-				return qerr(q, n->pos, "quantile is written quantile(0.99)(x) (at %d)",
+				return qerr(q, n->pos,
+					    "quantile is written quantile(0.99)(x) (at %d)",
 					    n->pos);
 			struct node *qa = n->args[0];
 			if ((rc = resolve(q, qa, false)))
@@ -1461,24 +1585,28 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 			double qq = qa->vt == V_FLOAT ? qa->lf : (double)qa->li;
 			if (!is_lit(qa) || (qa->vt != V_FLOAT && qa->vt != V_INT) || !(qq >= 0) ||
 			    qq > 1)
-				return qerr(q, qa->pos, "quantile level must be a constant between 0 "
-					    "and 1 (at %d)", qa->pos);
+				return qerr(q, qa->pos,
+					    "quantile level must be a constant between 0 "
+					    "and 1 (at %d)",
+					    qa->pos);
 			n->q = qq;
 			arg = n->c;
 		} else {
 			if (n->op)
-				return qerr(q, n->pos, "%s is not parametric at %d; write %s(x)", fname,
-					    n->pos, fname);
+				return qerr(q, n->pos, "%s is not parametric at %d; write %s(x)",
+					    fname, n->pos, fname);
 			n->q = funcs[f].q;
 			if (kind == A_COUNT) {
 				if (n->nargs > 1)
-					return qerr(q, n->pos, "count takes at most one argument "
-						    "(at %d)", n->pos);
+					return qerr(q, n->pos,
+						    "count takes at most one argument "
+						    "(at %d)",
+						    n->pos);
 				arg = n->nargs ? n->args[0] : NULL;
 			} else {
 				if (n->nargs != 1)
-					return qerr(q, n->pos, "%s(x) takes one argument (at %d)", fname,
-						    n->pos);
+					return qerr(q, n->pos, "%s(x) takes one argument (at %d)",
+						    fname, n->pos);
 				arg = n->args[0];
 			}
 		}
@@ -1487,8 +1615,8 @@ static int resolve1(struct qctx *q, struct node *n, bool allow_agg)
 			if ((rc = resolve(q, arg, false)))
 				return rc;
 			if (kind != A_COUNT && arg->vt != V_INT && arg->vt != V_FLOAT)
-				return qerr(q, arg->pos, "%s() needs a number at %d (found %s)", fname,
-					    arg->pos, vt_name[arg->vt]);
+				return qerr(q, arg->pos, "%s() needs a number at %d (found %s)",
+					    fname, arg->pos, vt_name[arg->vt]);
 		}
 		n->vt = kind == A_COUNT ? V_INT : kind == A_AVG ? V_FLOAT : arg->vt;
 		n->is_time = kind != A_COUNT && kind != A_SUM && arg && arg->is_time;
@@ -1508,10 +1636,10 @@ struct ectx {
 /* Output buffers by the node's type (a float node also keeps ints: literals fill both). */
 static void vec_alloc(struct node *n)
 {
-	if (n->v.nul)
+	if (n->own_nul)
 		return;
-	n->v.nul = xmalloc(BATCH_CAP);
-	n->v.i = xmalloc(sizeof(int64_t) * BATCH_CAP);
+	n->v.nul = n->own_nul = xmalloc(BATCH_CAP);
+	n->v.i = n->own_i = xmalloc(sizeof(int64_t) * BATCH_CAP);
 	if (n->vt == V_FLOAT || n->k == N_LIT || n->k == N_AGGREF || n->k == N_KEYREF ||
 	    n->k == N_NEG || n->k == N_CALL)
 		n->v.f = xmalloc(sizeof(double) * BATCH_CAP);
@@ -1525,11 +1653,13 @@ static void node_free_bufs(struct node *n)
 {
 	if (!n)
 		return;
-	free(n->v.i);
+	free(n->own_i);
 	free(n->v.f);
 	free(n->v.s);
 	free(n->v.sl);
-	free(n->v.nul);
+	free(n->own_nul);
+	n->own_i = NULL;
+	n->own_nul = NULL;
 	n->v.i = NULL;
 	n->v.f = NULL;
 	n->v.s = NULL;
@@ -1597,12 +1727,42 @@ static int fetch_col(struct qctx *q, int col, struct table_vec **out)
 #define CMP_LOOP(EXPR)                                                                             \
 	do {                                                                                       \
 		switch (op) {                                                                      \
-		case T_EQ: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x == y; } break; \
-		case T_NE: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x != y; } break; \
-		case T_LT: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x < y; } break;  \
-		case T_LE: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x <= y; } break; \
-		case T_GT: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x > y; } break;  \
-		default: for (uint32_t i = 0; i < ns; i++) { int64_t x = (EXPR); o[i] = x >= y; } break;   \
+		case T_EQ:                                                                         \
+			for (uint32_t i = 0; i < ns; i++) {                                        \
+				int64_t x = (EXPR);                                                \
+				o[i] = x == y;                                                     \
+			}                                                                          \
+			break;                                                                     \
+		case T_NE:                                                                         \
+			for (uint32_t i = 0; i < ns; i++) {                                        \
+				int64_t x = (EXPR);                                                \
+				o[i] = x != y;                                                     \
+			}                                                                          \
+			break;                                                                     \
+		case T_LT:                                                                         \
+			for (uint32_t i = 0; i < ns; i++) {                                        \
+				int64_t x = (EXPR);                                                \
+				o[i] = x < y;                                                      \
+			}                                                                          \
+			break;                                                                     \
+		case T_LE:                                                                         \
+			for (uint32_t i = 0; i < ns; i++) {                                        \
+				int64_t x = (EXPR);                                                \
+				o[i] = x <= y;                                                     \
+			}                                                                          \
+			break;                                                                     \
+		case T_GT:                                                                         \
+			for (uint32_t i = 0; i < ns; i++) {                                        \
+				int64_t x = (EXPR);                                                \
+				o[i] = x > y;                                                      \
+			}                                                                          \
+			break;                                                                     \
+		default:                                                                           \
+			for (uint32_t i = 0; i < ns; i++) {                                        \
+				int64_t x = (EXPR);                                                \
+				o[i] = x >= y;                                                     \
+			}                                                                          \
+			break;                                                                     \
 		}                                                                                  \
 	} while (0)
 
@@ -1611,8 +1771,9 @@ static int eval_cmp(struct node *n, uint32_t ns)
 	struct node *a = n->a, *b = n->b;
 	int op = n->op;
 	/* the common case, an integer against a constant, as tight loops */
-	if (b->k == N_LIT && b->vt != V_NULL && (a->vt == V_INT || a->vt == V_SYM || a->vt == V_BOOL) &&
-	    b->vt != V_FLOAT && b->vt != V_STR) {
+	if (b->k == N_LIT && b->vt != V_NULL &&
+	    (a->vt == V_INT || a->vt == V_SYM || a->vt == V_BOOL) && b->vt != V_FLOAT &&
+	    b->vt != V_STR) {
 		int64_t y = b->li, *o = n->v.i;
 		const int64_t *av = a->v.i;
 		CMP_LOOP(av[i]);
@@ -1633,12 +1794,24 @@ static int eval_cmp(struct node *n, uint32_t ns)
 		}
 		bool r;
 		switch (op) {
-		case T_EQ: r = c == 0; break;
-		case T_NE: r = c != 0; break;
-		case T_LT: r = c < 0; break;
-		case T_LE: r = c <= 0; break;
-		case T_GT: r = c > 0; break;
-		default: r = c >= 0; break;
+		case T_EQ:
+			r = c == 0;
+			break;
+		case T_NE:
+			r = c != 0;
+			break;
+		case T_LT:
+			r = c < 0;
+			break;
+		case T_LE:
+			r = c <= 0;
+			break;
+		case T_GT:
+			r = c > 0;
+			break;
+		default:
+			r = c >= 0;
+			break;
 		}
 		n->v.i[i] = r;
 	}
@@ -1666,6 +1839,15 @@ static int eval(struct qctx *q, struct node *n, const uint32_t *sel, uint32_t ns
 		struct table_vec *tv;
 		if ((rc = fetch_col(q, n->col, &tv)))
 			return rc;
+		if (n->vt != V_STR && q->sel_ident && ns == q->batch->n) {
+			/* every row selected: read the batch's own vector, no copy */
+			static const uint8_t zeros[BATCH_CAP];
+			n->v.i = (int64_t *)(uintptr_t)tv->i;
+			n->v.nul = (uint8_t *)(uintptr_t)(tv->null ? tv->null : zeros);
+			return 0;
+		}
+		n->v.i = n->own_i;
+		n->v.nul = n->own_nul;
 		if (n->vt == V_STR) {
 			for (uint32_t i = 0; i < ns; i++) {
 				n->v.s[i] = tv->s[sel[i]];
@@ -1767,11 +1949,21 @@ static int eval(struct qctx *q, struct node *n, const uint32_t *sel, uint32_t ns
 			if (n->vt == V_FLOAT) {
 				double x = as_f(n->a, i), y = as_f(n->b, i), r;
 				switch (n->op) {
-				case T_PLUS: r = x + y; break;
-				case T_MINUS: r = x - y; break;
-				case T_STAR: r = x * y; break;
-				case T_SLASH: r = x / y; break;
-				default: r = y != 0 ? fmod(x, y) : NAN; break;
+				case T_PLUS:
+					r = x + y;
+					break;
+				case T_MINUS:
+					r = x - y;
+					break;
+				case T_STAR:
+					r = x * y;
+					break;
+				case T_SLASH:
+					r = x / y;
+					break;
+				default:
+					r = y != 0 ? fmod(x, y) : NAN;
+					break;
 				}
 				if (!isfinite(r))
 					n->v.nul[i] = 1;
@@ -1780,9 +1972,15 @@ static int eval(struct qctx *q, struct node *n, const uint32_t *sel, uint32_t ns
 				uint64_t x = (uint64_t)n->a->v.i[i], y = (uint64_t)n->b->v.i[i];
 				int64_t sy = (int64_t)y, sx = (int64_t)x, r = 0;
 				switch (n->op) {
-				case T_PLUS: r = (int64_t)(x + y); break;
-				case T_MINUS: r = (int64_t)(x - y); break;
-				case T_STAR: r = (int64_t)(x * y); break;
+				case T_PLUS:
+					r = (int64_t)(x + y);
+					break;
+				case T_MINUS:
+					r = (int64_t)(x - y);
+					break;
+				case T_STAR:
+					r = (int64_t)(x * y);
+					break;
 				case T_SLASH:
 				case T_PCT:
 					if (sy == 0 || (sy == -1 && sx == INT64_MIN)) {
@@ -1803,13 +2001,33 @@ static int eval(struct qctx *q, struct node *n, const uint32_t *sel, uint32_t ns
 		if (n->idx == F_BUCKET) {
 			if ((rc = eval(q, n->b, sel, ns)))
 				return rc;
+			/* the step is a positive constant (checked at analysis). Values of a batch
+			 * lie close together: offsets from the first row's bucket are small enough
+			 * for a multiply by the reciprocal (corrected by one) instead of a 64-bit
+			 * division */
+			int64_t s = n->b->li, base = 0;
+			double inv = 1.0 / (double)s;
+			bool have = false;
 			for (uint32_t i = 0; i < ns; i++) {
-				int64_t x = n->a->v.i[i], s = n->b->v.i[i];
-				int64_t m = x % s;
-				if (m < 0)
-					m += s;
-				n->v.i[i] = x - m;
+				int64_t x = n->a->v.i[i];
 				n->v.nul[i] = n->a->v.nul[i];
+				if (!have) {
+					int64_t m = x % s;
+					base = x - (m < 0 ? m + s : m);
+					have = true;
+				}
+				uint64_t d = (uint64_t)x - (uint64_t)base;
+				if (x >= base && d < (1ull << 50)) {
+					uint64_t qd = (uint64_t)((double)d * inv);
+					if (qd * (uint64_t)s > d)
+						qd--;
+					else if ((qd + 1) * (uint64_t)s <= d)
+						qd++;
+					n->v.i[i] = base + (int64_t)(qd * (uint64_t)s);
+				} else {
+					int64_t m = x % s;
+					n->v.i[i] = x - (m < 0 ? m + s : m);
+				}
 			}
 		} else { /* abs */
 			for (uint32_t i = 0; i < ns; i++) {
@@ -1846,7 +2064,8 @@ static int eval(struct qctx *q, struct node *n, const uint32_t *sel, uint32_t ns
 				if (x->vt == V_NULL)
 					continue;
 				if (a->vt == V_FLOAT || x->vt == V_FLOAT)
-					hit = as_f(a, i) == (x->vt == V_FLOAT ? x->lf : (double)x->li);
+					hit = as_f(a, i) ==
+					      (x->vt == V_FLOAT ? x->lf : (double)x->li);
 				else
 					hit = a->v.i[i] == x->li;
 			}
@@ -2002,9 +2221,10 @@ static int rewrite(struct qctx *q, struct node **pn)
 		return 0;
 	}
 	if (n->k == N_COL)
-		return qerr(q, n->pos, "column '%s' at %d must be in GROUP BY or inside an aggregate "
-			    "such as count(), max(%s)", q->tab->cols[n->col].name, n->pos,
-			    q->tab->cols[n->col].name);
+		return qerr(q, n->pos,
+			    "column '%s' at %d must be in GROUP BY or inside an aggregate "
+			    "such as count(), max(%s)",
+			    q->tab->cols[n->col].name, n->pos, q->tab->cols[n->col].name);
 	int rc;
 	if (n->a && n->k != N_IN && (rc = rewrite(q, &n->a)))
 		return rc;
@@ -2050,11 +2270,26 @@ static void hint_range(struct qctx *q, const char *c, int op, int64_t v)
 	if (!strcmp(c, "ts")) {
 		uint64_t u = v < 0 ? 0 : (uint64_t)v;
 		switch (op) {
-		case T_EQ: q->h.ts_min = KP_MAX(q->h.ts_min, u); q->h.ts_max = KP_MIN(q->h.ts_max, u); break;
-		case T_GT: q->h.ts_min = KP_MAX(q->h.ts_min, u + 1); break;
-		case T_GE: q->h.ts_min = KP_MAX(q->h.ts_min, u); break;
-		case T_LT: q->h.ts_max = KP_MIN(q->h.ts_max, u ? u - 1 : 0); if (v <= 0) q->h.ts_max = 0; break;
-		case T_LE: q->h.ts_max = KP_MIN(q->h.ts_max, u); if (v < 0) q->h.ts_max = 0; break;
+		case T_EQ:
+			q->h.ts_min = KP_MAX(q->h.ts_min, u);
+			q->h.ts_max = KP_MIN(q->h.ts_max, u);
+			break;
+		case T_GT:
+			q->h.ts_min = KP_MAX(q->h.ts_min, u + 1);
+			break;
+		case T_GE:
+			q->h.ts_min = KP_MAX(q->h.ts_min, u);
+			break;
+		case T_LT:
+			q->h.ts_max = KP_MIN(q->h.ts_max, u ? u - 1 : 0);
+			if (v <= 0)
+				q->h.ts_max = 0;
+			break;
+		case T_LE:
+			q->h.ts_max = KP_MIN(q->h.ts_max, u);
+			if (v < 0)
+				q->h.ts_max = 0;
+			break;
 		}
 		if (v < 0 && (op == T_LT || op == T_LE || op == T_EQ))
 			q->h.ts_min = 1, q->h.ts_max = 0; /* nothing */
@@ -2135,8 +2370,11 @@ static void extract_hints(struct qctx *q)
 			if (c->k != N_COL) {
 				c = n->b;
 				v = n->a;
-				static const int flip[] = {[T_EQ] = T_EQ, [T_LT] = T_GT, [T_LE] = T_GE,
-							   [T_GT] = T_LT, [T_GE] = T_LE};
+				static const int flip[] = {[T_EQ] = T_EQ,
+							   [T_LT] = T_GT,
+							   [T_LE] = T_GE,
+							   [T_GT] = T_LT,
+							   [T_GE] = T_LE};
 				op = flip[op];
 			}
 			if (c->k != N_COL || v->k != N_LIT)
@@ -2161,52 +2399,70 @@ static void extract_hints(struct qctx *q)
 
 static uint32_t qh_index(uint64_t v)
 {
-	if (v < 128)
+	if (v < 64)
 		return (uint32_t)v;
 	int e = 63 - __builtin_clzll(v);
-	uint32_t mant = (uint32_t)(v >> (e - 7)) & 127;
-	return 128 + (uint32_t)(e - 7) * 128 + mant;
+	uint32_t mant = (uint32_t)(v >> (e - 6)) & 63;
+	return 64 + (uint32_t)(e - 6) * 64 + mant;
 }
 
+/* A bucket's middle: within 1/128 (0.8%) of any value in it. */
 static double qh_value(uint32_t idx)
 {
-	if (idx < 128)
+	if (idx < 64)
 		return idx;
-	uint32_t e = (idx - 128) / 128 + 7, mant = (idx - 128) % 128;
-	double lo = ldexp(128 + mant, (int)e - 7), w = ldexp(1, (int)e - 7);
+	uint32_t e = (idx - 64) / 64 + 6, mant = (idx - 64) % 64;
+	double lo = ldexp(64 + mant, (int)e - 6), w = ldexp(1, (int)e - 6);
 	return floor(lo + w / 2);
 }
 
-static int qsk_add(struct qctx *q, struct qsk *s, double x)
+/* Appends to the exact list (bounded over the whole query). */
+static int qsk_push(struct qctx *q, struct qsk *s, double x)
 {
-	s->total++;
-	if (s->hist) {
-		if (x >= 0 && x < 1.8e19 && x == floor(x)) {
-			s->h[qh_index((uint64_t)x)]++;
-			return 0;
-		}
-		return 0; /* NEVER: hist only when allint */
-	}
 	if (s->n == s->cap) {
 		if (q->qvalues >= MAX_QVALUES)
 			return -E2BIG;
 		s->cap = s->cap ? s->cap * 2 : 16;
 		s->v = xrealloc(s->v, sizeof(double) * s->cap);
 	}
-	if (!(x >= 0 && x == floor(x)))
-		s->allint = false;
 	s->v[s->n++] = x;
 	q->qvalues++;
-	if (s->n > QEXACT && s->allint) {
-		s->h = xcalloc(QHIST, sizeof(uint32_t));
-		for (uint32_t i = 0; i < s->n; i++)
-			s->h[qh_index((uint64_t)s->v[i])]++;
-		q->qvalues -= s->n;
-		free(s->v);
-		s->v = NULL;
-		s->hist = true;
-	}
 	return 0;
+}
+
+/* Integer sketches past QEXACT values become a histogram of the non-negative values; negative
+ * ones (rare: error returns) stay exact in v, below every bucket. */
+static void qsk_to_hist(struct qctx *q, struct qsk *s)
+{
+	s->h = xcalloc(QHIST, sizeof(uint32_t));
+	uint32_t keep = 0;
+	for (uint32_t i = 0; i < s->n; i++) {
+		if (s->v[i] >= 0)
+			s->h[qh_index((uint64_t)s->v[i])]++;
+		else
+			s->v[keep++] = s->v[i];
+	}
+	q->qvalues -= s->n - keep;
+	s->n = keep;
+	s->hist = true;
+}
+
+static int qsk_add(struct qctx *q, struct qsk *s, double x)
+{
+	s->total++;
+	if (s->hist) {
+		if (x >= 0 && x < 1.8e19) {
+			s->h[qh_index((uint64_t)x)]++;
+			return 0;
+		}
+		return qsk_push(q, s, x);
+	}
+	if (x != floor(x) || !(fabs(x) < 1.8e19))
+		s->allint = false;
+	int rc = qsk_push(q, s, x);
+	if (!rc && s->n > QEXACT && s->allint)
+		qsk_to_hist(q, s);
+	return rc;
 }
 
 static int cmp_dbl(const void *a, const void *b)
@@ -2217,12 +2473,13 @@ static int cmp_dbl(const void *a, const void *b)
 
 static double qsk_get(struct qsk *s, double qq)
 {
-	uint64_t n = s->hist ? s->total : s->n;
+	uint64_t n = s->total;
 	uint64_t k = (uint64_t)floor(qq * (double)(n - 1));
-	if (!s->hist) {
+	if (s->n)
 		qsort(s->v, s->n, sizeof(double), cmp_dbl);
-		return s->v[k];
-	}
+	if (!s->hist || k < s->n)
+		return s->v[k < s->n ? k : s->n - 1];
+	k -= s->n; /* the exact negatives come first */
 	uint64_t acc = 0;
 	for (uint32_t i = 0; i < QHIST; i++) {
 		acc += s->h[i];
@@ -2313,7 +2570,8 @@ static void gtab_grow(struct qctx *q)
 	for (uint64_t gi = 0; gi < g->ng; gi++) {
 		uint64_t h = 0;
 		for (int k = 0; k < q->nkeys; k++)
-			h = hmix(h, (uint64_t)g->keys[gi * q->nkeys + k] ^ g->knull[gi * q->nkeys + k]);
+			h = hmix(h, (uint64_t)g->keys[gi * q->nkeys + k] ^
+					    g->knull[gi * q->nkeys + k]);
 		uint64_t p = h & (ns - 1);
 		while (g->slot[p])
 			p = (p + 1) & (ns - 1);
@@ -2390,6 +2648,11 @@ static int agg_update(struct qctx *q, struct aggst *s, const struct agg *a, stru
 			s->q = xcalloc(1, sizeof(*s->q));
 			s->q->allint = true;
 		}
+		if (!fl && s->q->hist && x->v.i[i] >= 0) { /* the hot path: a histogram of ints */
+			s->q->total++;
+			s->q->h[qh_index((uint64_t)x->v.i[i])]++;
+			break;
+		}
 		if (qsk_add(q, s->q, fl ? x->v.f[i] : (double)x->v.i[i]))
 			return -E2BIG;
 		break;
@@ -2443,7 +2706,8 @@ static int cmp_val(const struct query_value *a, const struct query_value *b)
 		return (x > y) - (x < y);
 	}
 	if (a->type == QV_UINT && b->type == QV_UINT)
-		return ((uint64_t)a->u.i > (uint64_t)b->u.i) - ((uint64_t)a->u.i < (uint64_t)b->u.i);
+		return ((uint64_t)a->u.i > (uint64_t)b->u.i) -
+		       ((uint64_t)a->u.i < (uint64_t)b->u.i);
 	return (a->u.i > b->u.i) - (a->u.i < b->u.i);
 }
 
@@ -2490,11 +2754,69 @@ static void rows_sort_trim(struct qctx *q, size_t keep)
  */
 #define DENSE_MAX 65536
 
+/* Every selected row of the batch has the same key: aggregate whole vectors. */
+static int agg_one_group(struct qctx *q, uint32_t ns)
+{
+	int64_t kv[MAX_KEYS];
+	uint8_t kn[MAX_KEYS] = {0};
+	for (int k = 0; k < q->nkeys; k++)
+		kv[k] = q->keys[k]->v.i[0];
+	int64_t g = group_of(q, kv, kn);
+	if (g < 0)
+		return (int)g;
+	struct aggst *st = &q->g.st[(uint64_t)g * q->naggs];
+	for (int a = 0; a < q->naggs; a++) {
+		const struct agg *ag = &q->aggs[a];
+		struct node *x = ag->arg;
+		struct aggst *sa = &st[a];
+		if (ag->kind == A_COUNT && !x) {
+			sa->n += ns;
+			continue;
+		}
+		uint32_t i = 0;
+		if (x && x->vt == V_INT && ag->kind == A_QUANT) {
+			/* values go one by one until the sketch is a histogram, then in a tight
+			 * loop */
+			for (; i < ns && !(sa->q && sa->q->hist); i++) {
+				int rc = agg_update(q, sa, ag, x, i);
+				if (rc)
+					return rc;
+			}
+			if (i < ns) {
+				struct qsk *k = sa->q;
+				const int64_t *v = x->v.i;
+				const uint8_t *nl = x->v.nul;
+				for (; i < ns; i++) {
+					if (nl[i])
+						continue;
+					if (v[i] < 0) { /* not for the histogram: the slow path */
+						int rc = agg_update(q, sa, ag, x, i);
+						if (rc)
+							return rc;
+						continue;
+					}
+					k->total++;
+					k->h[qh_index((uint64_t)v[i])]++;
+					sa->n++;
+				}
+			}
+			continue;
+		}
+		for (; i < ns; i++) {
+			int rc = agg_update(q, sa, ag, x, i);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
 static int agg_dense(struct qctx *q, uint32_t ns)
 {
 	if (!q->nkeys)
 		return 1;
 	int64_t lo[MAX_KEYS], stride[MAX_KEYS], scale[MAX_KEYS];
+	double inv[MAX_KEYS];
 	uint64_t span = 1;
 	for (int k = 0; k < q->nkeys; k++) {
 		struct node *e = q->keys[k];
@@ -2502,6 +2824,7 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 			return 1;
 		/* bucket(x, step) values are step apart: index them by (v - min) / step */
 		scale[k] = e->k == N_CALL && e->idx == F_BUCKET ? e->b->li : 1;
+		inv[k] = 1.0 / (double)scale[k];
 		int64_t mn = INT64_MAX, mx = INT64_MIN;
 		uint8_t anynull = 0;
 		for (uint32_t i = 0; i < ns; i++) {
@@ -2518,6 +2841,8 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 		if (span > DENSE_MAX)
 			return 1;
 	}
+	if (span == 1) /* one group for the whole batch: the common case of a pid-sorted granule */
+		return agg_one_group(q, ns);
 	if (!q->dense) {
 		q->dense = xmalloc(sizeof(int64_t) * DENSE_MAX);
 		for (uint32_t i = 0; i < DENSE_MAX; i++)
@@ -2532,7 +2857,18 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 		uint32_t ix = 0;
 		for (int k = 0; k < q->nkeys; k++) {
 			uint64_t d = (uint64_t)q->keys[k]->v.i[i] - (uint64_t)lo[k];
-			ix += (uint32_t)((scale[k] == 1 ? d : d / (uint64_t)scale[k]) * (uint64_t)stride[k]);
+			if (scale[k] != 1) {
+				/* d is an exact multiple of the step and below 2^53 * step: a
+				 * multiply by the reciprocal, corrected by one, replaces a 64-bit
+				 * division */
+				uint64_t qd = (uint64_t)((double)d * inv[k] + 0.5);
+				if (qd * (uint64_t)scale[k] > d)
+					qd--;
+				else if ((qd + 1) * (uint64_t)scale[k] <= d)
+					qd++;
+				d = qd;
+			}
+			ix += (uint32_t)(d * (uint64_t)stride[k]);
 		}
 		int64_t g = q->dense[ix];
 		if (g < 0) {
@@ -2547,9 +2883,31 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 			q->dense_used[nused++] = ix;
 		}
 		struct aggst *st = &q->g.st[(uint64_t)g * q->naggs];
-		for (int a = 0; a < q->naggs; a++)
-			if ((rc = agg_update(q, &st[a], &q->aggs[a], q->aggs[a].arg, i)))
-				break;
+		for (int a = 0; a < q->naggs && !rc; a++) {
+			/* the hot aggregates inline; the rest through agg_update */
+			const struct agg *ag = &q->aggs[a];
+			struct node *x = ag->arg;
+			if (ag->kind == A_COUNT && !x) {
+				st[a].n++;
+				continue;
+			}
+			if (x && x->vt == V_INT && !x->v.nul[i]) {
+				int64_t v = x->v.i[i];
+				struct aggst *sa = &st[a];
+				if (ag->kind == A_QUANT && sa->q && sa->q->hist && v >= 0) {
+					sa->q->total++;
+					sa->q->h[qh_index((uint64_t)v)]++;
+					sa->n++;
+					continue;
+				}
+				if (ag->kind == A_MAX) {
+					sa->a.i = !sa->n || v > sa->a.i ? v : sa->a.i;
+					sa->n++;
+					continue;
+				}
+			}
+			rc = agg_update(q, &st[a], ag, x, i);
+		}
 	}
 	for (uint32_t k = 0; k < nused; k++)
 		q->dense[q->dense_used[k]] = -1;
@@ -2583,6 +2941,7 @@ static int on_batch(void *arg, struct table_batch *b)
 		sel[i] = i;
 	for (int c = 0; c < q->nconj && ns; c++) {
 		struct node *e = q->conj[c];
+		q->sel_ident = ns == n;
 		if (e->hint_ts && (b->holds & TB_HOLDS_TS))
 			continue; /* the provider vouches that every row is in the ts range */
 		if ((rc = eval(q, e, sel, ns)))
@@ -2599,6 +2958,7 @@ static int on_batch(void *arg, struct table_batch *b)
 	q->matched += ns;
 	if (!ns)
 		return 0;
+	q->sel_ident = ns == n; /* rows only leave the selection, in order */
 	if (q->agg_mode) {
 		for (int k = 0; k < q->nkeys; k++)
 			if ((rc = eval(q, q->keys[k], sel, ns)))
@@ -2646,27 +3006,33 @@ static int on_batch(void *arg, struct table_batch *b)
 			return rc;
 	for (uint32_t i = 0; i < ns; i++) {
 		struct query_value tmp[MAX_OUT * 2];
-		struct row r = {tmp};
+		if (!q->nord && (int64_t)q->nrows >= lim) {
+			q->truncated = q->limit < 0;
+			return 1; /* enough rows: stop the scan */
+		}
+		/* values go straight into the kept row unless a top-k bound may reject it */
+		struct row r = {q->have_bound ? tmp
+					      : arena_alloc(&q->strs,
+							    sizeof(struct query_value) * q->nout)};
 		for (int c = 0; c < q->nsel; c++)
-			val_of(q, q->sel[c].e, i, &tmp[c], false);
+			val_of(q, q->sel[c].e, i, &r.v[c], false);
 		for (int k = 0; k < q->nord; k++)
 			if (q->ord[k].selref < 0)
-				val_of(q, q->ord[k].e, i, &tmp[q->nsel + k], false);
+				val_of(q, q->ord[k].e, i, &r.v[q->nsel + k], false);
 		if (q->nord && q->have_bound) {
 			sort_q = q;
 			if (cmp_rows(&r, &q->bound) >= 0)
 				continue; /* cannot enter the top k */
 		}
-		if (!q->nord && (int64_t)q->nrows >= lim) {
-			q->truncated = q->limit < 0;
-			return 1; /* enough rows: stop the scan */
+		struct row keep = r;
+		if (r.v == tmp) {
+			keep.v = arena_alloc(&q->strs, sizeof(struct query_value) * q->nout);
+			memcpy(keep.v, tmp, sizeof(struct query_value) * q->nout);
 		}
-		struct row keep = {arena_alloc(&q->strs, sizeof(struct query_value) * q->nout)};
-		memcpy(keep.v, tmp, sizeof(struct query_value) * q->nout);
 		for (int c = 0; c < q->nout; c++) /* symbols are stable; batch strings are not */
 			if (keep.v[c].type == QV_STR && q->vol[c])
-				keep.v[c].u.s.p = arena_strndup(&q->strs, keep.v[c].u.s.p,
-								keep.v[c].u.s.len);
+				keep.v[c].u.s.p =
+					arena_strndup(&q->strs, keep.v[c].u.s.p, keep.v[c].u.s.len);
 		rows_push(q, keep);
 		if (q->nord && (int64_t)q->nrows >= 2 * lim + 1024) {
 			if (q->limit < 0)
@@ -2782,7 +3148,8 @@ static int finish_groups(struct qctx *q)
 			if (q->ord[k].selref < 0 && (rc = eval(q, q->ord[k].e, q->sel_a, ns)))
 				return rc;
 		for (uint32_t i = 0; i < ns; i++) {
-			struct row r = {arena_alloc(&q->strs, sizeof(struct query_value) * q->nout)};
+			struct row r = {
+				arena_alloc(&q->strs, sizeof(struct query_value) * q->nout)};
 			for (int c = 0; c < q->nsel; c++)
 				val_of(q, q->sel[c].e, i, &r.v[c], true);
 			for (int k = 0; k < q->nord; k++)
@@ -2866,7 +3233,8 @@ static int analyse(struct qctx *q)
 		struct node *e = q->keys[k];
 		if (e->k == N_COL) {
 			for (int i = 0; i < q->nsel; i++)
-				if (q->sel[i].name && strlen(q->sel[i].name) == (size_t)e->namelen &&
+				if (q->sel[i].name &&
+				    strlen(q->sel[i].name) == (size_t)e->namelen &&
 				    !strncasecmp(q->sel[i].name, e->name, (size_t)e->namelen) &&
 				    find_col(q, e->name, (size_t)e->namelen) < 0) {
 					e = q->keys[k] = q->sel[i].e;
@@ -2874,8 +3242,10 @@ static int analyse(struct qctx *q)
 				}
 		} else if (e->k == N_LIT && e->vt == V_INT) {
 			if (e->li < 1 || e->li > q->nsel)
-				return qerr(q, e->pos, "GROUP BY %" PRId64 " at %d: there are %d output "
-					    "columns", e->li, e->pos, q->nsel);
+				return qerr(q, e->pos,
+					    "GROUP BY %" PRId64 " at %d: there are %d output "
+					    "columns",
+					    e->li, e->pos, q->nsel);
 			e = q->keys[k] = q->sel[e->li - 1].e;
 		}
 		if ((rc = resolve(q, e, true)))
@@ -2893,15 +3263,18 @@ static int analyse(struct qctx *q)
 		struct node *e = q->ord[k].e;
 		if (e->k == N_COL) {
 			for (int i = 0; i < q->nsel; i++)
-				if (q->sel[i].name && strlen(q->sel[i].name) == (size_t)e->namelen &&
+				if (q->sel[i].name &&
+				    strlen(q->sel[i].name) == (size_t)e->namelen &&
 				    !strncasecmp(q->sel[i].name, e->name, (size_t)e->namelen)) {
 					q->ord[k].selref = i;
 					break;
 				}
 		} else if (e->k == N_LIT && e->vt == V_INT) {
 			if (e->li < 1 || e->li > q->nsel)
-				return qerr(q, e->pos, "ORDER BY %" PRId64 " at %d: there are %d output "
-					    "columns", e->li, e->pos, q->nsel);
+				return qerr(q, e->pos,
+					    "ORDER BY %" PRId64 " at %d: there are %d output "
+					    "columns",
+					    e->li, e->pos, q->nsel);
 			q->ord[k].selref = (int)e->li - 1;
 		}
 		if (q->ord[k].selref < 0) {
@@ -2963,12 +3336,17 @@ struct query_priv {
 static uint8_t out_type(const struct node *n)
 {
 	switch (n->vt) {
-	case V_BOOL: return QV_BOOL;
-	case V_INT: return n->is_unsigned ? QV_UINT : QV_INT;
-	case V_FLOAT: return QV_FLOAT;
+	case V_BOOL:
+		return QV_BOOL;
+	case V_INT:
+		return n->is_unsigned ? QV_UINT : QV_INT;
+	case V_FLOAT:
+		return QV_FLOAT;
 	case V_STR:
-	case V_SYM: return QV_STR;
-	default: return QV_NULL;
+	case V_SYM:
+		return QV_STR;
+	default:
+		return QV_NULL;
 	}
 }
 
@@ -2986,6 +3364,240 @@ static void free_all_nodes(struct qctx *q)
 	node_free_bufs(q->having);
 }
 
+/* Frees what a context (the main one or a worker's) holds, not the struct itself. */
+static void qctx_release(struct qctx *q)
+{
+	free_all_nodes(q);
+	for (int i = 0; i < q->nconj; i++) /* a worker's conjuncts hang off no WHERE tree */
+		node_free_bufs(q->conj[i]);
+	if (q->g.st)
+		for (uint64_t i = 0; i < q->g.ng * (uint64_t)q->naggs; i++)
+			if (q->g.st[i].q) {
+				free(q->g.st[i].q->v);
+				free(q->g.st[i].q->h);
+				free(q->g.st[i].q);
+			}
+	free(q->g.keys);
+	free(q->g.knull);
+	free(q->g.st);
+	free(q->g.slot);
+	if (q->gkeys)
+		for (int k = 0; k < q->nkeys; k++) {
+			free(q->gkeys[k].i);
+			free(q->gkeys[k].f);
+			free(q->gkeys[k].s);
+			free(q->gkeys[k].sl);
+			free(q->gkeys[k].nul);
+		}
+	if (q->gaggs)
+		for (int a = 0; a < q->naggs; a++) {
+			free(q->gaggs[a].i);
+			free(q->gaggs[a].f);
+			free(q->gaggs[a].nul);
+		}
+	free(q->gkeys);
+	free(q->gaggs);
+	free(q->rows);
+	free(q->istr);
+	free(q->istrlen);
+	free(q->ihash);
+	free(q->dense);
+	free(q->dense_used);
+	arena_free(&q->ar);
+	arena_free(&q->strs);
+}
+
+/* ------------------------------------------------------------------ parallel workers */
+
+struct clonemap {
+	struct node **from, **to;
+	int n, cap;
+};
+
+/* Deep copy of an analysed expression for another worker: same plan, private buffers. Shared
+ * sub-expressions stay shared (the map), literals are simply copied. */
+static struct node *nclone(struct qctx *w, struct clonemap *m, struct node *n)
+{
+	if (!n)
+		return NULL;
+	if (n->k != N_LIT)
+		for (int i = 0; i < m->n; i++)
+			if (m->from[i] == n)
+				return m->to[i];
+	struct node *c = arena_alloc(&w->ar, sizeof(*c));
+	*c = *n;
+	memset(&c->v, 0, sizeof(c->v));
+	c->own_i = NULL;
+	c->own_nul = NULL;
+	c->filled = 0;
+	c->like_id = -2;
+	c->set_i = NULL;
+	if (n->k != N_LIT) {
+		if (m->n == m->cap) {
+			m->cap = m->cap ? m->cap * 2 : 64;
+			m->from = xrealloc(m->from, sizeof(*m->from) * (size_t)m->cap);
+			m->to = xrealloc(m->to, sizeof(*m->to) * (size_t)m->cap);
+		}
+		m->from[m->n] = n;
+		m->to[m->n++] = c;
+	}
+	c->a = nclone(w, m, n->a);
+	c->b = nclone(w, m, n->b);
+	c->c = nclone(w, m, n->c);
+	if (n->nargs) {
+		c->args = arena_alloc(&w->ar, sizeof(struct node *) * (size_t)n->nargs);
+		for (int k = 0; k < n->nargs; k++)
+			c->args[k] = nclone(w, m, n->args[k]);
+	}
+	return c;
+}
+
+static struct qctx *worker_new(struct qctx *q)
+{
+	struct qctx *w = xcalloc(1, sizeof(*w));
+	struct clonemap m = {0};
+	w->err = q->err;
+	w->opts = q->opts;
+	w->now_ns = q->now_ns;
+	w->deadline = q->deadline;
+	w->st = q->st;
+	w->tab = q->tab;
+	w->tctx = q->tctx;
+	w->limit = q->limit;
+	w->agg_mode = q->agg_mode;
+	w->nout = q->nout;
+	memcpy(w->vol, q->vol, sizeof(w->vol));
+	w->nconj = q->nconj;
+	for (int i = 0; i < q->nconj; i++)
+		w->conj[i] = nclone(w, &m, q->conj[i]);
+	w->nkeys = q->nkeys;
+	for (int k = 0; k < q->nkeys; k++)
+		w->keys[k] = nclone(w, &m, q->keys[k]);
+	w->naggs = q->naggs;
+	for (int a = 0; a < q->naggs; a++) {
+		w->aggs[a] = q->aggs[a];
+		w->aggs[a].arg = nclone(w, &m, q->aggs[a].arg);
+		w->aggs[a].src = NULL;
+	}
+	if (!q->agg_mode) { /* rows are built by the workers; groups only after the merge */
+		w->nsel = q->nsel;
+		for (int i = 0; i < q->nsel; i++)
+			w->sel[i] = (struct selitem){nclone(w, &m, q->sel[i].e), q->sel[i].name};
+		w->nord = q->nord;
+		for (int k = 0; k < q->nord; k++)
+			w->ord[k] = (struct orditem){
+				q->ord[k].selref < 0 ? nclone(w, &m, q->ord[k].e) : NULL,
+				q->ord[k].selref, q->ord[k].desc};
+	}
+	free(m.from);
+	free(m.to);
+	return w;
+}
+
+static void qsk_merge(struct qctx *q, struct qsk *d, struct qsk *s)
+{
+	if (!s->hist) {
+		for (uint32_t i = 0; i < s->n; i++)
+			qsk_add(q, d, s->v[i]);
+		return;
+	}
+	if (!d->hist)
+		qsk_to_hist(q, d); /* fractional values in d round down to their bucket */
+	for (uint32_t i = 0; i < QHIST; i++)
+		d->h[i] += s->h[i];
+	d->total += s->total - s->n;
+	for (uint32_t i = 0; i < s->n; i++) /* s's exact negatives */
+		qsk_add(q, d, s->v[i]);
+}
+
+static void agg_merge(struct qctx *q, struct aggst *d, struct aggst *s, const struct agg *a)
+{
+	bool fl = a->arg && a->arg->vt == V_FLOAT;
+	switch (a->kind) {
+	case A_COUNT:
+		break;
+	case A_SUM:
+	case A_AVG:
+		if (fl || a->kind == A_AVG)
+			d->a.f += s->a.f;
+		else
+			d->a.i = (int64_t)((uint64_t)d->a.i + (uint64_t)s->a.i);
+		break;
+	case A_MIN:
+	case A_MAX:
+		if (!s->n)
+			break;
+		if (!d->n || (a->kind == A_MIN ? (fl ? s->a.f < d->a.f : s->a.i < d->a.i)
+					       : (fl ? s->a.f > d->a.f : s->a.i > d->a.i)))
+			d->a = s->a;
+		break;
+	case A_QUANT:
+		if (!s->q)
+			break;
+		if (!d->q) {
+			d->q = s->q; /* moved */
+			s->q = NULL;
+		} else {
+			qsk_merge(q, d->q, s->q);
+		}
+		break;
+	}
+	d->n += s->n;
+}
+
+static void arena_splice(struct arena *dst, struct arena *src)
+{
+	while (src->head) {
+		struct achunk *c = src->head;
+		src->head = c->next;
+		c->next = dst->head ? dst->head->next : NULL;
+		if (dst->head)
+			dst->head->next =
+				c; /* behind the current chunk: it stays the one to fill */
+		else
+			dst->head = c;
+		dst->total += c->cap;
+	}
+	src->total = 0;
+}
+
+static int worker_merge(struct qctx *q, struct qctx *w)
+{
+	q->matched += w->matched;
+	q->truncated |= w->truncated;
+	if (!q->agg_mode) {
+		for (size_t i = 0; i < w->nrows; i++)
+			rows_push(q, w->rows[i]);
+		arena_splice(&q->strs, &w->strs);
+		return 0;
+	}
+	int64_t kv[MAX_KEYS + 1] = {0};
+	uint8_t kn[MAX_KEYS + 1] = {0};
+	for (uint64_t gi = 0; gi < w->g.ng; gi++) {
+		for (int k = 0; k < q->nkeys; k++) {
+			kv[k] = w->g.keys[gi * q->nkeys + k];
+			kn[k] = w->g.knull[gi * q->nkeys + k];
+			if (!kn[k] && q->keys[k]->vt == V_STR) /* worker-local string ids */
+				kv[k] = intern_str(q, w->istr[kv[k]], w->istrlen[kv[k]]);
+		}
+		int64_t g = group_of(q, kv, kn);
+		if (g < 0)
+			return (int)g;
+		for (int a = 0; a < q->naggs; a++)
+			agg_merge(q, &q->g.st[(uint64_t)g * q->naggs + a],
+				  &w->g.st[gi * q->naggs + a], &q->aggs[a]);
+	}
+	return 0;
+}
+
+static int query_threads(const struct query_opts *o)
+{
+	if (o->threads > 0)
+		return o->threads > 8 ? 8 : o->threads;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 4 ? 4 : (int)n;
+}
+
 int query_exec(struct store *st, const char *text, size_t len, const struct query_opts *opts,
 	       struct query_result **out, struct query_error *err)
 {
@@ -2998,10 +3610,18 @@ int query_exec(struct store *st, const char *text, size_t len, const struct quer
 	q->err = err;
 	q->text = text;
 	q->len = len;
+	/* a zeroed opts means the configured defaults (api.maxRows, api.queryTimeoutMs) */
+	struct query_opts dflt = *opts;
+	if (dflt.max_rows <= 0)
+		dflt.max_rows = 100000;
+	if (dflt.timeout_ms <= 0)
+		dflt.timeout_ms = 30000;
+	opts = &dflt;
 	q->opts = opts;
 	q->st = st;
 	q->now_ns = opts->now_ns ? opts->now_ns : now_real_ns();
-	q->deadline = t0 + (uint64_t)(opts->timeout_ms > 0 ? opts->timeout_ms : 30000) * NSEC_PER_MSEC;
+	q->deadline =
+		t0 + (uint64_t)(opts->timeout_ms > 0 ? opts->timeout_ms : 30000) * NSEC_PER_MSEC;
 	if (len > QUERY_MAX_TEXT) {
 		rc = qerr(q, QUERY_MAX_TEXT, "query longer than %d bytes", QUERY_MAX_TEXT);
 		goto cleanup;
@@ -3012,10 +3632,25 @@ int query_exec(struct store *st, const char *text, size_t len, const struct quer
 	}
 	if ((rc = lex(q)) || (rc = parse_query(q)) || (rc = analyse(q)))
 		goto cleanup;
-	/* run */
-	rc = q->tab->scan(q->tctx, &q->h, on_batch, q, q_cancel, &q->ss);
+	/* run: worker 0 is this context, the others are clones merged afterwards */
+	int nw = query_threads(opts);
+	struct qctx *wk[8] = {q};
+	void *args[8] = {q};
+	for (int i = 1; i < nw; i++)
+		args[i] = wk[i] = worker_new(q);
+	rc = q->tab->scan(q->tctx, &q->h, nw, on_batch, args, q_cancel, &q->ss);
 	if (rc == 1)
 		rc = 0; /* stopped early: LIMIT reached */
+	for (int i = 1; i < nw; i++) {
+		if (!rc)
+			rc = worker_merge(q, wk[i]);
+		qctx_release(wk[i]);
+		free(wk[i]);
+	}
+	if (!rc && !q->agg_mode && !q->nord && (int64_t)q->nrows > eff_limit(q)) {
+		q->nrows = (size_t)eff_limit(q); /* the workers together found more than enough */
+		q->truncated = q->limit < 0;
+	}
 	if (rc == -ECANCELED && !(opts->cancel && *opts->cancel) && now_mono_ns() > q->deadline)
 		rc = -ETIMEDOUT;
 	if (rc == 0 && q->agg_mode)
@@ -3028,7 +3663,8 @@ int query_exec(struct store *st, const char *text, size_t len, const struct quer
 	if (rc) {
 		if (rc == -ETIMEDOUT)
 			snprintf(err->message, sizeof(err->message),
-				 "query ran longer than api.queryTimeoutMs (%" PRId64 " ms) and was "
+				 "query ran longer than api.queryTimeoutMs (%" PRId64
+				 " ms) and was "
 				 "cancelled; narrow the time range or raise the limit",
 				 opts->timeout_ms);
 		else if (rc == -ECANCELED)
@@ -3067,48 +3703,14 @@ int query_exec(struct store *st, const char *text, size_t len, const struct quer
 	r->stats.granules_skipped = q->ss.granules_skipped;
 	r->stats.segments_skipped = q->ss.segments_skipped;
 	r->stats.groups = q->g.ng;
+	r->stats.bytes_read = q->ss.bytes_read;
 	r->stats.truncated = q->truncated;
 	r->stats.ms = (double)(now_mono_ns() - t0) / 1e6;
 	*out = r;
 cleanup:
 	if (rc && err->position < 0 && rc == -EINVAL && !err->message[0])
 		snprintf(err->message, sizeof(err->message), "invalid query");
-	free_all_nodes(q);
-	if (q->g.st)
-		for (uint64_t i = 0; i < q->g.ng * (uint64_t)q->naggs; i++)
-			if (q->g.st[i].q) {
-				free(q->g.st[i].q->v);
-				free(q->g.st[i].q->h);
-				free(q->g.st[i].q);
-			}
-	free(q->g.keys);
-	free(q->g.knull);
-	free(q->g.st);
-	free(q->g.slot);
-	if (q->gkeys)
-		for (int k = 0; k < q->nkeys; k++) {
-			free(q->gkeys[k].i);
-			free(q->gkeys[k].f);
-			free(q->gkeys[k].s);
-			free(q->gkeys[k].sl);
-			free(q->gkeys[k].nul);
-		}
-	if (q->gaggs)
-		for (int a = 0; a < q->naggs; a++) {
-			free(q->gaggs[a].i);
-			free(q->gaggs[a].f);
-			free(q->gaggs[a].nul);
-		}
-	free(q->gkeys);
-	free(q->gaggs);
-	free(q->rows);
-	free(q->istr);
-	free(q->istrlen);
-	free(q->ihash);
-	free(q->dense);
-	free(q->dense_used);
-	arena_free(&q->ar);
-	arena_free(&q->strs);
+	qctx_release(q);
 	free(q);
 	return rc;
 }
@@ -3166,17 +3768,27 @@ static void put_i64(struct kp_buf *b, int64_t v)
 static void json_val(struct kp_buf *b, const struct query_value *v)
 {
 	switch (v->type) {
-	case QV_NULL: buf_append(b, "null", 4); break;
-	case QV_BOOL: buf_puts(b, v->u.i ? "true" : "false"); break;
-	case QV_INT: put_i64(b, v->u.i); break;
-	case QV_UINT: put_u64(b, (uint64_t)v->u.i, false); break;
+	case QV_NULL:
+		buf_append(b, "null", 4);
+		break;
+	case QV_BOOL:
+		buf_puts(b, v->u.i ? "true" : "false");
+		break;
+	case QV_INT:
+		put_i64(b, v->u.i);
+		break;
+	case QV_UINT:
+		put_u64(b, (uint64_t)v->u.i, false);
+		break;
 	case QV_FLOAT:
 		if (isfinite(v->u.f))
 			buf_printf(b, "%.17g", v->u.f);
 		else
 			buf_puts(b, "null");
 		break;
-	case QV_STR: json_str(b, v->u.s.p, v->u.s.len); break;
+	case QV_STR:
+		json_str(b, v->u.s.p, v->u.s.len);
+		break;
 	}
 }
 
@@ -3208,6 +3820,7 @@ static void csv_field(struct kp_buf *b, const char *s, size_t n)
 void query_result_write(const struct query_result *r, enum query_format f, struct kp_buf *out)
 {
 	size_t nc = (size_t)r->ncols;
+	buf_reserve(out, r->nrows * nc * 12 + 1024); /* one allocation, not a dozen copies */
 	if (f == QUERY_JSON) {
 		buf_puts(out, "{\"columns\":[");
 		for (size_t c = 0; c < nc; c++) {
@@ -3229,10 +3842,11 @@ void query_result_write(const struct query_result *r, enum query_format f, struc
 			   "],\"stats\":{\"rows\":%zu,\"rows_scanned\":%" PRIu64
 			   ",\"rows_matched\":%" PRIu64 ",\"granules_total\":%" PRIu64
 			   ",\"granules_skipped\":%" PRIu64 ",\"segments_skipped\":%" PRIu64
-			   ",\"groups\":%" PRIu64 ",\"truncated\":%s,\"ms\":%.3f}}\n",
+			   ",\"groups\":%" PRIu64 ",\"bytes_read\":%" PRIu64
+			   ",\"truncated\":%s,\"ms\":%.3f}}\n",
 			   r->nrows, r->stats.rows_scanned, r->stats.rows_matched,
 			   r->stats.granules_total, r->stats.granules_skipped,
-			   r->stats.segments_skipped, r->stats.groups,
+			   r->stats.segments_skipped, r->stats.groups, r->stats.bytes_read,
 			   r->stats.truncated ? "true" : "false", r->stats.ms);
 	} else if (f == QUERY_NDJSON) {
 		for (size_t i = 0; i < r->nrows; i++) {
@@ -3259,12 +3873,23 @@ void query_result_write(const struct query_result *r, enum query_format f, struc
 				if (c)
 					buf_puts(out, ",");
 				switch (v->type) {
-				case QV_NULL: break;
-				case QV_BOOL: buf_puts(out, v->u.i ? "true" : "false"); break;
-				case QV_INT: put_i64(out, v->u.i); break;
-				case QV_UINT: put_u64(out, (uint64_t)v->u.i, false); break;
-				case QV_FLOAT: buf_printf(out, "%.17g", v->u.f); break;
-				case QV_STR: csv_field(out, v->u.s.p, v->u.s.len); break;
+				case QV_NULL:
+					break;
+				case QV_BOOL:
+					buf_puts(out, v->u.i ? "true" : "false");
+					break;
+				case QV_INT:
+					put_i64(out, v->u.i);
+					break;
+				case QV_UINT:
+					put_u64(out, (uint64_t)v->u.i, false);
+					break;
+				case QV_FLOAT:
+					buf_printf(out, "%.17g", v->u.f);
+					break;
+				case QV_STR:
+					csv_field(out, v->u.s.p, v->u.s.len);
+					break;
 				}
 			}
 			buf_puts(out, "\r\n");

@@ -35,9 +35,9 @@
 
 struct store;
 
-#define QUERY_MAX_TEXT   65536 /* bytes of query text */
-#define QUERY_MAX_DEPTH  64    /* expression nesting */
-#define QUERY_MAX_LIST   4096  /* IN (...) elements */
+#define QUERY_MAX_TEXT	 65536 /* bytes of query text */
+#define QUERY_MAX_DEPTH	 64    /* expression nesting */
+#define QUERY_MAX_LIST	 4096  /* IN (...) elements */
 #define QUERY_MAX_GROUPS 2000000
 
 enum query_type { QV_NULL, QV_INT, QV_UINT, QV_FLOAT, QV_STR, QV_BOOL };
@@ -45,10 +45,10 @@ enum query_type { QV_NULL, QV_INT, QV_UINT, QV_FLOAT, QV_STR, QV_BOOL };
 struct query_value {
 	uint8_t type; /* enum query_type */
 	union {
-		int64_t i;  /* QV_INT, QV_BOOL; QV_UINT as the same bits */
-		double f;   /* QV_FLOAT */
+		int64_t i; /* QV_INT, QV_BOOL; QV_UINT as the same bits */
+		double f;  /* QV_FLOAT */
 		struct {
-			const char *p; /* owned by the result */
+			const char *p; /* the result's, or the store's symbol table */
 			uint32_t len;
 		} s;
 	} u;
@@ -56,14 +56,14 @@ struct query_value {
 
 struct query_stats {
 	uint64_t rows_scanned, rows_matched, granules_total, granules_skipped, segments_skipped;
-	uint64_t groups;
+	uint64_t groups, bytes_read; /* bytes_read: compressed column blocks decoded */
 	double ms;
 	bool truncated; /* no LIMIT and more rows than max_rows */
 };
 
 struct query_result {
 	int ncols;
-	char **names;   /* column headers */
+	char **names;	/* column headers */
 	uint8_t *types; /* declared type per column (enum query_type; QV_NULL = mixed/unknown) */
 	size_t nrows;
 	struct query_value *cells; /* nrows * ncols, row-major */
@@ -77,10 +77,11 @@ struct query_error {
 };
 
 struct query_opts {
-	int64_t max_rows;   /* api.maxRows */
-	int64_t timeout_ms; /* api.queryTimeoutMs */
-	uint64_t now_ns;    /* now() (0 = the clock); tests pin it */
+	int64_t max_rows;	    /* api.maxRows */
+	int64_t timeout_ms;	    /* api.queryTimeoutMs */
+	uint64_t now_ns;	    /* now() (0 = the clock); tests pin it */
 	const volatile int *cancel; /* polled between batches; non-zero cancels */
+	int threads;		    /* scan threads (0 = the CPUs online, at most 4) */
 };
 
 void query_opts_from_config(struct query_opts *o, const struct kp_config *cfg);

@@ -251,9 +251,11 @@ int store__seg_write(const char *path, const struct store__seg_input *in)
 			memset(ws->bloom[b], 0, nb[b] / 8);
 		for (uint32_t i = 0; i < rows; i++) {
 			if (!i || pid[i] != pid[i - 1])
-				store__bloom_add(ws->bloom[SB_PID], nb[SB_PID], store__hash_u64(pid[i]));
+				store__bloom_add(ws->bloom[SB_PID], nb[SB_PID],
+						 store__hash_u64(pid[i]));
 			if (!i || tid[i] != tid[i - 1])
-				store__bloom_add(ws->bloom[SB_TID], nb[SB_TID], store__hash_u64(tid[i]));
+				store__bloom_add(ws->bloom[SB_TID], nb[SB_TID],
+						 store__hash_u64(tid[i]));
 			if (ws->txn_len[i] && (!i || ws->txn[i] != ws->txn[i - 1]))
 				store__bloom_add(ws->bloom[SB_TXN], nb[SB_TXN],
 						 store__hash_str(ws->txn[i], ws->txn_len[i]));
@@ -505,7 +507,8 @@ int store__seg_open(const char *path, bool verify, struct store__seg **out)
 		}
 		for (int b = 0; b < SB_N; b++) {
 			uint32_t nb = rd32(&r);
-			if (nb < 64 || nb > 65536 || (nb & (nb - 1)) || (size_t)(r.end - r.p) < nb / 8) {
+			if (nb < 64 || nb > 65536 || (nb & (nb - 1)) ||
+			    (size_t)(r.end - r.p) < nb / 8) {
 				rc = STORE_ELAYOUT;
 				goto cleanup;
 			}

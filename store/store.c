@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,11 +34,11 @@
 #include "store/internal.h"
 #include "store/table.h"
 
-#define STATE_MAGIC   0x5453504bu /* "KPST" */
-#define STATE_VERSION 1
-#define MAX_FROZEN    2
-#define MAX_TABLES    8
-#define DAY_NS        (86400ull * NSEC_PER_SEC)
+#define STATE_MAGIC    0x5453504bu /* "KPST" */
+#define STATE_VERSION  1
+#define MAX_FROZEN     2
+#define MAX_TABLES     8
+#define DAY_NS	       (86400ull * NSEC_PER_SEC)
 #define SEAL_MAX_PARTS 512 /* day partitions one memtable may span */
 
 /* ------------------------------------------------------------------ memtable */
@@ -347,7 +348,8 @@ static void store__quarantine(struct store *st, struct store__seg *s)
 	pthread_mutex_lock(&st->mu);
 	for (uint32_t i = 0; i < st->nseg; i++)
 		if (st->segs[i] == s) {
-			memmove(st->segs + i, st->segs + i + 1, (st->nseg - i - 1) * sizeof(*st->segs));
+			memmove(st->segs + i, st->segs + i + 1,
+				(st->nseg - i - 1) * sizeof(*st->segs));
 			st->nseg--;
 			quarantine_file(st, s->path, s->day, STORE_ECHECKSUM);
 			store__seg_unref(s);
@@ -434,12 +436,26 @@ static int seal_write(struct store *st, struct memtable *mt, struct store__seg *
 	struct sgroup *gr = xmalloc(sizeof(*gr) * capgr);
 	uint32_t hslots = 4096, *hs = xcalloc(hslots, sizeof(uint32_t)); /* group index + 1 */
 
+	/* events spread over more days than a seal can hold mean a clock gone wrong: rather than
+	 * refuse the seal (which would stall ingest), they all go to the newest day */
+	uint64_t dmin = UINT64_MAX, dmax = 0;
+	for (uint32_t r = 0; st->by_day && r < n; r++) {
+		uint64_t d = mt->chunks[r / STORE_GRANULE]->ev[r % STORE_GRANULE].ts_ns / DAY_NS;
+		dmin = KP_MIN(dmin, d);
+		dmax = KP_MAX(dmax, d);
+	}
+	bool collapse = st->by_day && n && dmax - dmin >= SEAL_MAX_PARTS;
+	if (collapse)
+		log_warn("store: a memtable spans %" PRIu64 " days (an agent's clock is off?); its "
+			 "rows all go to the newest day's partition",
+			 dmax - dmin + 1);
+
 	/* group rows by (day, pid, node): a counting sort, stable, so arrival order (almost
 	 * always ts order) survives inside a group */
 	for (uint32_t r = 0; r < n; r++) {
 		const struct memchunk *k = mt->chunks[r / STORE_GRANULE];
 		uint32_t j = r % STORE_GRANULE;
-		uint64_t day = st->by_day ? k->ev[j].ts_ns / DAY_NS : 0, ni = 0;
+		uint64_t day = !st->by_day ? 0 : collapse ? dmax : k->ev[j].ts_ns / DAY_NS, ni = 0;
 		while (ni < nodes && node_ids[ni] != k->side[j].node)
 			ni++;
 		if (ni == nodes && nodes < 64)
@@ -459,7 +475,8 @@ static int seal_write(struct store *st, struct memtable *mt, struct store__seg *
 			if (ngr * 2 > hslots) {
 				uint32_t nh = hslots * 4, *n2 = xcalloc(nh, sizeof(uint32_t));
 				for (uint32_t g = 0; g < ngr; g++) {
-					uint32_t q = (uint32_t)store__hash_u64(gr[g].key) & (nh - 1);
+					uint32_t q =
+						(uint32_t)store__hash_u64(gr[g].key) & (nh - 1);
 					while (n2[q])
 						q = (q + 1) & (nh - 1);
 					n2[q] = g + 1;
@@ -514,15 +531,8 @@ static int seal_write(struct store *st, struct memtable *mt, struct store__seg *
 	for (uint32_t g = 0; g < ngr; g++)
 		if (!g || (gr[g].key >> 48) != (gr[g - 1].key >> 48))
 			nparts++;
-	if (nparts > SEAL_MAX_PARTS) {
-		/* events spread over more days than a seal can hold: the agent's clock is off */
-		log_error("store: a memtable spans %u days (bad clocks?); sealing refused", nparts);
-		free(hs);
-		free(gr);
-		free(key);
-		free(rows);
-		return -E2BIG;
-	}
+	if (nparts > SEAL_MAX_PARTS)
+		abort(); /* NEVER: collapsed above */
 	pthread_mutex_lock(&st->mu);
 	uint64_t first_id = st->next_seg_id;
 	st->next_seg_id += nparts;
@@ -644,9 +654,6 @@ static void *seal_thread(void *arg)
 			pthread_cond_timedwait(&st->cond, &st->mu, &ts);
 		}
 		bool stop = st->stop, have = st->nfrozen > 0;
-		struct memtable *act = st->active;
-		bool old = act && atomic_load(&act->nrows) > 0 &&
-			   now_mono_ns() - act->born_mono >= st->seal_ns;
 		pthread_mutex_unlock(&st->mu);
 		if (have) {
 			if (seal_one(st) < 0) {
@@ -658,11 +665,12 @@ static void *seal_thread(void *arg)
 		}
 		if (stop)
 			break;
-		if (old) {
-			pthread_mutex_lock(&st->append_mu);
-			freeze_locked(st);
-			pthread_mutex_unlock(&st->append_mu);
-		}
+		/* store.sealSec: the appender's lock makes the memtable's fields stable here */
+		pthread_mutex_lock(&st->append_mu);
+		struct memtable *act = st->active;
+		if (act && now_mono_ns() - act->born_mono >= st->seal_ns)
+			freeze_locked(st); /* rows, or only metadata frames: the sealed LSN moves */
+		pthread_mutex_unlock(&st->append_mu);
 		if (now_mono_ns() - st->last_retention_mono > 3600 * NSEC_PER_SEC)
 			store_retention_run(st, 0);
 	}
@@ -1071,7 +1079,6 @@ void store_table_names(struct store *st, char *out, size_t cap)
 				       st->tables[i].ops->name);
 }
 
-
 /* ------------------------------------------------------------------ the events table */
 
 /*
@@ -1079,13 +1086,55 @@ void store_table_names(struct store *st, char *out, size_t cap)
  * the per-type views of arg[] (bpf/event.h), NULL for rows of other types.
  */
 enum evcol {
-	EC_TS, EC_DUR, EC_PID, EC_TID, EC_CPU, EC_TYPE, EC_FLAGS, EC_RET, EC_NODE, EC_NODE_ID,
-	EC_TXN, EC_TRACE,
-	EC_COMM, EC_CMDLINE, EC_CGROUP, EC_CONTAINER, EC_POD, EC_NAMESPACE, EC_SERVICE, EC_PPID,
-	EC_FD, EC_BYTES, EC_SYSCALL, EC_INODE, EC_CONN, EC_SEQ, EC_SPORT, EC_DPORT, EC_FAMILY,
-	EC_OLD_STATE, EC_NEW_STATE, EC_TCP_STATE, EC_REASON, EC_PREV_STATE, EC_WAKER, EC_RUNQ,
-	EC_HOLDER, EC_PAGES, EC_KIND, EC_MEMCG, EC_ORDER, EC_COUNT, EC_ADDR, EC_LAST_ADDR,
-	EC_WRITE_FAULTS, EC_PROC_EVENT, EC_CHILD, EC_SADDR, EC_DADDR,
+	EC_TS,
+	EC_DUR,
+	EC_PID,
+	EC_TID,
+	EC_CPU,
+	EC_TYPE,
+	EC_FLAGS,
+	EC_RET,
+	EC_NODE,
+	EC_NODE_ID,
+	EC_TXN,
+	EC_TRACE,
+	EC_COMM,
+	EC_CMDLINE,
+	EC_CGROUP,
+	EC_CONTAINER,
+	EC_POD,
+	EC_NAMESPACE,
+	EC_SERVICE,
+	EC_PPID,
+	EC_FD,
+	EC_BYTES,
+	EC_SYSCALL,
+	EC_INODE,
+	EC_CONN,
+	EC_SEQ,
+	EC_SPORT,
+	EC_DPORT,
+	EC_FAMILY,
+	EC_OLD_STATE,
+	EC_NEW_STATE,
+	EC_TCP_STATE,
+	EC_REASON,
+	EC_PREV_STATE,
+	EC_WAKER,
+	EC_RUNQ,
+	EC_HOLDER,
+	EC_PAGES,
+	EC_KIND,
+	EC_MEMCG,
+	EC_ORDER,
+	EC_COUNT,
+	EC_ADDR,
+	EC_LAST_ADDR,
+	EC_WRITE_FAULTS,
+	EC_PROC_EVENT,
+	EC_CHILD,
+	EC_SADDR,
+	EC_DADDR,
 	EC_NCOLS
 };
 #define EC_META_FIRST EC_COMM
@@ -1105,7 +1154,8 @@ static const struct table_col ev_cols[EC_NCOLS] = {
 	[EC_NODE] = {"node", TT_SYM, 0, "node name"},
 	[EC_NODE_ID] = {"node_id", TT_INT, TC_UNSIGNED, "node id"},
 	[EC_TXN] = {"txn", TT_STR, 0, "transaction id ('' when unknown)"},
-	[EC_TRACE] = {"trace_id", TT_STR, 0, "OpenTelemetry trace id (filled by the causal engine)"},
+	[EC_TRACE] = {"trace_id", TT_STR, 0,
+		      "OpenTelemetry trace id (filled by the causal engine)"},
 	[EC_COMM] = {"comm", TT_SYM, 0, "process name"},
 	[EC_CMDLINE] = {"cmdline", TT_SYM, 0, "command line (head)"},
 	[EC_CGROUP] = {"cgroup", TT_SYM, 0, "cgroup path"},
@@ -1127,7 +1177,8 @@ static const struct table_col ev_cols[EC_NCOLS] = {
 	[EC_NEW_STATE] = {"new_state", TT_INT, TC_NULLABLE, "conn: new TCP state"},
 	[EC_TCP_STATE] = {"tcp_state", TT_INT, TC_NULLABLE, "retransmit: TCP state"},
 	[EC_REASON] = {"reason", TT_SYM, TC_NULLABLE, "offcpu: blocked or preempted"},
-	[EC_PREV_STATE] = {"prev_state", TT_INT, TC_NULLABLE, "offcpu: task state when switched out"},
+	[EC_PREV_STATE] = {"prev_state", TT_INT, TC_NULLABLE,
+			   "offcpu: task state when switched out"},
 	[EC_WAKER] = {"waker", TT_INT, TC_NULLABLE, "offcpu: waker tid (0 if none)"},
 	[EC_RUNQ] = {"runq", TT_INT, TC_NULLABLE, "offcpu: run-queue delay ns"},
 	[EC_HOLDER] = {"holder_tid", TT_INT, TC_NULLABLE, "offcpu: tid that held the CPU"},
@@ -1152,7 +1203,10 @@ struct ptview {
 	uint64_t mask;
 };
 #define NA -1
-#define ALLNA {NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA}
+#define ALLNA                                                                                      \
+	{                                                                                          \
+		NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA                                     \
+	}
 /*                      none rd  wr  fs  snd rcv con rtx off rcl flt proc */
 static const struct ptview ptv[EC_PT_LAST - EC_PT_FIRST + 1] = {
 	[EC_FD - EC_PT_FIRST] = {{NA, 0, 0, 0, NA, NA, NA, NA, NA, NA, NA, NA}, 0, ~0ull},
@@ -1179,15 +1233,15 @@ static const struct ptview ptv[EC_PT_LAST - EC_PT_FIRST + 1] = {
 	[EC_COUNT - EC_PT_FIRST] = {{NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, 0, NA}, 0, ~0ull},
 	[EC_ADDR - EC_PT_FIRST] = {{NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, 1, NA}, 0, ~0ull},
 	[EC_LAST_ADDR - EC_PT_FIRST] = {{NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, 2, NA}, 0, ~0ull},
-	[EC_WRITE_FAULTS - EC_PT_FIRST] = {{NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, 3, NA}, 0,
-					   ~0ull},
+	[EC_WRITE_FAULTS -
+		EC_PT_FIRST] = {{NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, 3, NA}, 0, ~0ull},
 	[EC_PROC_EVENT - EC_PT_FIRST] = {{NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, 0}, 0, ~0ull},
 	[EC_CHILD - EC_PT_FIRST] = {{NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, NA, 1}, 0, ~0ull},
 };
 
-static const char *const type_names[] = {"none", "read", "write", "fsync", "tcp_send",
-					 "tcp_recv", "conn", "retransmit", "offcpu", "reclaim",
-					 "faults", "proc"};
+static const char *const type_names[] = {"none",     "read",	 "write",  "fsync",
+					 "tcp_send", "tcp_recv", "conn",   "retransmit",
+					 "offcpu",   "reclaim",	 "faults", "proc"};
 static const char *const reason_names[] = {"blocked", "preempted"};
 static const char *const kind_names[] = {"direct", "memcg"};
 static const char *const procev_names[] = {"", "exec", "fork", "exit"};
@@ -1195,11 +1249,20 @@ static const char *const procev_names[] = {"", "exec", "fork", "exit"};
 static const char *const *static_syms(int col, int *n)
 {
 	switch (col) {
-	case EC_TYPE: *n = (int)KP_ARRAY_SIZE(type_names); return type_names;
-	case EC_REASON: *n = (int)KP_ARRAY_SIZE(reason_names); return reason_names;
-	case EC_KIND: *n = (int)KP_ARRAY_SIZE(kind_names); return kind_names;
-	case EC_PROC_EVENT: *n = (int)KP_ARRAY_SIZE(procev_names); return procev_names;
-	default: return NULL;
+	case EC_TYPE:
+		*n = (int)KP_ARRAY_SIZE(type_names);
+		return type_names;
+	case EC_REASON:
+		*n = (int)KP_ARRAY_SIZE(reason_names);
+		return reason_names;
+	case EC_KIND:
+		*n = (int)KP_ARRAY_SIZE(kind_names);
+		return kind_names;
+	case EC_PROC_EVENT:
+		*n = (int)KP_ARRAY_SIZE(procev_names);
+		return procev_names;
+	default:
+		return NULL;
 	}
 }
 
@@ -1269,7 +1332,8 @@ struct evbatch {
 	bool no_resolve;
 	char *dictbuf;
 	uint8_t *scratch;
-	bool busy, owned;
+	bool busy, owned, have_plan;
+	struct table_scan_stats *ss;
 };
 
 static int phys_get(struct evbatch *eb, int c)
@@ -1284,15 +1348,42 @@ static int phys_get(struct evbatch *eb, int c)
 		const struct memchunk *k = eb->mc;
 		const struct kp_event *e = k->ev;
 		switch (c) {
-		case SC_TS: for (uint32_t i = 0; i < n; i++) o[i] = e[i].ts_ns; break;
-		case SC_DUR: for (uint32_t i = 0; i < n; i++) o[i] = e[i].dur_ns; break;
-		case SC_NODE: for (uint32_t i = 0; i < n; i++) o[i] = k->side[i].node; break;
-		case SC_PID: for (uint32_t i = 0; i < n; i++) o[i] = e[i].pid; break;
-		case SC_TID: for (uint32_t i = 0; i < n; i++) o[i] = e[i].tid; break;
-		case SC_CPU: for (uint32_t i = 0; i < n; i++) o[i] = e[i].cpu; break;
-		case SC_TYPE: for (uint32_t i = 0; i < n; i++) o[i] = e[i].type; break;
-		case SC_FLAGS: for (uint32_t i = 0; i < n; i++) o[i] = e[i].flags; break;
-		case SC_RET: for (uint32_t i = 0; i < n; i++) o[i] = (uint32_t)e[i].ret; break;
+		case SC_TS:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].ts_ns;
+			break;
+		case SC_DUR:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].dur_ns;
+			break;
+		case SC_NODE:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = k->side[i].node;
+			break;
+		case SC_PID:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].pid;
+			break;
+		case SC_TID:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].tid;
+			break;
+		case SC_CPU:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].cpu;
+			break;
+		case SC_TYPE:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].type;
+			break;
+		case SC_FLAGS:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = e[i].flags;
+			break;
+		case SC_RET:
+			for (uint32_t i = 0; i < n; i++)
+				o[i] = (uint32_t)e[i].ret;
+			break;
 		default:
 			for (uint32_t i = 0; i < n; i++)
 				o[i] = e[i].arg[c - SC_ARG0];
@@ -1306,7 +1397,12 @@ static int phys_get(struct evbatch *eb, int c)
 			int rc = phys_get(eb, SC_TYPE);
 			if (rc)
 				return rc;
+			if (!eb->have_plan) { /* only typed columns need it */
+				store__typed_plan(eb->type8, n, &eb->plan);
+				eb->have_plan = true;
+			}
 		}
+		eb->ss->bytes_read += eb->g->blk_len[c];
 		int rc = store__seg_read_u64(eb->g, c, &eb->plan, o, eb->scratch);
 		if (rc) {
 			if (rc == STORE_ECORRUPT || rc == STORE_ELAYOUT) {
@@ -1318,7 +1414,6 @@ static int phys_get(struct evbatch *eb, int c)
 		if (c == SC_TYPE) {
 			for (uint32_t i = 0; i < n; i++)
 				eb->type8[i] = (uint8_t)o[i];
-			store__typed_plan(eb->type8, n, &eb->plan);
 		}
 	}
 	eb->have_phys |= 1u << c;
@@ -1338,31 +1433,41 @@ static int64_t *log_buf(struct evbatch *eb, int col, bool nulls)
 static int meta_procs(struct evbatch *eb)
 {
 	int rc;
-	if ((rc = phys_get(eb, SC_NODE)) || (rc = phys_get(eb, SC_PID)) ||
-	    (rc = phys_get(eb, SC_TS)))
+	if ((rc = phys_get(eb, SC_NODE)) || (rc = phys_get(eb, SC_PID)))
 		return rc;
 	if (!eb->procs) {
 		eb->procs = xmalloc(sizeof(*eb->procs) * STORE_GRANULE);
 		eb->procidx = xmalloc(sizeof(uint16_t) * STORE_GRANULE);
 		eb->procfound = xmalloc(STORE_GRANULE);
 	}
-	const uint64_t *node = eb->phys[SC_NODE], *pid = eb->phys[SC_PID], *ts = eb->phys[SC_TS];
-	int np = -1;
-	struct store__proc *p = NULL;
-	for (uint32_t i = 0; i < eb->b.n; i++) {
-		if (np < 0 || p->node != node[i] || p->pid != pid[i] || ts[i] < p->valid_from ||
-		    ts[i] >= p->valid_to) {
-			p = &eb->procs[++np];
-			eb->procfound[np] =
-				store__meta_proc(eb->st->meta, node[i], (uint32_t)pid[i], ts[i], p);
-			if (!eb->procfound[np]) {
-				memset(p, 0, sizeof(*p));
-				p->node = node[i];
-				p->pid = (uint32_t)pid[i];
-				p->valid_to = UINT64_MAX;
+	const uint64_t *node = eb->phys[SC_NODE], *pid = eb->phys[SC_PID], *ts = NULL;
+	/* timestamps matter only when a pid was reused; decode them only then */
+	for (int pass = 0; pass < 2; pass++) {
+		int np = -1;
+		bool bounded = false;
+		struct store__proc *p = NULL;
+		for (uint32_t i = 0; i < eb->b.n; i++) {
+			uint64_t t = ts ? ts[i] : 0;
+			if (np < 0 || p->node != node[i] || p->pid != pid[i] ||
+			    (ts && (t < p->valid_from || t >= p->valid_to))) {
+				p = &eb->procs[++np];
+				eb->procfound[np] = store__meta_proc(eb->st->meta, node[i],
+								     (uint32_t)pid[i], t, p);
+				if (!eb->procfound[np]) {
+					memset(p, 0, sizeof(*p));
+					p->node = node[i];
+					p->pid = (uint32_t)pid[i];
+					p->valid_to = UINT64_MAX;
+				}
+				bounded |= p->valid_from != 0 || p->valid_to != UINT64_MAX;
 			}
+			eb->procidx[i] = (uint16_t)np;
 		}
-		eb->procidx[i] = (uint16_t)np;
+		if (ts || !bounded)
+			break;
+		if ((rc = phys_get(eb, SC_TS)))
+			return rc;
+		ts = eb->phys[SC_TS];
 	}
 	eb->have_log |= 1ull << EC_NCOLS; /* marker: procs resolved */
 	return 0;
@@ -1378,21 +1483,41 @@ static int meta_fill(struct evbatch *eb, int col)
 	int64_t *o = log_buf(eb, col, col == EC_PPID);
 	const uint16_t *ix = eb->procidx;
 	const struct store__proc *pr = eb->procs;
-	for (uint32_t i = 0; i < eb->b.n; i++) {
-		const struct store__proc *p = &pr[ix[i]];
-		switch (col) {
-		case EC_COMM: o[i] = p->comm; break;
-		case EC_CMDLINE: o[i] = p->cmdline; break;
-		case EC_CGROUP: o[i] = p->cgroup; break;
-		case EC_CONTAINER: o[i] = p->container; break;
-		case EC_POD: o[i] = p->pod; break;
-		case EC_NAMESPACE: o[i] = p->ns; break;
-		case EC_SERVICE: o[i] = p->service; break;
-		default:
-			o[i] = p->ppid;
+	if (col == EC_PPID) {
+		for (uint32_t i = 0; i < eb->b.n; i++) {
+			o[i] = pr[ix[i]].ppid;
 			eb->null[col][i] = !eb->procfound[ix[i]];
-			break;
 		}
+		return 0;
+	}
+	size_t off;
+	switch (col) {
+	case EC_COMM:
+		off = offsetof(struct store__proc, comm);
+		break;
+	case EC_CMDLINE:
+		off = offsetof(struct store__proc, cmdline);
+		break;
+	case EC_CGROUP:
+		off = offsetof(struct store__proc, cgroup);
+		break;
+	case EC_CONTAINER:
+		off = offsetof(struct store__proc, container);
+		break;
+	case EC_POD:
+		off = offsetof(struct store__proc, pod);
+		break;
+	case EC_NAMESPACE:
+		off = offsetof(struct store__proc, ns);
+		break;
+	default:
+		off = offsetof(struct store__proc, service);
+		break;
+	}
+	for (uint32_t i = 0; i < eb->b.n; i++) {
+		uint32_t v;
+		memcpy(&v, (const char *)&pr[ix[i]] + off, sizeof(v));
+		o[i] = v;
 	}
 	return 0;
 }
@@ -1479,8 +1604,8 @@ static int ev_fetch(struct table_batch *b, int col, struct table_vec *out)
 	int rc = 0;
 	memset(out, 0, sizeof(*out));
 	static const int direct[EC_NCOLS] = {
-		[EC_TS] = SC_TS + 1, [EC_DUR] = SC_DUR + 1, [EC_PID] = SC_PID + 1,
-		[EC_TID] = SC_TID + 1, [EC_CPU] = SC_CPU + 1, [EC_TYPE] = SC_TYPE + 1,
+		[EC_TS] = SC_TS + 1,	   [EC_DUR] = SC_DUR + 1,      [EC_PID] = SC_PID + 1,
+		[EC_TID] = SC_TID + 1,	   [EC_CPU] = SC_CPU + 1,      [EC_TYPE] = SC_TYPE + 1,
 		[EC_FLAGS] = SC_FLAGS + 1, [EC_NODE_ID] = SC_NODE + 1,
 	};
 	if (col < 0 || col >= EC_NCOLS)
@@ -1535,6 +1660,7 @@ static int ev_fetch(struct table_batch *b, int col, struct table_vec *out)
 				eb->txn_len[i] = (uint8_t)eb->mc->side[i].txn[-1];
 			}
 		} else {
+			eb->ss->bytes_read += eb->g->blk_len[SC_TXN];
 			rc = store__seg_read_str(eb->g, eb->txn, eb->txn_len, eb->scratch,
 						 eb->dictbuf);
 			if (rc) {
@@ -1729,13 +1855,92 @@ static void evbatch_put(struct evbatch *eb)
 static void evbatch_reset(struct evbatch *eb, uint32_t n)
 {
 	eb->b.n = n;
+	eb->have_plan = false;
 	eb->have_phys = 0;
 	eb->have_log = 0;
 }
 
-static int ev_scan(void *ctx, const struct table_hints *h,
-		   int (*fn)(void *arg, struct table_batch *b), void *arg, bool (*cancel)(void *arg),
-		   struct table_scan_stats *ss)
+/* One unit of scan work: a segment granule or a memtable chunk that survived pruning. */
+struct scanitem {
+	struct store__seg *seg;
+	const struct store__gran *g;
+	const struct memchunk *mc;
+	uint32_t rows, holds;
+};
+
+struct scanjob {
+	struct store *st;
+	const struct scanitem *items;
+	uint32_t nitems;
+	atomic_uint next;
+	atomic_int stop; /* the first non-zero return of fn, or of cancel */
+	int (*fn)(void *arg, struct table_batch *b);
+	void *const *args;
+	bool (*cancel)(void *arg);
+	/* the WHERE clause's transactions / traces as span ranges (store_set_txn_resolver) */
+	const struct store_txn_range *rr;
+	const char *const *rr_key;
+	const uint32_t *rr_key_len;
+	const uint8_t *rr_trace;
+	int nrr;
+};
+
+struct scanworker {
+	struct scanjob *job;
+	int w, rc;
+	struct table_scan_stats ss;
+};
+
+static void *scan_worker(void *p)
+{
+	struct scanworker *sw = p;
+	struct scanjob *job = sw->job;
+	void *arg = job->args[sw->w];
+	struct evbatch *eb = evbatch_get();
+	eb->b.fetch = ev_fetch;
+	eb->st = job->st;
+	eb->ss = &sw->ss;
+	eb->rr = job->rr;
+	eb->rr_key = job->rr_key;
+	eb->rr_key_len = job->rr_key_len;
+	eb->rr_trace = job->rr_trace;
+	eb->nrr = job->nrr;
+	for (;;) {
+		if (atomic_load(&job->stop))
+			break;
+		uint32_t k = atomic_fetch_add(&job->next, 1);
+		if (k >= job->nitems)
+			break;
+		if (job->cancel && job->cancel(arg)) {
+			sw->rc = -ECANCELED;
+			break;
+		}
+		const struct scanitem *it = &job->items[k];
+		eb->g = it->g;
+		eb->seg = it->seg;
+		eb->mc = it->mc;
+		evbatch_reset(eb, it->rows);
+		eb->b.holds = it->holds;
+		sw->ss.rows_scanned += it->rows;
+		if ((sw->rc = job->fn(arg, &eb->b)))
+			break;
+	}
+	if (sw->rc) {
+		int zero = 0;
+		atomic_compare_exchange_strong(&job->stop, &zero, sw->rc);
+	}
+	eb->rr = NULL;
+	eb->nrr = 0;
+	evbatch_put(eb);
+	return NULL;
+}
+
+/* Below this many batches a scan stays on the calling thread. */
+#define SCAN_PARALLEL_MIN 64
+
+static int ev_scan(void *ctx, const struct table_hints *h, int nworkers,
+		   int (*fn)(void *arg, struct table_batch *b), void *const *args,
+		   bool (*cancel)(void *arg), struct table_scan_stats *ss)
 {
 	struct store *st = ctx;
 	struct store__seg **segs;
@@ -1759,10 +1964,6 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 		mrows[i] = atomic_load_explicit(&mts[i]->nrows, memory_order_acquire);
 	}
 	pthread_mutex_unlock(&st->mu);
-
-	struct evbatch *eb = evbatch_get();
-	eb->b.fetch = ev_fetch;
-	eb->st = st;
 
 	/*
 	 * WHERE txn / trace_id name keys whose events may be stored untagged: their spans' ranges
@@ -1799,15 +2000,17 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 		by_ranges = 1;
 		hh.ntxn = -1; /* blooms are checked below, or-ed with the ranges */
 	}
-	eb->rr = rr;
-	eb->rr_key = rr_key;
-	eb->rr_key_len = rr_key_len;
-	eb->rr_trace = rr_trace;
-	eb->nrr = nrr;
 	const struct table_hints *hq = h; /* the query's own, with its txn list */
 	h = &hh;
 
-	for (uint32_t i = 0; i < nseg && !rc; i++) {
+	/* prune with the footers' zone maps and bloom filters (and the chunks' zones) */
+	uint32_t cap = 0, n = 0;
+	for (uint32_t i = 0; i < nseg; i++)
+		cap += segs[i]->n_gran;
+	for (int m = 0; m < nmt; m++)
+		cap += (mrows[m] + STORE_GRANULE - 1) / STORE_GRANULE;
+	struct scanitem *items = xmalloc(sizeof(*items) * (cap ? cap : 1));
+	for (uint32_t i = 0; i < nseg; i++) {
 		struct store__seg *s = segs[i];
 		ss->granules_total += s->n_gran;
 		if (s->ts_max < h->ts_min || s->ts_min > h->ts_max || atomic_load(&s->corrupt)) {
@@ -1815,61 +2018,81 @@ static int ev_scan(void *ctx, const struct table_hints *h,
 			ss->granules_skipped += s->n_gran;
 			continue;
 		}
-		for (uint32_t gi = 0; gi < s->n_gran && !rc; gi++) {
+		for (uint32_t gi = 0; gi < s->n_gran; gi++) {
 			const struct store__gran *g = &s->g[gi];
-			if (!zone_admits(h, g->ts_min, g->ts_max, g->dur_max, g->pid_min, g->pid_max,
-					 g->type_mask, g) ||
+			if (!zone_admits(h, g->ts_min, g->ts_max, g->dur_max, g->pid_min,
+					 g->pid_max, g->type_mask, g) ||
 			    (by_ranges && !txn_admits(hq, rr, nrr, g->ts_min, g->ts_max, g->pid_min,
 						      g->pid_max, g))) {
 				ss->granules_skipped++;
 				continue;
 			}
-			if (cancel && cancel(arg)) {
-				rc = -ECANCELED;
-				break;
-			}
-			eb->g = g;
-			eb->seg = s;
-			eb->mc = NULL;
-			evbatch_reset(eb, g->rows);
-			eb->b.holds = g->ts_min >= h->ts_min && g->ts_max <= h->ts_max ? TB_HOLDS_TS : 0;
-			ss->rows_scanned += g->rows;
-			rc = fn(arg, &eb->b);
+			items[n++] = (struct scanitem){
+				s, g, NULL, g->rows,
+				g->ts_min >= h->ts_min && g->ts_max <= h->ts_max ? TB_HOLDS_TS : 0};
 		}
 	}
-	for (int m = 0; m < nmt && !rc; m++) {
-		struct memtable *mt = mts[m];
+	for (int m = 0; m < nmt; m++) {
 		uint32_t nch = (mrows[m] + STORE_GRANULE - 1) / STORE_GRANULE;
-		for (uint32_t c = 0; c < nch && !rc; c++) {
-			const struct memchunk *k = mt->chunks[c];
+		for (uint32_t c = 0; c < nch; c++) {
+			const struct memchunk *k = mts[m]->chunks[c];
 			uint32_t rows = KP_MIN(STORE_GRANULE, mrows[m] - c * STORE_GRANULE);
+			bool full = rows == STORE_GRANULE; /* a full chunk's zone is final */
 			ss->granules_total++;
 			/* Memtable chunks have no bloom filters: only the zone prunes them. */
-			if (rows == STORE_GRANULE &&
-			    !zone_admits(h, k->ts_min, k->ts_max, k->dur_max, k->pid_min, k->pid_max,
-					 k->type_mask, NULL)) {
+			if (full && !zone_admits(h, k->ts_min, k->ts_max, k->dur_max, k->pid_min,
+						 k->pid_max, k->type_mask, NULL)) {
 				ss->granules_skipped++;
 				continue;
 			}
-			if (cancel && cancel(arg)) {
-				rc = -ECANCELED;
-				break;
-			}
-			eb->g = NULL;
-			eb->seg = NULL;
-			eb->mc = k;
-			evbatch_reset(eb, rows);
-			eb->b.holds = rows == STORE_GRANULE && k->ts_min >= h->ts_min &&
-					      k->ts_max <= h->ts_max
-				      ? TB_HOLDS_TS
-				      : 0;
-			ss->rows_scanned += rows;
-			rc = fn(arg, &eb->b);
+			items[n++] = (struct scanitem){NULL, NULL, k, rows,
+						       full && k->ts_min >= h->ts_min &&
+								       k->ts_max <= h->ts_max
+							       ? TB_HOLDS_TS
+							       : 0};
 		}
 	}
-	eb->rr = NULL;
-	eb->nrr = 0;
-	evbatch_put(eb);
+
+	/* workers pull items from a shared cursor; worker 0 is this thread */
+	struct scanjob job = {.st = st,
+			      .items = items,
+			      .nitems = n,
+			      .fn = fn,
+			      .args = args,
+			      .cancel = cancel,
+			      .rr = rr,
+			      .rr_key = rr_key,
+			      .rr_key_len = rr_key_len,
+			      .rr_trace = rr_trace,
+			      .nrr = nrr};
+	atomic_init(&job.next, 0);
+	atomic_init(&job.stop, 0);
+	if (nworkers < 1 || n < SCAN_PARALLEL_MIN)
+		nworkers = 1;
+	if (nworkers > 8)
+		nworkers = 8;
+	struct scanworker sw[8];
+	pthread_t th[8];
+	bool started[8] = {false};
+	for (int w = 0; w < nworkers; w++) {
+		sw[w] = (struct scanworker){.job = &job, .w = w};
+		if (w && !pthread_create(&th[w], NULL, scan_worker, &sw[w]))
+			started[w] = true;
+	}
+	scan_worker(&sw[0]);
+	for (int w = 1; w < nworkers; w++) {
+		if (started[w])
+			pthread_join(th[w], NULL);
+		else
+			scan_worker(&sw[w]); /* could not start a thread: do its share here */
+	}
+	for (int w = 0; w < nworkers; w++) {
+		ss->rows_scanned += sw[w].ss.rows_scanned;
+		ss->bytes_read += sw[w].ss.bytes_read;
+		if (sw[w].rc && (!rc || rc == 1))
+			rc = sw[w].rc; /* an error wins over an early stop */
+	}
+	free(items);
 	free(rr);
 	free(rr_key);
 	free(rr_key_len);

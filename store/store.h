@@ -36,12 +36,12 @@ struct store;
 
 /* Errors (negative, distinct from -errno). */
 enum store_err {
-	STORE_EMAGIC = -6001,    /* not a kprobe segment / state / meta file */
-	STORE_EVERSION = -6002,  /* a format version this build cannot read */
+	STORE_EMAGIC = -6001,	 /* not a kprobe segment / state / meta file */
+	STORE_EVERSION = -6002,	 /* a format version this build cannot read */
 	STORE_ECHECKSUM = -6003, /* a block, footer or record failed its XXH3 check */
-	STORE_ETRUNC = -6004,    /* file shorter than its layout says */
-	STORE_ELAYOUT = -6005,   /* a length, offset or count out of bounds */
-	STORE_ECORRUPT = -6006,  /* a segment was found corrupt during a scan (quarantined) */
+	STORE_ETRUNC = -6004,	 /* file shorter than its layout says */
+	STORE_ELAYOUT = -6005,	 /* a length, offset or count out of bounds */
+	STORE_ECORRUPT = -6006,	 /* a segment was found corrupt during a scan (quarantined) */
 };
 const char *store_strerror(int err);
 
@@ -54,7 +54,8 @@ const char *store_strerror(int err);
  */
 int store_open(const struct kp_config *cfg, struct store **out);
 
-/* Seals whatever the memtable holds, waits for it, stops the seal thread, frees everything. */
+/* Seals whatever the memtable holds, waits for it, stops the seal thread, frees everything.
+ * No query may run and no result may be alive (results point at the store's symbols). */
 void store_close(struct store *st);
 
 /*
@@ -63,8 +64,9 @@ void store_close(struct store *st);
  * with wire_meta_next). txn, when not NULL, gives each event's transaction id (NUL-terminated,
  * "" or NULL = none; at most STORE_TXN_MAX bytes are kept) — the causal engine sets them.
  *
- * lsn must increase from call to call; a frame with lsn <= the last one appended (or <= the
- * sealed LSN, a WAL replay overlap) is skipped and counted. Malformed metadata records are
+ * lsn must increase from call to call, starting at 1; a frame with lsn <= the last one appended
+ * (or <= the sealed LSN, a WAL replay overlap) is skipped and counted. Frames without events
+ * (metadata only) count too: their LSN is sealed with the next seal. Malformed metadata records are
  * skipped and counted. Never blocks for long, except when two sealed memtables are still being
  * written (back-pressure). Only one thread may append. Returns 0 or -ENOMEM / -EINVAL.
  */
@@ -112,12 +114,12 @@ int store_retention_run(struct store *st, uint64_t now_ns);
 /* Counters for /metrics and logs. */
 struct store_stats {
 	uint64_t events_appended, frames_appended, dup_frames, bad_meta;
-	uint64_t memtable_rows;            /* rows not yet sealed (active + sealing) */
+	uint64_t memtable_rows; /* rows not yet sealed (active + sealing) */
 	uint64_t segments, segment_rows, segment_bytes;
 	uint64_t seals, seal_errors, seal_ns_total;
-	uint64_t corrupt_segments;         /* found corrupt (at open or in a scan), quarantined */
+	uint64_t corrupt_segments; /* found corrupt (at open or in a scan), quarantined */
 	uint64_t partitions_expired;
-	uint64_t procs, conns, nodes;      /* metadata entries */
+	uint64_t procs, conns, nodes; /* metadata entries */
 	uint64_t sealed_lsn;
 };
 void store_stats_get(struct store *st, struct store_stats *out);

@@ -21,7 +21,7 @@ enum table_type { TT_INT = 1, TT_STR, TT_SYM };
 
 #define TC_UNSIGNED 0x1 /* print as u64 */
 #define TC_NULLABLE 0x2 /* may be NULL (per-type fields for other types) */
-#define TC_TIME     0x4 /* epoch ns */
+#define TC_TIME	    0x4 /* epoch ns */
 
 struct table_col {
 	const char *name;
@@ -34,8 +34,8 @@ struct table_col {
  * and may ignore all of them: the engine still evaluates the full WHERE on what it gets. */
 struct table_hints {
 	uint64_t ts_min, ts_max; /* inclusive; 0 .. UINT64_MAX when unconstrained */
-	uint64_t dur_min;        /* dur >= dur_min */
-	int npid, ntid, ntxn;    /* -1: unconstrained */
+	uint64_t dur_min;	 /* dur >= dur_min */
+	int npid, ntid, ntxn;	 /* -1: unconstrained */
 	const int64_t *pid, *tid;
 	const char *const *txn;
 	const uint32_t *txn_len;
@@ -48,10 +48,10 @@ struct table_hints {
 /* One column of a batch, filled by fetch for rows [0, n). Pointers stay valid until the batch
  * callback returns. */
 struct table_vec {
-	const int64_t *i;          /* TT_INT, TT_SYM */
-	const char *const *s;      /* TT_STR */
-	const uint32_t *slen;      /* TT_STR */
-	const uint8_t *null;       /* NULL = no nulls; else 1 byte per row, 1 = NULL */
+	const int64_t *i;     /* TT_INT, TT_SYM */
+	const char *const *s; /* TT_STR */
+	const uint32_t *slen; /* TT_STR */
+	const uint8_t *null;  /* NULL = no nulls; else 1 byte per row, 1 = NULL */
 };
 
 #define TB_HOLDS_TS 0x1 /* every row's ts is inside the hints' [ts_min, ts_max] */
@@ -75,11 +75,13 @@ struct table_ops {
 	const char *(*sym_str)(void *ctx, int col, int64_t id, uint32_t *len);
 	/* Id of the string s in column col, or -1 when no row can hold it. */
 	int64_t (*sym_find)(void *ctx, int col, const char *s, size_t len);
-	/* Calls fn for each batch that may match h. A non-zero return of fn stops the scan and is
-	 * returned. cancel: polled between batches; when it returns true the scan stops with
-	 * -ECANCELED. */
-	int (*scan)(void *ctx, const struct table_hints *h,
-		    int (*fn)(void *arg, struct table_batch *b), void *arg,
+	/* Calls fn for each batch that may match h, from up to nworkers threads at once: worker w
+	 * (0 = the calling thread) calls fn(args[w], batch), never two batches at a time, so each
+	 * args[w] needs no locking. All workers see one snapshot. A non-zero return of fn stops
+	 * the scan (every worker) and is returned; an error wins over a positive "stop" value.
+	 * cancel(args[w]) is polled between batches; true stops the scan with -ECANCELED. */
+	int (*scan)(void *ctx, const struct table_hints *h, int nworkers,
+		    int (*fn)(void *arg, struct table_batch *b), void *const *args,
 		    bool (*cancel)(void *arg), struct table_scan_stats *st);
 };
 

@@ -114,15 +114,17 @@ run_clickhouse() { # $1 = lz4 | zstd
 	out=$("$HERE/clickhouse.sh" start "$d" "$codec") || { log "clickhouse ($codec) did not start"; return 1; }
 	port=${out% *}
 	local url="http://127.0.0.1:$port/"
-	curl -sf "$url" --data-binary "$CH_DDL" || { log "CREATE TABLE failed"; return 1; }
+	curl -sf "$url" --data-binary "$CH_DDL" ||
+		{ log "CREATE TABLE failed"; "$HERE/clickhouse.sh" stop "$d"; return 1; }
 	[ -f "$W/in.rowbinary" ] || $SB gen "$N" rowbinary "$W/in.rowbinary" "$W/params.ch" ||
 		{ log "generator failed"; return 1; }
 	log "clickhouse-$codec: loading RowBinary over HTTP ..."
 	local t0 t1
 	t0=$(date +%s.%N)
-	curl -sf "${url}?query=INSERT%20INTO%20kernel_events%20FORMAT%20RowBinary" \
-		--data-binary @"$W/in.rowbinary" -H 'Content-Type: application/octet-stream' ||
-		{ log "INSERT failed"; return 1; }
+	# -T streams the file (--data-binary @file would read gigabytes into curl's memory)
+	curl -sf -X POST -T "$W/in.rowbinary" -H 'Content-Type: application/octet-stream' \
+		"${url}?query=INSERT%20INTO%20kernel_events%20FORMAT%20RowBinary" ||
+		{ log "INSERT failed"; "$HERE/clickhouse.sh" stop "$d"; return 1; }
 	t1=$(date +%s.%N)
 	local rows
 	rows=$(curl -sf "$url" --data-binary "SELECT count() FROM kernel_events")

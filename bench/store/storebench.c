@@ -36,10 +36,10 @@
 #include "store/query.h"
 #include "store/store.h"
 
-#define T0       1795168800000000000ull /* 2026-11-20T08:00:00Z */
-#define NPROC    200
-#define MAXTH    16
-#define BATCH    4096
+#define T0    1795168800000000000ull /* 2026-11-20T08:00:00Z */
+#define NPROC 200
+#define MAXTH 16
+#define BATCH 4096
 
 /* ------------------------------------------------------------------ rng */
 
@@ -79,14 +79,14 @@ static const struct {
 	const char *comm, *service;
 	int prof;
 } kinds[] = {
-	{"nginx", "frontend", P_WEB},       {"envoy", "mesh", P_WEB},
-	{"checkout", "checkout", P_APP},    {"payment-svc", "payments", P_APP},
-	{"java", "orders", P_APP},          {"node", "catalog", P_APP},
-	{"python3", "recommend", P_APP},    {"inventory", "inventory", P_APP},
-	{"postgres", "postgres", P_DB},     {"redis-server", "redis", P_DB},
-	{"kafka", "kafka", P_DB},           {"batch-job", "batch", P_BATCH},
-	{"etl-worker", "etl", P_BATCH},     {"kubelet", "system", P_INFRA},
-	{"containerd", "system", P_INFRA},  {"fluent-bit", "logging", P_INFRA},
+	{"nginx", "frontend", P_WEB},	   {"envoy", "mesh", P_WEB},
+	{"checkout", "checkout", P_APP},   {"payment-svc", "payments", P_APP},
+	{"java", "orders", P_APP},	   {"node", "catalog", P_APP},
+	{"python3", "recommend", P_APP},   {"inventory", "inventory", P_APP},
+	{"postgres", "postgres", P_DB},	   {"redis-server", "redis", P_DB},
+	{"kafka", "kafka", P_DB},	   {"batch-job", "batch", P_BATCH},
+	{"etl-worker", "etl", P_BATCH},	   {"kubelet", "system", P_INFRA},
+	{"containerd", "system", P_INFRA}, {"fluent-bit", "logging", P_INFRA},
 };
 #define NKINDS ((int)(sizeof(kinds) / sizeof(kinds[0])))
 
@@ -140,7 +140,8 @@ static void world_init(void)
 			p->conn[c] = rnd();
 			p->seq[c] = rnd() & 0xffffffff;
 			p->lport[c] = (uint16_t)(32768 + rnd() % 28000);
-			static const uint16_t ports[] = {5432, 6379, 9092, 443, 8080, 80, 3306, 7077};
+			static const uint16_t ports[] = {5432, 6379, 9092, 443,
+							 8080, 80,   3306, 7077};
 			p->rport[c] = ports[rnd() % 8];
 			uint8_t s[4] = {10, 0, (uint8_t)p->node, (uint8_t)(10 + i)};
 			uint8_t d[4] = {10, 0, (uint8_t)(rnd() % 2), (uint8_t)(10 + rnd() % 200)};
@@ -150,9 +151,11 @@ static void world_init(void)
 		p->memcg = 1000 + rnd() % 5000;
 		p->inode_base = 100000 + rnd() % 10000000;
 		const char *svc = kinds[p->kind].service;
-		snprintf(p->ns, sizeof(p->ns), "%s", kinds[p->kind].prof == P_INFRA ? "kube-system" : "shop");
+		snprintf(p->ns, sizeof(p->ns), "%s",
+			 kinds[p->kind].prof == P_INFRA ? "kube-system" : "shop");
 		snprintf(p->pod, sizeof(p->pod), "%s-%05x", svc, (unsigned)(rnd() & 0xfffff));
-		snprintf(p->container, sizeof(p->container), "%016" PRIx64 "%016" PRIx64, rnd(), rnd());
+		snprintf(p->container, sizeof(p->container), "%016" PRIx64 "%016" PRIx64, rnd(),
+			 rnd());
 		snprintf(p->cgroup, sizeof(p->cgroup), "/kubepods/burstable/pod%s/%.12s", p->pod,
 			 p->container);
 		total_w += 1.0 / (i + 1); /* Zipf s=1 over the process rank */
@@ -257,7 +260,8 @@ static void gen_event(uint64_t ts, struct kp_event *e, char *txn, struct gproc *
 	case KP_OFFCPU: {
 		bool pre = prof == P_BATCH ? rnd() % 2 : rnd() % 5 == 0;
 		e->dur_ns = 50000 + (uint64_t)lognorm(pre ? 400000 : 150000, 1.5);
-		e->arg[0] = (pre ? KP_OFFCPU_PREEMPTED : KP_OFFCPU_BLOCKED) | ((pre ? 0ull : 1ull) << 8);
+		e->arg[0] = (pre ? KP_OFFCPU_PREEMPTED : KP_OFFCPU_BLOCKED) |
+			    ((pre ? 0ull : 1ull) << 8);
 		e->arg[1] = pre ? 0 : p->th[rnd() % (uint64_t)p->nth].tid;
 		e->arg[2] = (uint64_t)lognorm(20000, 1.2);
 		struct gproc *o = &procs[rnd() % NPROC];
@@ -318,8 +322,8 @@ static void w_str(const char *s)
 	fwrite(s, 1, l, out);
 }
 
-static const char *type_name[] = {"none", "read", "write", "fsync", "tcp_send", "tcp_recv",
-				  "conn", "retransmit", "offcpu", "reclaim", "faults", "proc"};
+static const char *type_name[] = {"none", "read",	"write",  "fsync",   "tcp_send", "tcp_recv",
+				  "conn", "retransmit", "offcpu", "reclaim", "faults",	 "proc"};
 
 /* The original schema keeps everything but the fixed columns in metadata Map(String,String):
  * node, comm, ret, flags and the per-type fields, named as our columns. */
@@ -359,7 +363,8 @@ static int meta_kv(const struct kp_event *e, const struct gproc *p, char k[][16]
 	case KP_RETRANSMIT:
 		KV("conn", "%" PRIu64, (uint64_t)(e->arg[0]));
 		KV(e->type == KP_CONN ? "old_state" : "seq", "%" PRIu64, (uint64_t)(e->arg[1]));
-		KV(e->type == KP_CONN ? "new_state" : "tcp_state", "%" PRIu64, (uint64_t)(e->arg[2]));
+		KV(e->type == KP_CONN ? "new_state" : "tcp_state", "%" PRIu64,
+		   (uint64_t)(e->arg[2]));
 		KV("sport", "%" PRIu64, (uint64_t)(e->arg[3] & 0xffff));
 		KV("dport", "%" PRIu64, (uint64_t)((e->arg[3] >> 16) & 0xffff));
 		break;
@@ -457,11 +462,14 @@ static int cmd_gen(uint64_t n, const char *fmt, const char *path, const char *pa
 					wp.pid = procs[j].pid;
 					wp.ppid = 1;
 					wp.start_ns = T0 - 3600 * NSEC_PER_SEC;
-					snprintf(wp.comm, sizeof(wp.comm), "%s", kinds[procs[j].kind].comm);
+					snprintf(wp.comm, sizeof(wp.comm), "%s",
+						 kinds[procs[j].kind].comm);
 					snprintf(wp.cmdline, sizeof(wp.cmdline), "/usr/bin/%s",
 						 kinds[procs[j].kind].comm);
-					snprintf(wp.cgroup, sizeof(wp.cgroup), "%s", procs[j].cgroup);
-					snprintf(wp.container, sizeof(wp.container), "%s", procs[j].container);
+					snprintf(wp.cgroup, sizeof(wp.cgroup), "%s",
+						 procs[j].cgroup);
+					snprintf(wp.container, sizeof(wp.container), "%s",
+						 procs[j].container);
 					snprintf(wp.pod, sizeof(wp.pod), "%s", procs[j].pod);
 					snprintf(wp.ns, sizeof(wp.ns), "%s", procs[j].ns);
 					snprintf(wp.service, sizeof(wp.service), "%s",
@@ -504,14 +512,16 @@ static int cmd_gen(uint64_t n, const char *fmt, const char *path, const char *pa
 				w_str(v[j]);
 		} else {
 			int m = meta_kv(&e, p, k, v);
-			fprintf(out, "%" PRIu64 ",%u,%u,%u,%s,%" PRIu64 ",%s,%s,\"{", (uint64_t)e.ts_ns, e.pid,
-				e.tid, e.cpu, type_name[e.type], (uint64_t)e.dur_ns, kinds[p->kind].service, txn);
+			fprintf(out, "%" PRIu64 ",%u,%u,%u,%s,%" PRIu64 ",%s,%s,\"{",
+				(uint64_t)e.ts_ns, e.pid, e.tid, e.cpu, type_name[e.type],
+				(uint64_t)e.dur_ns, kinds[p->kind].service, txn);
 			for (int j = 0; j < m; j++)
 				fprintf(out, "%s%s=%s", j ? ", " : "", k[j], v[j]);
 			fputs("}\"\n", out);
 		}
 		if ((i + 1) % 5000000 == 0)
-			fprintf(stderr, "storebench: generated %" PRIu64 "M events\n", (i + 1) / 1000000);
+			fprintf(stderr, "storebench: generated %" PRIu64 "M events\n",
+				(i + 1) / 1000000);
 	}
 	if (f == 0)
 		for (int i = 0; i < 2; i++) {
@@ -606,15 +616,16 @@ static int cmd_load(const char *dir, const char *path)
 			p += l;
 		}
 		size_t evb = 64ull * h.n_events;
-		int rc = store_append(st, ++lsn, h.node_id, (const struct kp_event *)raw, h.n_events,
-				      raw + evb, h.raw_len - evb, txn);
+		int rc = store_append(st, ++lsn, h.node_id, (const struct kp_event *)raw,
+				      h.n_events, raw + evb, h.raw_len - evb, txn);
 		if (rc) {
 			fprintf(stderr, "storebench: store_append: %s\n", store_strerror(rc));
 			return 1;
 		}
 		events += h.n_events;
 		if (events % 5000000 < h.n_events)
-			fprintf(stderr, "storebench: loaded %" PRIu64 "M events\n", events / 1000000);
+			fprintf(stderr, "storebench: loaded %" PRIu64 "M events\n",
+				events / 1000000);
 	}
 	int rc = store_flush(st);
 	uint64_t t1 = now_mono_ns();
@@ -652,6 +663,8 @@ static int cmd_query(const char *dir, int runs, const char *sql)
 	struct query_opts o;
 	query_opts_from_config(&o, &cfg);
 	o.max_rows = 10000000;
+	if (getenv("BENCH_THREADS"))
+		o.threads = atoi(getenv("BENCH_THREADS"));
 	double ms[64], cpu[64];
 	struct query_result *r = NULL;
 	if (runs > 63)
@@ -681,9 +694,10 @@ static int cmd_query(const char *dir, int runs, const char *sql)
 	}
 	qsort(ms, (size_t)runs, sizeof(double), cmp_d);
 	qsort(cpu, (size_t)runs, sizeof(double), cmp_d);
-	printf("ms=%.3f cpu_ms=%.3f rows=%zu scanned=%" PRIu64 " granules=%" PRIu64 " skipped=%" PRIu64 "\n",
-	       ms[runs / 2], cpu[runs / 2], r->nrows, r->stats.rows_scanned, r->stats.granules_total,
-	       r->stats.granules_skipped);
+	printf("ms=%.3f cpu_ms=%.3f rows=%zu scanned=%" PRIu64 " granules=%" PRIu64
+	       " skipped=%" PRIu64 "\n",
+	       ms[runs / 2], cpu[runs / 2], r->nrows, r->stats.rows_scanned,
+	       r->stats.granules_total, r->stats.granules_skipped);
 	if (getenv("BENCH_SHOW")) {
 		struct kp_buf b = {0};
 		query_result_write(r, QUERY_CSV, &b);
@@ -699,8 +713,9 @@ static int cmd_query(const char *dir, int runs, const char *sql)
 /* Bytes per column over every segment under DIR/events (diagnostics for the format). */
 static int cmd_colstats(const char *dir)
 {
-	static const char *names[SC_NCOLS] = {"ts", "dur", "pid", "tid", "cpu", "type", "flags",
-					      "ret", "arg0", "arg1", "arg2", "arg3", "node", "txn"};
+	static const char *names[SC_NCOLS] = {"ts",   "dur",   "pid",  "tid",  "cpu",
+					      "type", "flags", "ret",  "arg0", "arg1",
+					      "arg2", "arg3",  "node", "txn"};
 	uint64_t tot[SC_NCOLS] = {0}, rows = 0, all = 0, foot = 0;
 	char cmd[8400];
 	snprintf(cmd, sizeof(cmd), "find '%s/events' -name '*.kps'", dir);
@@ -727,8 +742,8 @@ static int cmd_colstats(const char *dir)
 	for (int c = 0; c < SC_NCOLS; c++)
 		printf("%-6s %8.3f B/row\n", names[c], rows ? (double)tot[c] / (double)rows : 0);
 	printf("footer %8.3f B/row (zone maps, blooms, headers)\ntotal  %8.3f B/row over %" PRIu64
-	       " rows\n", rows ? (double)foot / (double)rows : 0, rows ? (double)all / (double)rows : 0,
-	       rows);
+	       " rows\n",
+	       rows ? (double)foot / (double)rows : 0, rows ? (double)all / (double)rows : 0, rows);
 	return 0;
 }
 

@@ -3,8 +3,10 @@
  * against a small real store (memtable + one sealed segment) built once per process, so the
  * analyser, the executor and the writers all see what the parser lets through.
  */
+// clang-format off
 // fuzz-sources: store/query.c store/store.c store/segment.c store/codec.c store/meta.c agent/wire.c common/util.c common/config.c common/json.c
 // fuzz-libs: -llz4 -lxxhash -lm
+// clang-format on
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,10 +43,14 @@ static void build(void)
 	for (int f = 0; f < 4; f++) {
 		for (int i = 0; i < 4000; i++) {
 			r = r * 6364136223846793005ull + 1442695040888963407ull;
-			ev[i] = (struct kp_event){.ts_ns = 1795000000000000000ull + (uint64_t)(f * 4000 + i) * 997,
-						  .dur_ns = r >> 44, .pid = 100 + (uint32_t)(r >> 60),
-						  .tid = 100 + (uint32_t)(r >> 58), .cpu = (uint16_t)(r >> 62),
-						  .type = (uint8_t)(1 + (r >> 33) % 11), .ret = (int32_t)(r >> 40),
+			ev[i] = (struct kp_event){.ts_ns = 1795000000000000000ull +
+							   (uint64_t)(f * 4000 + i) * 997,
+						  .dur_ns = r >> 44,
+						  .pid = 100 + (uint32_t)(r >> 60),
+						  .tid = 100 + (uint32_t)(r >> 58),
+						  .cpu = (uint16_t)(r >> 62),
+						  .type = (uint8_t)(1 + (r >> 33) % 11),
+						  .ret = (int32_t)(r >> 40),
 						  .arg = {r >> 50, r >> 30, r >> 20, r}};
 			tx[i] = (r >> 37) % 3 ? "" : ((r >> 39) % 2 ? "t-1" : "t-2");
 		}
@@ -60,7 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!st)
 		build();
-	struct query_opts o = {.max_rows = 1000, .timeout_ms = 200, .now_ns = 1795000000000000000ull};
+	struct query_opts o = {
+		.max_rows = 1000, .timeout_ms = 200, .now_ns = 1795000000000000000ull};
 	struct query_result *r = NULL;
 	struct query_error err;
 	int rc = query_exec(st, (const char *)data, size, &o, &r, &err);

@@ -83,11 +83,21 @@ TEST(store_codec_roundtrip_random)
 		uint64_t base = th_rand(&rng), v = base;
 		for (uint32_t i = 0; i < n; i++) {
 			switch (shape) {
-			case 0: in[i] = th_rand(&rng) % 3; break;
-			case 1: in[i] = v += th_rand(&rng) % 100000; break;
-			case 2: in[i] = base + th_rand(&rng) % 16 * 1000003; break;
-			case 3: in[i] = th_rand(&rng) >> (th_rand(&rng) % 64); break;
-			default: in[i] = i % 50 ? base : th_rand(&rng); break;
+			case 0:
+				in[i] = th_rand(&rng) % 3;
+				break;
+			case 1:
+				in[i] = v += th_rand(&rng) % 100000;
+				break;
+			case 2:
+				in[i] = base + th_rand(&rng) % 16 * 1000003;
+				break;
+			case 3:
+				in[i] = th_rand(&rng) >> (th_rand(&rng) % 64);
+				break;
+			default:
+				in[i] = i % 50 ? base : th_rand(&rng);
+				break;
 			}
 		}
 		roundtrip(n);
@@ -149,9 +159,16 @@ TEST(store_codec_damaged_input)
 		memset(bad + l, 0, STORE_PAD);
 		size_t bl = l;
 		switch (k % 3) {
-		case 0: bad[th_rand(&rng) % l] ^= (uint8_t)(1 + th_rand(&rng) % 255); break;
-		case 1: bl = th_rand(&rng) % l; memset(bad + bl, 0, STORE_PAD); break;
-		default: bad[th_rand(&rng) % 8] = (uint8_t)th_rand(&rng); break;
+		case 0:
+			bad[th_rand(&rng) % l] ^= (uint8_t)(1 + th_rand(&rng) % 255);
+			break;
+		case 1:
+			bl = th_rand(&rng) % l;
+			memset(bad + bl, 0, STORE_PAD);
+			break;
+		default:
+			bad[th_rand(&rng) % 8] = (uint8_t)th_rand(&rng);
+			break;
 		}
 		/* must return (0 or an error), never crash or read out of bounds (ASan in fuzz) */
 		if (store__dec_u64(bad, bl, STORE_GRANULE, out))

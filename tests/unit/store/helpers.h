@@ -72,7 +72,8 @@ static inline void th_proc_meta(struct wire_batch *b, uint32_t pid, const char *
 
 static inline struct query_result *th_query(struct store *st, const char *sql)
 {
-	struct query_opts o = {.max_rows = 100000, .timeout_ms = 30000, .now_ns = T0_NS + 3600ull * 1000000000ull};
+	struct query_opts o = {
+		.max_rows = 100000, .timeout_ms = 30000, .now_ns = T0_NS + 3600ull * 1000000000ull};
 	struct query_result *r = NULL;
 	struct query_error err;
 	int rc = query_exec(st, sql, strlen(sql), &o, &r, &err);

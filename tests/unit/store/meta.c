@@ -45,7 +45,7 @@ TEST(store_meta_procs_conns_nodes_and_log)
 	add_proc(m, 1, 42, 5000, "new"); /* the pid was reused */
 	add_proc(m, 2, 42, 1000, "other-node");
 	add_proc(m, 1, 42, 5000, "renamed"); /* same process again: an update */
-	for (uint32_t i = 0; i < 3000; i++) /* grow every table past its first sizes */
+	for (uint32_t i = 0; i < 3000; i++)  /* grow every table past its first sizes */
 		add_proc(m, 3, 1000 + i, 1, "bulk");
 	CHECK_EQ_STR(comm_of(m, 1, 42, 2000), "old");
 	CHECK_EQ_STR(comm_of(m, 1, 42, 6000), "renamed");
@@ -86,6 +86,18 @@ TEST(store_meta_procs_conns_nodes_and_log)
 	CHECK_EQ_INT(store__sym_find(m, "abd", 3), 0);
 	CHECK_EQ_INT(store__meta_apply(m, 1, 99, "x", 1, true), -EINVAL);
 	CHECK_EQ_INT(store__meta_sync(m), 0);
+	/* agents resend metadata periodically: repeats do not grow the log */
+	int lfd = open(path, O_RDONLY);
+	off_t sz = lseek(lfd, 0, SEEK_END);
+	add_proc(m, 1, 42, 5000, "renamed");
+	add_proc(m, 3, 1000, 1, "bulk");
+	CHECK_EQ_INT(store__meta_sync(m), 0);
+	CHECK_EQ_INT(lseek(lfd, 0, SEEK_END), sz);
+	add_proc(m, 3, 1000, 1, "changed");
+	CHECK_EQ_INT(store__meta_sync(m), 0);
+	CHECK_GT_INT(lseek(lfd, 0, SEEK_END), sz);
+	close(lfd);
+	add_proc(m, 3, 1000, 1, "bulk");
 	store__meta_close(m);
 
 	/* replay, then a torn tail is cut and the rest survives */

@@ -15,8 +15,8 @@ struct mrow {
 static struct mrow *rows;
 static size_t nrows, caprows;
 static const char *txns[] = {"", "t-a", "t-b", "t-c", "t-d"};
-static const char *tnames[] = {"none", "read", "write", "fsync", "tcp_send", "tcp_recv",
-			       "conn", "retransmit", "offcpu", "reclaim", "faults", "proc"};
+static const char *tnames[] = {"none", "read",	     "write",  "fsync",	  "tcp_send", "tcp_recv",
+			       "conn", "retransmit", "offcpu", "reclaim", "faults",   "proc"};
 
 static int cmp_u64p(const void *a, const void *b)
 {
@@ -56,7 +56,8 @@ TEST_SLOW(store_model_random_ops, 180)
 {
 	struct kp_config cfg;
 	struct store *st = th_open(kt_tmpdir(), 8192, &cfg);
-	uint64_t rng = getenv("KPROBE_MODEL_SEED") ? strtoull(getenv("KPROBE_MODEL_SEED"), NULL, 10) : 20261122;
+	uint64_t rng = getenv("KPROBE_MODEL_SEED") ? strtoull(getenv("KPROBE_MODEL_SEED"), NULL, 10)
+						   : 20261122;
 	uint64_t lsn = 0, tick = 0;
 	static struct kp_event ev[3000];
 	const char *tx[3000];
@@ -117,8 +118,10 @@ TEST_SLOW(store_model_random_ops, 180)
 					mn = KP_MIN(mn, rows[i].e.ts_ns);
 					mx = KP_MAX(mx, (int64_t)rows[i].e.dur_ns);
 				}
-			snprintf(sql, sizeof(sql), "SELECT count(), sum(dur), min(ts), max(dur) FROM events "
-				 "WHERE type = '%s' AND dur > %llu", tnames[t], (unsigned long long)d);
+			snprintf(sql, sizeof(sql),
+				 "SELECT count(), sum(dur), min(ts), max(dur) FROM events "
+				 "WHERE type = '%s' AND dur > %llu",
+				 tnames[t], (unsigned long long)d);
 			if (c)
 				buf_printf(&w, "%lld,%lld,%llu,%lld;", (long long)c, (long long)sum,
 					   (unsigned long long)mn, (long long)mx);
@@ -127,7 +130,8 @@ TEST_SLOW(store_model_random_ops, 180)
 			break;
 		}
 		case 2: {
-			uint64_t a = T0_NS + th_rand(&rng) % (tick * 1000 + 1), b = a + th_rand(&rng) % 3000000;
+			uint64_t a = T0_NS + th_rand(&rng) % (tick * 1000 + 1),
+				 b = a + th_rand(&rng) % 3000000;
 			int64_t c[9] = {0}, s[9] = {0}, m[9] = {0};
 			for (size_t i = 0; i < nrows; i++)
 				if (rows[i].e.ts_ns >= a && rows[i].e.ts_ns <= b) {
@@ -136,26 +140,32 @@ TEST_SLOW(store_model_random_ops, 180)
 					s[k] += (int64_t)rows[i].e.dur_ns;
 					m[k] = KP_MAX(m[k], rows[i].e.cpu);
 				}
-			snprintf(sql, sizeof(sql), "SELECT pid, count(), sum(dur), max(cpu) FROM events "
+			snprintf(sql, sizeof(sql),
+				 "SELECT pid, count(), sum(dur), max(cpu) FROM events "
 				 "WHERE ts BETWEEN %llu AND %llu GROUP BY pid ORDER BY pid",
 				 (unsigned long long)a, (unsigned long long)b);
 			for (int k = 0; k < 9; k++)
 				if (c[k])
-					buf_printf(&w, "%d,%lld,%lld,%lld;", 100 + k, (long long)c[k],
-						   (long long)s[k], (long long)m[k]);
+					buf_printf(&w, "%d,%lld,%lld,%lld;", 100 + k,
+						   (long long)c[k], (long long)s[k],
+						   (long long)m[k]);
 			break;
 		}
 		case 3: {
 			uint32_t t = 100 + (uint32_t)(th_rand(&rng) % 10);
-			snprintf(sql, sizeof(sql), "SELECT ts, pid, dur FROM events WHERE tid = %u "
-				 "ORDER BY ts DESC LIMIT 20", t);
+			snprintf(sql, sizeof(sql),
+				 "SELECT ts, pid, dur FROM events WHERE tid = %u "
+				 "ORDER BY ts DESC LIMIT 20",
+				 t);
 			size_t *ix = malloc(sizeof(size_t) * (nrows + 1)), k = 0;
 			for (size_t i = nrows; i-- > 0;) /* appended in ts order */
 				if (rows[i].e.tid == t && k < 20)
 					ix[k++] = i;
 			for (size_t j = 0; j < k; j++)
-				buf_printf(&w, "%llu,%u,%llu;", (unsigned long long)rows[ix[j]].e.ts_ns,
-					   rows[ix[j]].e.pid, (unsigned long long)rows[ix[j]].e.dur_ns);
+				buf_printf(&w, "%llu,%u,%llu;",
+					   (unsigned long long)rows[ix[j]].e.ts_ns,
+					   rows[ix[j]].e.pid,
+					   (unsigned long long)rows[ix[j]].e.dur_ns);
 			free(ix);
 			break;
 		}
@@ -164,7 +174,8 @@ TEST_SLOW(store_model_random_ops, 180)
 			int64_t c = 0;
 			for (size_t i = 0; i < nrows; i++)
 				c += !strcmp(rows[i].txn, x);
-			snprintf(sql, sizeof(sql), "SELECT count() FROM events WHERE txn = '%s'", x);
+			snprintf(sql, sizeof(sql), "SELECT count() FROM events WHERE txn = '%s'",
+				 x);
 			buf_printf(&w, "%lld;", (long long)c);
 			break;
 		}
@@ -175,19 +186,23 @@ TEST_SLOW(store_model_random_ops, 180)
 				if (f == 1 || f == 2 || f == 3)
 					c[rows[i].e.type]++;
 			}
-			snprintf(sql, sizeof(sql), "SELECT type, count() FROM events WHERE fd IN (1, 2, 3) "
+			snprintf(sql, sizeof(sql),
+				 "SELECT type, count() FROM events WHERE fd IN (1, 2, 3) "
 				 "GROUP BY type ORDER BY type");
 			/* names sort as: fsync read write */
 			static const int order[] = {KP_FSYNC, KP_READ, KP_WRITE};
 			for (int k = 0; k < 3; k++)
 				if (c[order[k]])
-					buf_printf(&w, "%s,%lld;", tnames[order[k]], (long long)c[order[k]]);
+					buf_printf(&w, "%s,%lld;", tnames[order[k]],
+						   (long long)c[order[k]]);
 			break;
 		}
 		default: {
 			uint32_t p = 100 + (uint32_t)(th_rand(&rng) % 8);
-			snprintf(sql, sizeof(sql), "SELECT node_id, count(), p50(dur) FROM events WHERE "
-				 "pid = %u GROUP BY node_id ORDER BY node_id", p);
+			snprintf(sql, sizeof(sql),
+				 "SELECT node_id, count(), p50(dur) FROM events WHERE "
+				 "pid = %u GROUP BY node_id ORDER BY node_id",
+				 p);
 			for (uint64_t node = 1; node <= 2; node++) {
 				size_t k = 0;
 				uint64_t *d = malloc(sizeof(uint64_t) * (nrows + 1));
@@ -197,11 +212,14 @@ TEST_SLOW(store_model_random_ops, 180)
 				if (k) {
 					qsort(d, k, sizeof(uint64_t), cmp_u64p);
 					uint64_t med = d[(size_t)(0.5 * (double)(k - 1))];
-					if (k > 4096) /* the histogram answers within 0.8%: check loosely */
-						buf_printf(&w, "%llu,%zu,~%llu;", (unsigned long long)node, k,
+					if (k > 4096) /* the histogram answers within 0.8%: check
+							 loosely */
+						buf_printf(&w, "%llu,%zu,~%llu;",
+							   (unsigned long long)node, k,
 							   (unsigned long long)med);
 					else
-						buf_printf(&w, "%llu,%zu,%llu;", (unsigned long long)node, k,
+						buf_printf(&w, "%llu,%zu,%llu;",
+							   (unsigned long long)node, k,
 							   (unsigned long long)med);
 				}
 				free(d);
@@ -219,7 +237,8 @@ TEST_SLOW(store_model_random_ops, 180)
 					CHECK(ok);
 					CHECK_EQ_UINT(gn, mn2);
 					CHECK_EQ_UINT(gc, mc);
-					CHECKF((double)gm >= mm * 0.99 && (double)gm <= mm * 1.01 + 1,
+					CHECKF((double)gm >= mm * 0.99 &&
+						       (double)gm <= mm * 1.01 + 1,
 					       "%s: median %llu vs %llu", sql, gm, mm);
 					g = strchr(g, ';') + 1;
 					m = strchr(m, ';') + 1;

@@ -54,9 +54,16 @@ static void make_segment(const char *path, uint32_t n, struct cols *cs)
 		cs->txn[i] = txns[(i / 50) % 4];
 		cs->txn_len[i] = (uint8_t)strlen(cs->txn[i]);
 	}
-	struct store__seg_input si = {.n = n, .ctx = cs, .gather = gather, .seg_id = 5,
-				      .group_id = 5, .min_lsn = 10, .max_lsn = 20, .part = 0,
-				      .nparts = 1, .day = 20000};
+	struct store__seg_input si = {.n = n,
+				      .ctx = cs,
+				      .gather = gather,
+				      .seg_id = 5,
+				      .group_id = 5,
+				      .min_lsn = 10,
+				      .max_lsn = 20,
+				      .part = 0,
+				      .nparts = 1,
+				      .day = 20000};
 	CHECK_EQ_INT(store__seg_write(path, &si), 0);
 }
 
@@ -102,7 +109,8 @@ TEST(store_segment_roundtrip)
 		uint32_t tl[STORE_GRANULE];
 		CHECK_EQ_INT(store__seg_read_str(gr, tp, tl, scratch, dict), 0);
 		for (uint32_t i = 0; i < gr->rows; i++)
-			CHECK(tl[i] == cs.txn_len[off + i] && !memcmp(tp[i], cs.txn[off + i], tl[i]));
+			CHECK(tl[i] == cs.txn_len[off + i] &&
+			      !memcmp(tp[i], cs.txn[off + i], tl[i]));
 		/* zone maps and blooms */
 		CHECK_EQ_UINT(gr->ts_min, cs.c[SC_TS][off]);
 		CHECK_EQ_UINT(gr->pid_min, cs.c[SC_PID][off]);

@@ -14,13 +14,15 @@ TEST(store_smoke_append_query)
 		for (int i = 0; i < 1000; i++)
 			ev[i] = th_event((uint64_t)f * 1000 + i, &rng, 4);
 		CHECK_EQ_INT(store_append(st, (uint64_t)f + 1, 7, ev, 1000, f ? NULL : mb.meta.data,
-					  f ? 0 : mb.meta.len, NULL), 0);
+					  f ? 0 : mb.meta.len, NULL),
+			     0);
 	}
 	CHECK_EQ_INT(th_query_int(st, "SELECT count() FROM events"), 20000);
 	CHECK_EQ_INT(store_flush(st), 0);
 	CHECK_EQ_UINT(store_sealed_lsn(st), 20);
 	CHECK_EQ_INT(th_query_int(st, "SELECT count() FROM events"), 20000);
-	struct query_result *r = th_query(st, "SELECT comm, count() AS n FROM events WHERE pid IN (100, 101) GROUP BY comm ORDER BY comm");
+	struct query_result *r = th_query(st, "SELECT comm, count() AS n FROM events WHERE pid IN "
+					      "(100, 101) GROUP BY comm ORDER BY comm");
 	CHECK_EQ_INT(r->nrows, 2);
 	CHECK_EQ_STR(r->cells[0].u.s.p, "nginx");
 	CHECK_EQ_STR(r->cells[2].u.s.p, "postgres");

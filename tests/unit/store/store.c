@@ -370,8 +370,9 @@ TEST(store_queries_race_appends_and_seals)
 		long long lo = atomic_load(&r.appended);
 		int64_t c = count_all(r.st);
 		long long hi = atomic_load(&r.appended) + FRAME;
-		CHECKF(c >= last && c >= lo && c <= hi, "count %lld, last %lld, appended %lld..%lld",
-		       (long long)c, (long long)last, lo, hi);
+		CHECKF(c >= last && c >= lo && c <= hi,
+		       "count %lld, last %lld, appended %lld..%lld", (long long)c, (long long)last,
+		       lo, hi);
 		last = c;
 		checks++;
 	}
@@ -379,5 +380,23 @@ TEST(store_queries_race_appends_and_seals)
 	CHECK_EQ_INT(count_all(r.st), 120 * FRAME);
 	CHECK_EQ_INT(th_query_int(r.st, "SELECT sum(dur) FROM events"), FRAME * 120 * 121 / 2);
 	store_close(r.st);
+	config_free(&cfg);
+}
+
+TEST(store_bad_clock_does_not_stall_seals)
+{
+	struct kp_config cfg;
+	struct store *st = th_open(kt_tmpdir(), 8192, &cfg);
+	static struct kp_event ev[2];
+	uint64_t rng = 1;
+	ev[0] = th_event(0, &rng, 3);
+	ev[1] = th_event(1, &rng, 3);
+	ev[1].ts_ns += 600ull * 86400 * NSEC_PER_SEC; /* 600 days apart in one memtable */
+	CHECK_EQ_INT(store_append(st, 1, 1, ev, 2, NULL, 0, NULL), 0);
+	CHECK_EQ_INT(store_flush(st), 0);
+	CHECK_EQ_UINT(store_sealed_lsn(st), 1);
+	CHECK_EQ_INT(count_files(kt_tmpdir(), ".kps"), 1);
+	CHECK_EQ_INT(count_all(st), 2);
+	store_close(st);
 	config_free(&cfg);
 }
