@@ -516,6 +516,11 @@ static __always_inline int sock_tuple(const struct sock *sk, struct tuple *t)
 		return -1;
 	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	/* A socket reset while its send was in flight (the peer had gone: the answer drew an RST)
+	 * has its local port number cleared by the time the send returns; inet_sport keeps it,
+	 * and with it the connection id both ends agree on. */
+	if (!lport)
+		lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	__u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (t->family == AF_INET) {
 		__u32 la = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);

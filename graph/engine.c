@@ -707,12 +707,21 @@ static void conn_event(struct engine *e, uint64_t host, const struct kp_event *e
 }
 
 /* Sides whose burst is idle are closed (keep-alive connections between requests). */
+#define REQ_QUIET_NS (10 * NSEC_PER_SEC) /* a server request this quiet will not be answered */
+
 static void sides_idle(struct engine *e)
 {
 	for (size_t i = 0; i < e->n_sides;) {
 		struct side *s = &e->sides[i];
 		if (s->b.n && s->b.last_end + BURST_IDLE_NS < e->now)
 			burst_close(e, s);
+		/* A server that never answers (it died, or its answer was lost): the request ends
+		 * where its side went quiet, so its client can still be linked to it. */
+		struct req *cur = req_by_serial(e, s->cur);
+		if (cur && !cur->done && s->role == ROLE_SERVER && s->last_seen + REQ_QUIET_NS < e->now) {
+			req_finish(e, cur, cur->req_end, 0);
+			s->cur = -1;
+		}
 		if (!s->b.n && s->cur < 0 && s->last_seen + e->horizon_ns < e->now) {
 			side_drop(e, s);
 			continue;
