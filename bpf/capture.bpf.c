@@ -664,8 +664,19 @@ static __always_inline int on_exec(struct task_struct *p, struct linux_binprm *b
 	hdr_init(s, KP_CAP_EXEC, bpf_get_current_pid_tgid());
 	const char *fn = BPF_CORE_READ(bprm, filename);
 	long n = bpf_probe_read_kernel_str(&s->data[0], 256, fn);
-	s->hdr.payload_len = n > 0 ? (__u32)n : 0;
-	emit(s, KP_CAP_HDR_LEN + s->hdr.payload_len);
+	__u64 plen = n > 0 ? (__u32)n : 0;
+	s->hdr.payload_len = (__u32)plen;
+	/* aux: the argument vector, already on the new stack (current is p, its mm the new one) */
+	struct mm_struct *mm = BPF_CORE_READ(p, mm);
+	__u64 a0 = mm ? BPF_CORE_READ(mm, arg_start) : 0, a1 = mm ? BPF_CORE_READ(mm, arg_end) : 0;
+	__u64 alen = a1 > a0 ? a1 - a0 : 0;
+	if (alen > KP_CAP_MAX_AUX)
+		alen = KP_CAP_MAX_AUX;
+	plen = bound(plen, 511);
+	alen = bound(alen, 2 * KP_CAP_MAX_AUX - 1);
+	if (alen && bpf_probe_read_user(&s->data[plen], alen, (const void *)a0) == 0)
+		s->hdr.aux_len = (__u16)alen;
+	emit(s, KP_CAP_HDR_LEN + plen + s->hdr.aux_len);
 	return 0;
 }
 
