@@ -187,6 +187,27 @@ static int on_cap_record(void *ctx, const void *rec, size_t len)
 		a->cap_errors++;
 	a->cap_records++;
 	a->cap_bytes += c->len;
+	if (c->kind == KP_CAP_EXEC && c->args[0]) {
+		/*
+		 * Where the process's dynamic loader lives, read while it still runs (its first
+		 * milliseconds are the loader's): a replay makes the loader's calls for real, and
+		 * needs to know which recorded calls were the loader's. The recording builder falls
+		 * back on the exec record's AT_BASE when the process was gone already.
+		 */
+		uint64_t lo, hi;
+		if (capture_loader_range((pid_t)c->pid, &lo, &hi) == 0 && lo <= c->args[0] &&
+		    c->args[0] < hi) {
+			struct kp_cap_rec l = {.len = KP_CAP_HDR_LEN,
+					       .kind = KP_CAP_LOADER,
+					       .pid = c->pid,
+					       .tid = c->tid,
+					       .ts_enter = c->ts_exit,
+					       .ts_exit = c->ts_exit,
+					       .args = {lo, hi}};
+			if (a->sink->ops->capture(a->sink->ctx, &l, l.len, a->offset, NULL, 0) < 0)
+				a->cap_errors++;
+		}
+	}
 	return 0;
 }
 

@@ -676,6 +676,20 @@ static __always_inline int on_exec(struct task_struct *p, struct linux_binprm *b
 	alen = bound(alen, 2 * KP_CAP_MAX_AUX - 1);
 	if (alen && bpf_probe_read_user(&s->data[plen], alen, (const void *)a0) == 0)
 		s->hdr.aux_len = (__u16)alen;
+	/* args[0]: AT_BASE, where the dynamic loader was mapped (the auxv the kernel saved) */
+	if (mm) {
+		const __u64 *auxv =
+			(const void *)mm + bpf_core_field_offset(struct mm_struct, saved_auxv);
+		for (int i = 0; i < 28; i++) {
+			__u64 kv[2];
+			if (bpf_probe_read_kernel(kv, sizeof(kv), auxv + 2 * i) || kv[0] == 0)
+				break;
+			if (kv[0] == 7 /* AT_BASE */) {
+				s->hdr.args[0] = kv[1];
+				break;
+			}
+		}
+	}
 	emit(s, KP_CAP_HDR_LEN + plen + s->hdr.aux_len);
 	return 0;
 }

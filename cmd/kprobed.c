@@ -19,6 +19,7 @@
 #include "appliance/appliance.h"
 #include "common/config.h"
 #include "common/util.h"
+#include "replay/cli.h"
 #include "store/ingest.h"
 #include "store/wal.h"
 
@@ -289,6 +290,9 @@ static int run_appliance(const struct kp_config *cfg, const char *port_file, con
 
 int main(int argc, char **argv)
 {
+	/* internal: one replay for POST /api/v1/replay, started by kprobed itself */
+	if (argc > 1 && !strcmp(argv[1], "--replay-worker"))
+		return replay_worker_main(argc - 1, argv + 1);
 	log_init("kprobed");
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {

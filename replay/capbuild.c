@@ -139,6 +139,40 @@ static int sum_lost(void *ctx, uint64_t node, int64_t clock_off, const struct kp
 	return 0;
 }
 
+/*
+ * Which recorded calls were the dynamic loader's: the agent sends a KP_CAP_LOADER record read
+ * from /proc while the process runs. When it could not (the process was gone by then), the exec
+ * record's AT_BASE stands in with LOADER_SPAN bytes above it: the loader is mapped there first,
+ * and with the top-down mmap layout nothing the program maps comes after it (the vDSO sits just
+ * below). A heuristic, used only without the agent's record.
+ */
+#define LOADER_SPAN (1ull << 20)
+static void add_loader_fallbacks(struct rec_writer *w, const struct coll *cl, uint32_t root,
+				 uint64_t start)
+{
+	for (size_t i = 0; i < cl->n; i++) {
+		const struct kp_cap_rec *e = cl->v[i].r;
+		if (e->kind != KP_CAP_EXEC || !e->args[0] || (e->pid == root && e->ts_exit < start))
+			continue;
+		bool have = false;
+		for (size_t k = 0; k < cl->n && !have; k++) {
+			const struct kp_cap_rec *l = cl->v[k].r;
+			have = l->kind == KP_CAP_LOADER && l->pid == e->pid &&
+			       l->ts_exit == e->ts_exit;
+		}
+		if (have)
+			continue;
+		struct kp_cap_rec l = {.len = KP_CAP_HDR_LEN,
+				       .kind = KP_CAP_LOADER,
+				       .pid = e->pid,
+				       .tid = e->tid,
+				       .ts_enter = e->ts_exit,
+				       .ts_exit = e->ts_exit,
+				       .args = {e->args[0], e->args[0] + LOADER_SPAN}};
+		rec_writer_add(w, &l, l.len);
+	}
+}
+
 int capstore_recording(struct capstore *cs, const struct capstore_recq *q, struct kp_buf *out,
 		       struct capstore_recinfo *info, char *err, size_t errlen)
 {
@@ -170,7 +204,7 @@ int capstore_recording(struct capstore *cs, const struct capstore_recq *q, struc
 						 "pid %u was captured on %d nodes in that range (node ids",
 						 q->pid, cl.nnodes);
 				for (int i = 0; i < cl.nnodes && o > 0 && (size_t)o < errlen; i++)
-					o += snprintf(err + o, errlen - (size_t)o, " %016" PRIx64,
+					o += snprintf(err + o, errlen - (size_t)o, " %" PRIu64,
 						      cl.nodes[i]);
 				if (o > 0 && (size_t)o < errlen)
 					snprintf(err + o, errlen - (size_t)o, "): say which with node=");
@@ -289,6 +323,7 @@ int capstore_recording(struct capstore *cs, const struct capstore_recq *q, struc
 
 	/* 5. the writer: everything kept, with what the metadata needs picked up on the way */
 	w = rec_writer_new();
+	add_loader_fallbacks(w, &cl, q->pid, start);
 	uint64_t mono_lo = UINT64_MAX, mono_hi = 0;
 	bool std_seen[3] = {false, false, false};
 	for (size_t i = 0; i < cl.n; i++) {
