@@ -381,6 +381,40 @@ TEST_BPF_SLOW(replay_appliance_capture_query_replay_incident, 300)
 		CHECKF(st == 400, "%s -> %d %s", bad[i].body, st, b.data);
 		CHECKF(strstr(b.data, bad[i].says), "%s -> %s", bad[i].body, b.data);
 	}
+	/* a replay that does not end is killed at its timeout; while it runs, a second one is
+	 * refused (replay.api.maxConcurrent = 1) */
+	snprintf(body, sizeof(body),
+		 "{\"pid\":%d,\"from\":%llu,\"to\":%llu,\"timeout_ms\":2500,\"command\":"
+		 "[\"/bin/sh\",\"-c\",\"while :; do :; done\"]}",
+		 client, (unsigned long long)t0, (unsigned long long)t1);
+	int pp[2];
+	CHECK(pipe(pp) == 0);
+	pid_t spin = fork();
+	if (spin == 0) {
+		struct kp_buf sb = {0};
+		int sst = http(s.api_port, "POST", "/api/v1/replay", body, &sb);
+		dprintf(pp[1], "%d %s", sst, sb.data);
+		_exit(0);
+	}
+	close(pp[1]);
+	int busy = 0;
+	for (int i = 0; i < 40 && busy != 429; i++) {
+		usleep(50000);
+		busy = http(s.api_port, "POST", "/api/v1/replay", body, &b);
+	}
+	CHECKF(busy == 429, "second replay: %d %.300s", busy, b.data);
+	CHECK_CONTAINS(b.data, "replay.api.maxConcurrent");
+	char spun[4096] = "";
+	size_t got = 0;
+	ssize_t k;
+	while (got < sizeof(spun) - 1 && (k = read(pp[0], spun + got, sizeof(spun) - 1 - got)) > 0)
+		got += (size_t)k;
+	close(pp[0]);
+	waitpid(spin, NULL, 0);
+	CHECKF(!strncmp(spun, "200 ", 4), "%.500s", spun);
+	CHECK_CONTAINS(spun, "\"state\":\"timed out\"");
+	CHECK_CONTAINS(spun, "replay.api.timeoutMs");
+
 	/* a command that is not an absolute executable path */
 	snprintf(body, sizeof(body),
 		 "{\"pid\":%d,\"from\":%llu,\"to\":%llu,\"command\":[\"replay_client\"]}", client,
@@ -422,6 +456,68 @@ TEST_BPF_SLOW(replay_appliance_capture_query_replay_incident, 300)
 	CHECK_EQ_INT(http(s.api_port, "GET", "/api/v1/replay/recording?incident=no-such-txn-x", NULL,
 			  &b),
 		     404);
+	buf_free(&b);
+	stack_stop(&s, 10000);
+}
+
+/* kprobe record --appliance: the recording joins the capture store; replayed from there
+ * (kprobed alone, no agent), with --json. */
+TEST_BPF_SLOW(replay_appliance_record_upload_json, 180)
+{
+	char data[600];
+	snprintf(data, sizeof(data), "%s/data", kt_tmpdir());
+	struct stack s;
+	struct stack_opts o = {.data_dir = data, .ephemeral_ports = 1, .quiet = 1, .no_agent = 1};
+	char err[512];
+	CHECKF(stack_start(&s, &o, err, sizeof(err)) == 0, "%s", err);
+	char api[64];
+	snprintf(api, sizeof(api), "http://127.0.0.1:%d", s.api_port);
+	struct run r;
+	uint64_t t0 = now_real_ns();
+	const char *rec[] = {bin("kprobe"), "record",  "--out",	      tmp("u.kprc"),
+			     "--appliance", api,       "--",	      bin("tests/replay_threads"),
+			     tmp("slices"), "4",       NULL};
+	char slices[512] = "";
+	for (int i = 0; i < 30; i++)
+		snprintf(slices + strlen(slices), sizeof(slices) - strlen(slices), "%03d-", i);
+	write_file(tmp("slices"), slices);
+	run_cmd(&r, rec);
+	CHECKF(r.code == 0, "exit %d: %.1500s", r.code, r.err);
+	CHECK_CONTAINS(r.err, "shipped to kprobed");
+	char recorded[4096];
+	snprintf(recorded, sizeof(recorded), "%s", r.out);
+	const char *p = strstr(r.err, "\"pid\":");
+	CHECK(p != NULL);
+	int pid = atoi(p + 6);
+	CHECK_GT_INT(pid, 0);
+	char q[256];
+	snprintf(q, sizeof(q), "SELECT count() FROM syscalls WHERE pid = %d AND name = 'getrandom'",
+		 pid);
+	CHECK_GE_INT(query_int(s.api_port, q), 1);
+	uint64_t t1 = now_real_ns();
+	char from[32], to[32], spid[16];
+	snprintf(from, sizeof(from), "%llu", (unsigned long long)t0);
+	snprintf(to, sizeof(to), "%llu", (unsigned long long)t1);
+	snprintf(spid, sizeof(spid), "%d", pid);
+	CHECK(unlink(tmp("slices")) == 0);
+	const char *rep[] = {bin("kprobe"), "replay", "--json", "--pid", spid, "--from", from,
+			     "--to", to, "--appliance", api, NULL};
+	run_cmd(&r, rep);
+	CHECKF(r.code == 0, "exit %d: %.1500s", r.code, r.err);
+	struct json *root;
+	char jerr[64];
+	size_t pos;
+	struct json_doc *d = json_parse(r.out, strlen(r.out), &root, jerr, sizeof(jerr), &pos);
+	CHECKF(d != NULL, "%s: %.500s", jerr, r.out);
+	CHECK_EQ_STR(jstr(root, "outcome_change"), "succeeded, as recorded");
+	CHECK_EQ_STR(jstr(root, "stdout"), recorded);
+	CHECK(json_get(root, "stdout_identical")->type == JSON_BOOL &&
+	      json_get(root, "stdout_identical")->u.b);
+	json_free(d);
+	/* not a recording: 400 */
+	struct kp_buf b = {0};
+	CHECK_EQ_INT(http(s.api_port, "POST", "/api/v1/replay/recordings", "garbage", &b), 400);
+	CHECK_CONTAINS(b.data, "not a recording");
 	buf_free(&b);
 	stack_stop(&s, 10000);
 }
