@@ -102,7 +102,8 @@ static int parse_node(const char *v, uint64_t *out)
 {
 	char *end;
 	errno = 0;
-	unsigned long long x = !strncmp(v, "0x", 2) ? strtoull(v + 2, &end, 16) : strtoull(v, &end, 10);
+	unsigned long long x =
+		!strncmp(v, "0x", 2) ? strtoull(v + 2, &end, 16) : strtoull(v, &end, 10);
 	if (!*v || *end || errno)
 		return -EINVAL;
 	*out = x;
@@ -221,11 +222,12 @@ static int resolve_incident(struct appliance *a, struct recsel *s, char *err, si
 		}
 	}
 	if (rc == -ENOENT) {
-		int o = snprintf(err, errlen, "no process of '%.120s' was captured for replay", s->incident);
+		int o = snprintf(err, errlen, "no process of '%.120s' was captured for replay",
+				 s->incident);
 		for (int i = 0; i < n && i < 6 && o > 0 && (size_t)o < errlen; i++)
-			o += snprintf(err + o, errlen - (size_t)o, "%s pid %u%s%s%s", i ? "," : " (",
-				      cv[i].pid, cv[i].comm[0] ? " (" : "", cv[i].comm,
-				      cv[i].comm[0] ? ")" : "");
+			o += snprintf(err + o, errlen - (size_t)o, "%s pid %u%s%s%s",
+				      i ? "," : " (", cv[i].pid, cv[i].comm[0] ? " (" : "",
+				      cv[i].comm, cv[i].comm[0] ? ")" : "");
 		if (o > 0 && (size_t)o < errlen)
 			snprintf(err + o, errlen - (size_t)o,
 				 "%s: replay capture is off by default; set "
@@ -269,12 +271,14 @@ static int build(struct appliance *a, struct recsel *s, const struct httpd_req *
 			return rc;
 	} else {
 		if (!s->pid) {
-			snprintf(err, errlen, "say what to replay: pid=P&from=T&to=T, or incident=KEY");
+			snprintf(err, errlen,
+				 "say what to replay: pid=P&from=T&to=T, or incident=KEY");
 			return -EINVAL;
 		}
 		if (!s->have_from || !s->have_to) {
-			snprintf(err, errlen, "pid=%u needs from=T and to=T (epoch ns, 15m, or "
-					      "2026-05-01T10:00:00Z)",
+			snprintf(err, errlen,
+				 "pid=%u needs from=T and to=T (epoch ns, 15m, or "
+				 "2026-05-01T10:00:00Z)",
 				 s->pid);
 			return -EINVAL;
 		}
@@ -392,7 +396,8 @@ void api_replay_upload(void *ctx, const struct httpd_req *req, struct httpd_resp
 	struct appliance *a = ctx;
 	char err[1024];
 	if (!a->cap) {
-		httpd_resp_error(resp, 503, "the capture store is not open (see kprobed's log)", -1);
+		httpd_resp_error(resp, 503, "the capture store is not open (see kprobed's log)",
+				 -1);
 		return;
 	}
 	struct rec *r;
@@ -448,8 +453,8 @@ void api_replay_upload(void *ctx, const struct httpd_req *req, struct httpd_resp
  * ambiguous, or the recording is incomplete), 413 (too large), 429 (busy), 500.
  */
 
-static int strlist(const struct json *arr, const char *name, char **out, int max, int *n,
-		   char *err, size_t errlen)
+static int strlist(const struct json *arr, const char *name, char **out, int max, int *n, char *err,
+		   size_t errlen)
 {
 	*n = 0;
 	if (!arr)
@@ -466,8 +471,9 @@ static int strlist(const struct json *arr, const char *name, char **out, int max
 		const struct json *s = arr->u.arr.items[i];
 		if (s->type != JSON_STR || !s->u.str.len || s->u.str.len > 4096 ||
 		    strlen(s->u.str.s) != s->u.str.len) {
-			snprintf(err, errlen, "%s[%zu]: a non-empty string without NUL bytes "
-					      "(at most 4096 bytes)",
+			snprintf(err, errlen,
+				 "%s[%zu]: a non-empty string without NUL bytes "
+				 "(at most 4096 bytes)",
 				 name, i);
 			return -EINVAL;
 		}
@@ -483,8 +489,9 @@ static int json_time(const struct json *v, const char *name, uint64_t *out, char
 		return 0;
 	if (v->type == JSON_NUM && json_uint(v, out) == 0)
 		return 0;
-	snprintf(err, errlen, "%s: epoch ns (a number or a string), a duration ago (\"15m\") or "
-			      "RFC 3339 UTC",
+	snprintf(err, errlen,
+		 "%s: epoch ns (a number or a string), a duration ago (\"15m\") or "
+		 "RFC 3339 UTC",
 		 name);
 	return -EINVAL;
 }
@@ -502,8 +509,8 @@ struct runreq {
 
 static int runreq_parse(const struct json *root, struct runreq *q, char *err, size_t errlen)
 {
-	static const char *const known[] = {"incident", "pid",	  "from",	"to",
-					    "node",	"command", "delays",	"fails",
+	static const char *const known[] = {"incident",	  "pid",      "from",	   "to",
+					    "node",	  "command",  "delays",	   "fails",
 					    "time_scale", "keep_env", "timeout_ms"};
 	if (!root || root->type != JSON_OBJ) {
 		snprintf(err, errlen, "the body must be a JSON object");
@@ -514,9 +521,10 @@ static int runreq_parse(const struct json *root, struct runreq *q, char *err, si
 		for (size_t k = 0; k < KP_ARRAY_SIZE(known) && !ok; k++)
 			ok = !strcmp(root->u.arr.keys[i], known[k]);
 		if (!ok) {
-			snprintf(err, errlen, "unknown field '%.60s' (known: incident, pid, from, to, "
-					      "node, command, delays, fails, time_scale, keep_env, "
-					      "timeout_ms)",
+			snprintf(err, errlen,
+				 "unknown field '%.60s' (known: incident, pid, from, to, "
+				 "node, command, delays, fails, time_scale, keep_env, "
+				 "timeout_ms)",
 				 root->u.arr.keys[i]);
 			return -EINVAL;
 		}
@@ -524,8 +532,8 @@ static int runreq_parse(const struct json *root, struct runreq *q, char *err, si
 	const struct json *v;
 	q->time_scale = 1.0;
 	if ((v = json_get(root, "incident"))) {
-		if (v->type != JSON_STR || !v->u.str.len || v->u.str.len >= sizeof(q->sel.incident) ||
-		    strlen(v->u.str.s) != v->u.str.len) {
+		if (v->type != JSON_STR || !v->u.str.len ||
+		    v->u.str.len >= sizeof(q->sel.incident) || strlen(v->u.str.s) != v->u.str.len) {
 			snprintf(err, errlen, "incident: a key (transaction, trace or span id)");
 			return -EINVAL;
 		}
@@ -560,8 +568,8 @@ static int runreq_parse(const struct json *root, struct runreq *q, char *err, si
 			return -EINVAL;
 		}
 	}
-	if (strlist(json_get(root, "command"), "command", q->cmd, MAX_ARGS, &q->ncmd, err,
-		    errlen) < 0 ||
+	if (strlist(json_get(root, "command"), "command", q->cmd, MAX_ARGS, &q->ncmd, err, errlen) <
+		    0 ||
 	    strlist(json_get(root, "delays"), "delays", q->delays, MAX_INJ, &q->ndelays, err,
 		    errlen) < 0 ||
 	    strlist(json_get(root, "fails"), "fails", q->fails, MAX_INJ, &q->nfails, err, errlen) <
@@ -573,8 +581,9 @@ static int runreq_parse(const struct json *root, struct runreq *q, char *err, si
 	}
 	if ((v = json_get(root, "time_scale"))) {
 		if (v->type != JSON_NUM || !(v->u.num.d > 0.0) || v->u.num.d > 1e6) {
-			snprintf(err, errlen, "time_scale: a positive number (2 = the world is twice "
-					      "as slow)");
+			snprintf(err, errlen,
+				 "time_scale: a positive number (2 = the world is twice "
+				 "as slow)");
 			return -EINVAL;
 		}
 		q->time_scale = v->u.num.d;
@@ -612,14 +621,16 @@ static int check_exe(const char *path, char *err, size_t errlen)
 {
 	struct stat st;
 	if (path[0] != '/') {
-		snprintf(err, errlen, "command[0] '%.300s' must be an absolute path to an executable "
-				      "on the appliance host",
+		snprintf(err, errlen,
+			 "command[0] '%.300s' must be an absolute path to an executable "
+			 "on the appliance host",
 			 path);
 		return -EINVAL;
 	}
 	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, X_OK) < 0) {
-		snprintf(err, errlen, "command[0] '%.300s' is not an executable file on the appliance "
-				      "host",
+		snprintf(err, errlen,
+			 "command[0] '%.300s' is not an executable file on the appliance "
+			 "host",
 			 path);
 		return -EINVAL;
 	}
@@ -736,18 +747,20 @@ void api_replay_run(void *ctx, const struct httpd_req *req, struct httpd_resp *r
 	struct appliance *a = ctx;
 	char err[1400];
 	if (!a->replay_enabled) {
-		httpd_resp_error(resp, 403,
-				 "replay through the API is off on this appliance: it runs programs "
-				 "on the appliance host (replay.api.enabled = false, or auto with "
-				 "api.bind not on loopback). Fetch the recording and replay it "
-				 "elsewhere: kprobe replay --pid P --from T --to T",
-				 -1);
+		httpd_resp_error(
+			resp, 403,
+			"replay through the API is off on this appliance: it runs programs "
+			"on the appliance host (replay.api.enabled = false, or auto with "
+			"api.bind not on loopback). Fetch the recording and replay it "
+			"elsewhere: kprobe replay --pid P --from T --to T",
+			-1);
 		return;
 	}
 	struct json *root;
 	char jerr[128];
 	size_t pos = 0;
-	struct json_doc *doc = json_parse(req->body, req->body_len, &root, jerr, sizeof(jerr), &pos);
+	struct json_doc *doc =
+		json_parse(req->body, req->body_len, &root, jerr, sizeof(jerr), &pos);
 	if (!doc) {
 		snprintf(err, sizeof(err), "the body is not JSON: %s at byte %zu", jerr, pos);
 		httpd_resp_error(resp, 400, err, (long)pos);
@@ -916,7 +929,8 @@ void api_replay_run(void *ctx, const struct httpd_req *req, struct httpd_resp *r
 		}
 		json_free(wd);
 		/* the worker's object, merged after ours: drop its opening brace */
-		while (wout.len && (wout.data[wout.len - 1] == '\n' || wout.data[wout.len - 1] == ' '))
+		while (wout.len &&
+		       (wout.data[wout.len - 1] == '\n' || wout.data[wout.len - 1] == ' '))
 			wout.len--;
 		buf_puts(&body, ",");
 		buf_append(&body, wout.data + 1, wout.len - 1);

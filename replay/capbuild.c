@@ -40,7 +40,7 @@ struct coll {
 	struct crec *v;
 	size_t n, cap;
 	uint64_t bytes, max_bytes;
-	uint32_t pid;			 /* node discovery: records of this pid name the nodes */
+	uint32_t pid; /* node discovery: records of this pid name the nodes */
 	uint64_t nodes[MAX_NODES];
 	int nnodes;
 	bool over;
@@ -200,14 +200,16 @@ int capstore_recording(struct capstore *cs, const struct capstore_recq *q, struc
 			goto fail;
 		if (!node) {
 			if (cl.nnodes > 1) {
-				int o = snprintf(err, errlen,
-						 "pid %u was captured on %d nodes in that range (node ids",
-						 q->pid, cl.nnodes);
+				int o = snprintf(
+					err, errlen,
+					"pid %u was captured on %d nodes in that range (node ids",
+					q->pid, cl.nnodes);
 				for (int i = 0; i < cl.nnodes && o > 0 && (size_t)o < errlen; i++)
 					o += snprintf(err + o, errlen - (size_t)o, " %" PRIu64,
 						      cl.nodes[i]);
 				if (o > 0 && (size_t)o < errlen)
-					snprintf(err + o, errlen - (size_t)o, "): say which with node=");
+					snprintf(err + o, errlen - (size_t)o,
+						 "): say which with node=");
 				rc = -ENOTUNIQ;
 				goto fail;
 			}
@@ -355,8 +357,9 @@ int capstore_recording(struct capstore *cs, const struct capstore_recq *q, struc
 		info->last_ns = KP_MAX(info->last_ns, te);
 	}
 	if (mono_lo == UINT64_MAX) {
-		snprintf(err, errlen, "nothing of pid %u is left in that range once the records "
-				      "before its exec are set aside",
+		snprintf(err, errlen,
+			 "nothing of pid %u is left in that range once the records "
+			 "before its exec are set aside",
 			 q->pid);
 		rc = -ENOENT;
 		goto fail;

@@ -167,8 +167,7 @@ struct capstore {
 	_Atomic uint64_t records, bytes, bad, write_errors, corrupt, expired;
 };
 
-static void log_path(const struct capstore *cs, uint64_t id, const char *ext, char *out,
-		     size_t cap)
+static void log_path(const struct capstore *cs, uint64_t id, const char *ext, char *out, size_t cap)
 {
 	snprintf(out, cap, "%s/%016" PRIx64 ".%s", cs->dir, id, ext);
 }
@@ -259,8 +258,7 @@ static int log_scan(int fd, uint64_t id, uint64_t size, struct clog *l, uint64_t
 {
 	uint8_t h[CL_HDR];
 	if (size < CL_HDR || pread(fd, h, CL_HDR, 0) != CL_HDR || get32(h) != CL_MAGIC ||
-	    get16(h + 4) != CL_VERSION || get64(h + 8) != id ||
-	    get64(h + 24) != XXH3_64bits(h, 24))
+	    get16(h + 4) != CL_VERSION || get64(h + 8) != id || get64(h + 24) != XXH3_64bits(h, 24))
 		return -EINVAL;
 	uint8_t *buf = xmalloc(READ_BLOCK + CE_MAX);
 	uint64_t off = CL_HDR;
@@ -458,7 +456,8 @@ int capstore_open(struct capstore **out, const struct capstore_opts *o, char *er
 			continue;
 		}
 		if (whole < (uint64_t)st.st_size) {
-			log_warn("capture store: %s: %" PRIu64 " bytes after the last whole group %s "
+			log_warn("capture store: %s: %" PRIu64
+				 " bytes after the last whole group %s "
 				 "(cut; the WAL still holds their frames)",
 				 path, (uint64_t)st.st_size - whole,
 				 valid < (uint64_t)st.st_size ? "are torn or damaged" : "");
@@ -673,7 +672,8 @@ int capstore_append_frame(struct capstore *cs, uint64_t lsn, uint64_t node, cons
 	if (cs->pending.len) {
 		r = group_write(cs, &z, lsn);
 		if (r < 0)
-			log_error("capture store: cannot write %" PRIu64 " capture records of frame "
+			log_error("capture store: cannot write %" PRIu64
+				  " capture records of frame "
 				  "%" PRIu64 ": %s; they are lost (check space in %s)",
 				  z.n, lsn, strerror(-r), cs->dir);
 	} else {
@@ -751,7 +751,8 @@ int capstore_append_upload(struct capstore *cs, uint64_t node, const struct rec 
 		x.pid = t->tgid;
 		x.tid = t->tid;
 		x.ts_enter = x.ts_exit = KP_MAX(t->end_ns, t->start_ns) + 1;
-		x.ret = t->tid == m->root_tid && m->root_status >= 0 ? m->root_status : t->exit_code;
+		x.ret = t->tid == m->root_tid && m->root_status >= 0 ? m->root_status
+								     : t->exit_code;
 		entry_add(&cs->pending, 0, node, off, &x, x.len);
 		zone_add(&z, &x, off, 0);
 	}

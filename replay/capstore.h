@@ -39,10 +39,10 @@ struct rec;
 struct table_ops;
 
 struct capstore_opts {
-	const char *dir;       /* <dataDir>/syscalls (created) */
-	uint64_t max_bytes;    /* replay.capture.storeMaxMb << 20 */
-	int retention_days;    /* store.retentionDays */
-	uint64_t file_max;     /* rotate logs at this size; 0 = min(64 MiB, max_bytes / 8) */
+	const char *dir;    /* <dataDir>/syscalls (created) */
+	uint64_t max_bytes; /* replay.capture.storeMaxMb << 20 */
+	int retention_days; /* store.retentionDays */
+	uint64_t file_max;  /* rotate logs at this size; 0 = min(64 MiB, max_bytes / 8) */
 };
 
 /* Opens (creating) the store: indexes sealed logs, cuts the active one back to its last whole
@@ -79,11 +79,11 @@ uint64_t capstore_synced_lsn(struct capstore *cs);
 int capstore_retention_run(struct capstore *cs, uint64_t now_ns);
 
 struct capstore_stats {
-	uint64_t records, bytes;	   /* records taken since open, bytes of entries */
+	uint64_t records, bytes;	    /* records taken since open, bytes of entries */
 	uint64_t bad_records, write_errors; /* malformed (skipped), lost to a failed write */
-	uint64_t files, disk_bytes;	   /* logs now, their size */
-	uint64_t corrupt;		   /* entries that failed their checksum in a read */
-	uint64_t expired_files;		   /* logs deleted by retention or the size bound */
+	uint64_t files, disk_bytes;	    /* logs now, their size */
+	uint64_t corrupt;		    /* entries that failed their checksum in a read */
+	uint64_t expired_files;		    /* logs deleted by retention or the size bound */
 	uint64_t synced_lsn;
 };
 void capstore_stats(struct capstore *cs, struct capstore_stats *st);

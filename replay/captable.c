@@ -32,8 +32,27 @@
 #define PREVIEW 160
 
 enum {
-	C_TS, C_START, C_DUR, C_HOST, C_PID, C_TID, C_KIND, C_NR, C_NAME, C_ARG0, C_ARG1, C_ARG2,
-	C_ARG3, C_ARG4, C_ARG5, C_ARGS, C_RET, C_BYTES, C_TRUNC, C_PAYLOAD, C__N
+	C_TS,
+	C_START,
+	C_DUR,
+	C_HOST,
+	C_PID,
+	C_TID,
+	C_KIND,
+	C_NR,
+	C_NAME,
+	C_ARG0,
+	C_ARG1,
+	C_ARG2,
+	C_ARG3,
+	C_ARG4,
+	C_ARG5,
+	C_ARGS,
+	C_RET,
+	C_BYTES,
+	C_TRUNC,
+	C_PAYLOAD,
+	C__N
 };
 
 static const struct table_col cols[C__N] = {
@@ -184,8 +203,8 @@ static int row(void *ctx, uint64_t node, int64_t clock_off, const struct kp_cap_
 	struct scanctx *sc = ctx;
 	struct rows *r = &sc->r;
 	bool call = c->kind == KP_CAP_CALL;
-	bool has_start = call && c->ts_enter && !(c->flags & KP_CAP_F_NOENTER) &&
-			 c->ts_enter <= c->ts_exit;
+	bool has_start =
+		call && c->ts_enter && !(c->flags & KP_CAP_F_NOENTER) && c->ts_enter <= c->ts_exit;
 	set_i(r, C_TS, (int64_t)(c->ts_exit + (uint64_t)clock_off), false);
 	set_i(r, C_START, has_start ? (int64_t)(c->ts_enter + (uint64_t)clock_off) : 0, !has_start);
 	set_i(r, C_DUR, has_start ? (int64_t)(c->ts_exit - c->ts_enter) : 0, !has_start);

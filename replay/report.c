@@ -116,15 +116,16 @@ void replay_result_json(struct kp_buf *b, const struct replay_result *res,
 		buf_puts(b, "null");
 	else
 		buf_puts(b, rec->out.len == res->out.len &&
-				     (!rec->out.len || !memcmp(rec->out.data, res->out.data,
-							       rec->out.len))
-			     ? "true"
-			     : "false");
+					    (!rec->out.len ||
+					     !memcmp(rec->out.data, res->out.data, rec->out.len))
+				    ? "true"
+				    : "false");
 	json_bytes(b, "stderr", err_bytes, err_len, cap, err_cut);
 	buf_printf(b,
 		   ",\"stats\":{\"served\":%" PRIu64 ",\"compared\":%" PRIu64 ",\"passed\":%" PRIu64
 		   ",\"synthesized\":%" PRIu64 ",\"modeled\":%" PRIu64 ",\"held\":%" PRIu64
 		   ",\"order_breaks\":%" PRIu64 ",\"wall_ms\":%.1f,\"virtual_ms\":%.1f}}",
-		   res->served, res->compared, res->passed, res->synthesized, res->modeled, res->held,
-		   res->order_breaks, (double)res->wall_ns / 1e6, (double)res->virt_ns / 1e6);
+		   res->served, res->compared, res->passed, res->synthesized, res->modeled,
+		   res->held, res->order_breaks, (double)res->wall_ns / 1e6,
+		   (double)res->virt_ns / 1e6);
 }

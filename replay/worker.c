@@ -66,7 +66,8 @@ int replay_worker_main(int argc, char **argv)
 		} else if (!strcmp(a, "--time-scale") && more) {
 			scale = strtod(argv[++i], NULL);
 			if (!(scale > 0.0) || scale > 1e6)
-				return fail_json("--time-scale '%s': a positive number", argv[i]) + 1;
+				return fail_json("--time-scale '%s': a positive number", argv[i]) +
+				       1;
 		} else if (!strcmp(a, "--keep-env")) {
 			keep_env = true;
 		} else if (!strcmp(a, "--cap") && more) {

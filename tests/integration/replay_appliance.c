@@ -263,7 +263,8 @@ TEST_BPF_SLOW(replay_appliance_capture_query_replay_incident, 300)
 			 "SELECT count() FROM syscalls WHERE pid = %d AND kind = 'exit'", client);
 		n = query_int(s.api_port, q);
 		snprintf(q, sizeof(q),
-			 "SELECT count() FROM syscalls WHERE pid = %d AND name = 'write' AND bytes > "
+			 "SELECT count() FROM syscalls WHERE pid = %d AND name = 'write' AND bytes "
+			 "> "
 			 "10",
 			 srv);
 		late = query_int(s.api_port, q);
@@ -297,9 +298,10 @@ TEST_BPF_SLOW(replay_appliance_capture_query_replay_incident, 300)
 	snprintf(from, sizeof(from), "%llu", (unsigned long long)t0);
 	snprintf(to, sizeof(to), "%llu", (unsigned long long)t1);
 	snprintf(pid, sizeof(pid), "%d", client);
-	const char *rep[] = {bin("kprobe"), "replay", "--pid", pid,  "--from", from, "--to",
-			     to,	    "--appliance", api, "--save", tmp("fetched.kprc"),
-			     "--",	    cpath,    cfg,  "750",    NULL};
+	const char *rep[] = {
+		bin("kprobe"), "replay", "--pid",	pid,   "--from", from,
+		"--to",	       to,	 "--appliance", api,   "--save", tmp("fetched.kprc"),
+		"--",	       cpath,	 cfg,		"750", NULL};
 	run_cmd(&r, rep);
 	CHECKF(r.code == 1, "exit %d, stderr: %.1500s", r.code, r.err);
 	CHECK_EQ_STR(r.out, recorded_out);
@@ -308,9 +310,8 @@ TEST_BPF_SLOW(replay_appliance_capture_query_replay_incident, 300)
 	CHECK(access(tmp("fetched.kprc"), F_OK) == 0);
 
 	/* the fix: a longer timeout gets the answer the server sent at 800 ms */
-	const char *fix[] = {bin("kprobe"), "replay", "--pid", pid,  "--from", from, "--to",
-			     to,	    "--appliance", api, "--",	  cpath, cfg,	"1500",
-			     NULL};
+	const char *fix[] = {bin("kprobe"), "replay", "--pid", pid,   "--from", from,	"--to", to,
+			     "--appliance", api,      "--",    cpath, cfg,	"1500", NULL};
 	run_cmd(&r, fix);
 	CHECKF(r.code == 0, "exit %d, stderr: %.1500s", r.code, r.err);
 	CHECK_CONTAINS(r.out, "answer: answer to 'GET balance': ");
@@ -429,8 +430,8 @@ TEST_BPF_SLOW(replay_appliance_capture_query_replay_incident, 300)
 	CHECK_EQ_INT(http(s.api_port, "GET", "/api/v1/replay/recording", NULL, &b), 400);
 	CHECK_EQ_INT(http(s.api_port, "GET", "/api/v1/replay/r-999999", NULL, &b), 404);
 	/* a process nobody captured: 404 that says how to capture it */
-	snprintf(path, sizeof(path), "/api/v1/replay/recording?pid=%d&from=%llu&to=%llu",
-		 getpid(), (unsigned long long)t0, (unsigned long long)t1);
+	snprintf(path, sizeof(path), "/api/v1/replay/recording?pid=%d&from=%llu&to=%llu", getpid(),
+		 (unsigned long long)t0, (unsigned long long)t1);
 	CHECK_EQ_INT(http(s.api_port, "GET", path, NULL, &b), 404);
 	CHECK_CONTAINS(b.data, "replay.capture.comms");
 
@@ -446,19 +447,19 @@ TEST_BPF_SLOW(replay_appliance_capture_query_replay_incident, 300)
 		usleep(100000);
 	}
 	CHECKF(st == 200, "incident recording: %d %.600s", st, b.data);
-	const char *inc[] = {bin("kprobe"), "replay", "--incident", txn, "--appliance", api,
+	const char *inc[] = {bin("kprobe"), "replay", "--incident", txn,   "--appliance", api,
 			     "--",	    cpath,    cfg,	    "750", NULL};
 	run_cmd(&r, inc);
 	CHECKF(r.code == 1, "exit %d, stderr: %.1500s", r.code, r.err);
 	CHECK_EQ_STR(r.out, recorded_out);
 	CHECK_CONTAINS(r.err, "stdout: identical to the recording");
-	snprintf(body, sizeof(body), "{\"incident\":\"%s\",\"command\":[\"%s\",\"%s\",\"1500\"]}", txn,
-		 cpath, cfg);
+	snprintf(body, sizeof(body), "{\"incident\":\"%s\",\"command\":[\"%s\",\"%s\",\"1500\"]}",
+		 txn, cpath, cfg);
 	CHECK_EQ_INT(http(s.api_port, "POST", "/api/v1/replay", body, &b), 200);
 	CHECK_CONTAINS(b.data, "\"outcome_change\":\"failed (timeout) → succeeded\"");
 	/* an unknown incident: 404 */
-	CHECK_EQ_INT(http(s.api_port, "GET", "/api/v1/replay/recording?incident=no-such-txn-x", NULL,
-			  &b),
+	CHECK_EQ_INT(http(s.api_port, "GET", "/api/v1/replay/recording?incident=no-such-txn-x",
+			  NULL, &b),
 		     404);
 	buf_free(&b);
 	stack_stop(&s, 10000);
@@ -478,9 +479,9 @@ TEST_BPF_SLOW(replay_appliance_record_upload_json, 180)
 	snprintf(api, sizeof(api), "http://127.0.0.1:%d", s.api_port);
 	struct run r;
 	uint64_t t0 = now_real_ns();
-	const char *rec[] = {bin("kprobe"), "record",  "--out",	      tmp("u.kprc"),
-			     "--appliance", api,       "--",	      bin("tests/replay_threads"),
-			     tmp("slices"), "4",       NULL};
+	const char *rec[] = {bin("kprobe"), "record", "--out", tmp("u.kprc"),
+			     "--appliance", api,      "--",    bin("tests/replay_threads"),
+			     tmp("slices"), "4",      NULL};
 	char slices[512] = "";
 	for (int i = 0; i < 30; i++)
 		snprintf(slices + strlen(slices), sizeof(slices) - strlen(slices), "%03d-", i);
@@ -504,8 +505,8 @@ TEST_BPF_SLOW(replay_appliance_record_upload_json, 180)
 	snprintf(to, sizeof(to), "%llu", (unsigned long long)t1);
 	snprintf(spid, sizeof(spid), "%d", pid);
 	CHECK(unlink(tmp("slices")) == 0);
-	const char *rep[] = {bin("kprobe"), "replay", "--json", "--pid", spid, "--from", from,
-			     "--to", to, "--appliance", api, NULL};
+	const char *rep[] = {bin("kprobe"), "replay", "--json", "--pid",       spid, "--from",
+			     from,	    "--to",   to,	"--appliance", api,  NULL};
 	run_cmd(&r, rep);
 	CHECKF(r.code == 0, "exit %d: %.1500s", r.code, r.err);
 	struct json *root;

@@ -87,8 +87,8 @@ static struct count scan_all(struct capstore *cs, uint32_t pid, uint64_t from, u
 
 static struct capstore *open_at(const char *dir, uint64_t file_max)
 {
-	struct capstore_opts o = {.dir = dir, .max_bytes = 1ull << 30, .retention_days = 30,
-				  .file_max = file_max};
+	struct capstore_opts o = {
+		.dir = dir, .max_bytes = 1ull << 30, .retention_days = 30, .file_max = file_max};
 	struct capstore *cs;
 	char err[256];
 	CHECKF(capstore_open(&cs, &o, err, sizeof(err)) == 0, "%s", err);
@@ -219,8 +219,8 @@ TEST(capstore_rotation_index_retention_corruption)
 	/* the size bound: oldest sealed logs go until under it */
 	char dir2[512];
 	snprintf(dir2, sizeof(dir2), "%s/small", kt_tmpdir());
-	struct capstore_opts o = {.dir = dir2, .max_bytes = 3u << 20, .retention_days = 30,
-				  .file_max = 1u << 20};
+	struct capstore_opts o = {
+		.dir = dir2, .max_bytes = 3u << 20, .retention_days = 30, .file_max = 1u << 20};
 	char err[256];
 	CHECK_EQ_INT(capstore_open(&cs, &o, err, sizeof(err)), 0);
 	for (int i = 0; i < 200; i++) {
@@ -245,8 +245,8 @@ static void names(void *ctx, uint64_t node, char *host, size_t hc, char *kernel,
 
 static struct kp_cap_rec *with_sock(struct kp_cap_rec *c, uint16_t sport, uint16_t dport)
 {
-	struct kp_cap_sock s = {.family = AF_INET, .type = SOCK_STREAM, .sport = sport,
-				.dport = dport};
+	struct kp_cap_sock s = {
+		.family = AF_INET, .type = SOCK_STREAM, .sport = sport, .dport = dport};
 	s.saddr[0] = s.daddr[0] = 127;
 	s.saddr[3] = s.daddr[3] = 1;
 	uint32_t at = KP_CAP_HDR_LEN + c->payload_len + c->aux_len;
@@ -286,8 +286,11 @@ TEST(capstore_recording_from_records)
 	fr_add(&f, mk(KP_CAP_CALL, 30, 30, 0, 1500, 1, "other node", 10));
 	CHECK_EQ_INT(fr_store(cs, &f, 2, 8), 1);
 
-	struct capstore_recq q = {.pid = 30, .from_ns = OFF, .to_ns = OFF + 10000,
-				  .max_bytes = 1 << 20, .node_names = names};
+	struct capstore_recq q = {.pid = 30,
+				  .from_ns = OFF,
+				  .to_ns = OFF + 10000,
+				  .max_bytes = 1 << 20,
+				  .node_names = names};
 	struct kp_buf out = {0};
 	struct capstore_recinfo info;
 	char err[512];
