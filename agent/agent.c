@@ -182,7 +182,8 @@ static int on_cap_record(void *ctx, const void *rec, size_t len)
 	}
 	int fresh = 0;
 	const struct wire_proc *proc =
-		c->pid ? meta_proc(a->meta, c->pid, c->ts_exit + (uint64_t)a->offset, &fresh) : NULL;
+		c->pid ? meta_proc(a->meta, c->pid, c->ts_exit + (uint64_t)a->offset, &fresh)
+		       : NULL;
 	if (a->sink->ops->capture(a->sink->ctx, rec, c->len, a->offset, proc, fresh) < 0)
 		a->cap_errors++;
 	a->cap_records++;

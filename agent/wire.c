@@ -135,8 +135,8 @@ void wire_batch_add_file(struct wire_batch *b, const struct wire_file *f)
  * assembler. *rec_len == 0 means no record is in progress. Returns 1 when the piece completes
  * its record, 0 when more must follow, WIRE_EMETA when it does not fit the sequence.
  */
-static int cap_piece_check(uint32_t *rec_len, uint32_t *next, int64_t *clock_off,
-			   const uint8_t *p, uint16_t len)
+static int cap_piece_check(uint32_t *rec_len, uint32_t *next, int64_t *clock_off, const uint8_t *p,
+			   uint16_t len)
 {
 	if (len <= WIRE_CAP_PIECE_HDR)
 		return WIRE_EMETA;

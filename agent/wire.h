@@ -67,12 +67,12 @@ enum wire_ack_status {
 };
 
 enum wire_meta_kind {
-	WIRE_META_NODE = 1, /* str name, str kernel release (str = u16 len + bytes) */
-	WIRE_META_PROC = 2, /* struct wire_proc_fixed, then str comm, cmdline, cgroup, container,
-			     * pod, namespace, service */
-	WIRE_META_CONN = 3, /* struct wire_conn */
-	WIRE_META_FILE = 4, /* u32 pid, u32 fd, u64 inode, then str path: what a read/write/fsync
-			     * event's (pid, fd, inode) refers to, for rules like "ledger write" */
+	WIRE_META_NODE = 1,    /* str name, str kernel release (str = u16 len + bytes) */
+	WIRE_META_PROC = 2,    /* struct wire_proc_fixed, then str comm, cmdline, cgroup, container,
+				* pod, namespace, service */
+	WIRE_META_CONN = 3,    /* struct wire_conn */
+	WIRE_META_FILE = 4,    /* u32 pid, u32 fd, u64 inode, then str path: what a read/write/fsync
+				* event's (pid, fd, inode) refers to, for rules like "ledger write" */
 	WIRE_META_CAPTURE = 5, /* a piece of a replay capture record (layout above); only for
 				* processes selected by replay.capture.* */
 };
@@ -156,8 +156,7 @@ void wire_batch_add_file(struct wire_batch *b, const struct wire_file *f);
  * KP_CAP_REC_MAX) as WIRE_META_CAPTURE pieces. clock_off: epoch ns - monotonic ns now.
  * Returns the number of meta records added, or WIRE_ETOOBIG for a length out of bounds.
  */
-int wire_batch_add_capture(struct wire_batch *b, const void *rec, uint32_t len,
-			   int64_t clock_off);
+int wire_batch_add_capture(struct wire_batch *b, const void *rec, uint32_t len, int64_t clock_off);
 void wire_batch_reset(struct wire_batch *b);
 void wire_batch_free(struct wire_batch *b);
 

@@ -58,9 +58,9 @@ static void names_note(struct appliance *a, uint64_t node, const void *meta, siz
 			if (created) {
 				a->node_names = xrealloc(a->node_names, (a->n_node_names + 1) *
 									 sizeof(*a->node_names));
-				a->node_kernels = xrealloc(a->node_kernels,
-							   (a->n_node_names + 1) *
-								   sizeof(*a->node_kernels));
+				a->node_kernels =
+					xrealloc(a->node_kernels,
+						 (a->n_node_names + 1) * sizeof(*a->node_kernels));
 				*v = a->n_node_names++;
 			}
 			snprintf(a->node_names[*v], sizeof(a->node_names[0]), "%s", name);
@@ -127,8 +127,8 @@ static void on_replay(void *ctx, uint64_t lsn, const struct wire_hdr *h, const v
 	const struct kp_event *ev = raw;
 	size_t evb = (size_t)h->n_events * sizeof(*ev);
 	if (lsn > store_sealed_lsn(a->store))
-		store_append(a->store, lsn, h->node_id, ev, h->n_events,
-			     (const uint8_t *)raw + evb, h->raw_len - evb, NULL);
+		store_append(a->store, lsn, h->node_id, ev, h->n_events, (const uint8_t *)raw + evb,
+			     h->raw_len - evb, NULL);
 	if (a->cap)
 		capstore_append_frame(a->cap, lsn, h->node_id, (const uint8_t *)raw + evb,
 				      h->raw_len - evb);
@@ -220,8 +220,7 @@ static const struct {
 	{"kprobe_engine_edges_total", "graph edges written", m_engine_edges},
 	{"kprobe_engine_requests_total", "requests inferred from TCP exchanges", m_engine_requests},
 	{"kprobe_capture_records_total", "replay capture records stored", m_cap_records},
-	{"kprobe_capture_bad_records_total", "malformed replay capture records skipped",
-	 m_cap_bad},
+	{"kprobe_capture_bad_records_total", "malformed replay capture records skipped", m_cap_bad},
 	{"kprobe_capture_write_errors_total", "capture records lost to failed writes",
 	 m_cap_write_errors},
 	{"kprobe_capture_bytes_on_disk", "bytes of capture logs", m_cap_disk},
@@ -269,8 +268,9 @@ static void route(struct appliance *a, enum httpd_listener l, const char *method
 static void replay_setup(struct appliance *a)
 {
 	const char *e = a->cfg->replay_api_enabled;
-	bool loop = !strcmp(a->cfg->api_bind, "127.0.0.1") || !strncmp(a->cfg->api_bind, "127.", 4) ||
-		    !strcmp(a->cfg->api_bind, "::1") || !strcmp(a->cfg->api_bind, "localhost");
+	bool loop = !strcmp(a->cfg->api_bind, "127.0.0.1") ||
+		    !strncmp(a->cfg->api_bind, "127.", 4) || !strcmp(a->cfg->api_bind, "::1") ||
+		    !strcmp(a->cfg->api_bind, "localhost");
 	a->replay_enabled = !strcmp(e, "true") || (!strcmp(e, "auto") && loop);
 	/* the worker is kprobed itself; an appliance run inside another binary (the tests)
 	 * uses the kprobed next to it */

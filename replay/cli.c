@@ -92,12 +92,13 @@ static void answer_error(const struct httpc_resp *r, char *out, size_t cap)
 	struct json *root;
 	char jerr[64];
 	size_t pos;
-	struct json_doc *d =
-		json_parse(r->body.data ? r->body.data : "", r->body.len, &root, jerr, sizeof(jerr),
-			   &pos);
+	struct json_doc *d = json_parse(r->body.data ? r->body.data : "", r->body.len, &root, jerr,
+					sizeof(jerr), &pos);
 	const struct json *m = d ? json_get(root, "error") : NULL;
 	snprintf(out, cap, "%s",
-		 m && m->type == JSON_STR ? m->u.str.s : r->body.data ? r->body.data : "");
+		 m && m->type == JSON_STR ? m->u.str.s
+		 : r->body.data		  ? r->body.data
+					  : "");
 	json_free(d);
 }
 
@@ -323,9 +324,8 @@ static int ship_recording(const char *file, const char *host, int port, const ch
 	struct utsname un;
 	uname(&un);
 	/* the node id the agent on this host ships under, so both sources line up */
-	uint64_t node = ship_node_id(cfg.agent_node_name && *cfg.agent_node_name
-					     ? cfg.agent_node_name
-					     : un.nodename);
+	uint64_t node = ship_node_id(
+		cfg.agent_node_name && *cfg.agent_node_name ? cfg.agent_node_name : un.nodename);
 	config_free(&cfg);
 	char path[128], auth[600];
 	snprintf(path, sizeof(path), "/api/v1/replay/recordings?node=%" PRIu64, node);
@@ -341,16 +341,18 @@ static int ship_recording(const char *file, const char *host, int port, const ch
 	int r = httpc_request(host, port, &req, &resp, err, sizeof(err));
 	buf_free(&body);
 	if (r < 0) {
-		fprintf(stderr, "kprobe record: the recording is in %s, but kprobed at %s:%d cannot "
-				"be reached: %s\n",
+		fprintf(stderr,
+			"kprobe record: the recording is in %s, but kprobed at %s:%d cannot "
+			"be reached: %s\n",
 			file, host, port, err);
 		return -1;
 	}
 	if (resp.status != 200) {
 		char m[1024];
 		answer_error(&resp, m, sizeof(m));
-		fprintf(stderr, "kprobe record: the recording is in %s, but kprobed refused it "
-				"(HTTP %d): %s\n",
+		fprintf(stderr,
+			"kprobe record: the recording is in %s, but kprobed refused it "
+			"(HTTP %d): %s\n",
 			file, resp.status, m);
 		httpc_resp_free(&resp);
 		return -1;
@@ -657,7 +659,8 @@ static void replay_usage(FILE *out)
 		"  FILE                 a recording written by `kprobe record`\n"
 		"  --pid P --from T --to T [--node N]\n"
 		"                       fetch from kprobed a recording of process P (and what it\n"
-		"                       forked, and the captured peers it talked to) between T and\n"
+		"                       forked, and the captured peers it talked to) between T "
+		"and\n"
 		"                       T: epoch ns, a duration ago (15m), or RFC 3339 UTC\n"
 		"                       (2026-05-01T10:00:00Z). Needs the process captured\n"
 		"                       (replay.capture.* on its node's agent, or kprobe record\n"
@@ -688,7 +691,8 @@ static void replay_usage(FILE *out)
 		"  -v, --verbose        notes as they happen (-v -v: a line per served call)\n"
 		"  -q, --quiet          no summary lines\n"
 		"  --list               print what the recording holds (threads, calls) and exit\n"
-		"  --json               print the result as one JSON object on stdout (the shape of\n"
+		"  --json               print the result as one JSON object on stdout (the shape "
+		"of\n"
 		"                       kprobed's POST /api/v1/replay); CMD's stdout goes in it\n"
 		"  --keep-env           run CMD with this environment and working directory "
 		"instead\n"
@@ -809,14 +813,16 @@ static int fetch_recording(const char *appliance, const char *token, const char 
 				.timeout_ms = 120000};
 	struct httpc_resp resp = {0};
 	if (!quiet)
-		fprintf(stderr, "kprobe replay: fetching the recording of %s%s from kprobed at "
-				"%s:%d\n",
+		fprintf(stderr,
+			"kprobe replay: fetching the recording of %s%s from kprobed at "
+			"%s:%d\n",
 			incident ? "incident " : "pid ", incident ? incident : pid, host, port);
 	int rc = httpc_request(host, port, &req, &resp, err, sizeof(err));
 	buf_free(&path);
 	if (rc < 0) {
-		fprintf(stderr, "kprobe replay: cannot reach kprobed at %s:%d: %s (is it running? "
-				"`kprobe up`, or --appliance http://HOST:PORT)\n",
+		fprintf(stderr,
+			"kprobe replay: cannot reach kprobed at %s:%d: %s (is it running? "
+			"`kprobe up`, or --appliance http://HOST:PORT)\n",
 			host, port, err);
 		return REPLAY_EXIT_ERROR;
 	}
@@ -837,8 +843,8 @@ static int fetch_recording(const char *appliance, const char *token, const char 
 	if (save) {
 		int fd = open(save, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (fd < 0 || write_full(fd, resp.body.data, resp.body.len) < 0)
-			fprintf(stderr, "kprobe replay: cannot save the recording to %s: %s\n", save,
-				strerror(errno));
+			fprintf(stderr, "kprobe replay: cannot save the recording to %s: %s\n",
+				save, strerror(errno));
 		else if (!quiet)
 			fprintf(stderr, "kprobe replay: saved to %s\n", save);
 		if (fd >= 0)
@@ -847,7 +853,8 @@ static int fetch_recording(const char *appliance, const char *token, const char 
 	rc = rec_open_mem(out, resp.body.data, resp.body.len, err, sizeof(err));
 	httpc_resp_free(&resp);
 	if (rc < 0) {
-		fprintf(stderr, "kprobe replay: the recording kprobed sent does not read: %s\n", err);
+		fprintf(stderr, "kprobe replay: the recording kprobed sent does not read: %s\n",
+			err);
 		return REPLAY_EXIT_ERROR;
 	}
 	return 0;
@@ -952,12 +959,14 @@ int replay_cmd_replay(int argc, char **argv)
 		return 2;
 	}
 	if (remote && (incident ? rpid || rfrom || rto : !(rpid && rfrom && rto))) {
-		fprintf(stderr, "kprobe replay: fetch either --incident KEY or --pid P --from T --to "
-				"T (see --help)\n");
+		fprintf(stderr,
+			"kprobe replay: fetch either --incident KEY or --pid P --from T --to "
+			"T (see --help)\n");
 		return 2;
 	}
 	if (!remote && (appliance || save)) {
-		fprintf(stderr, "kprobe replay: --appliance and --save go with --incident or --pid\n");
+		fprintf(stderr,
+			"kprobe replay: --appliance and --save go with --incident or --pid\n");
 		return 2;
 	}
 	if (!file && !remote) {

@@ -66,13 +66,13 @@ struct replay_opts {
 
 /* The first divergence, field by field (the same as the report's text). */
 struct replay_divergence {
-	uint32_t tid;	   /* the replayed thread */
-	uint32_t rec_tid;  /* the recorded thread it plays */
-	uint32_t ord;	   /* the call's ordinal in that thread's recorded stream */
-	uint64_t seq;	   /* ... and in the recording's global order */
-	char call[256];	   /* what the program called: "sendto(fd=3, 12 bytes)" */
+	uint32_t tid;	    /* the replayed thread */
+	uint32_t rec_tid;   /* the recorded thread it plays */
+	uint32_t ord;	    /* the call's ordinal in that thread's recorded stream */
+	uint64_t seq;	    /* ... and in the recording's global order */
+	char call[256];	    /* what the program called: "sendto(fd=3, 12 bytes)" */
 	char recorded[256]; /* what the recording has there, with its result */
-	char why[2048];	   /* what differs; for bytes, "expected: ..." and "actual: ..." lines */
+	char why[2048];	    /* what differs; for bytes, "expected: ..." and "actual: ..." lines */
 };
 
 struct replay_result {

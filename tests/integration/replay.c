@@ -400,7 +400,7 @@ TEST(replay_remote_sources_usage)
 {
 	struct run r;
 	/* nobody listens on port 1: the fetch fails, saying where it looked */
-	const char *a[] = {bin("kprobe"), "replay", "--incident", "req-9f21", "--appliance",
+	const char *a[] = {bin("kprobe"),	 "replay", "--incident", "req-9f21", "--appliance",
 			   "http://127.0.0.1:1", NULL};
 	run_cmd(&r, a);
 	CHECK_EQ_INT(r.code, 85);

@@ -205,8 +205,8 @@ static struct kp_cap_rec *cap_rec(uint32_t len, uint32_t tid)
  * through a frame, between other metadata, and come out whole with their clock offset. */
 TEST(wire_capture_round_trip)
 {
-	const uint32_t lens[] = {KP_CAP_HDR_LEN, 1024, WIRE_CAP_PIECE_MAX & ~7u, WIRE_CAP_PIECE_MAX + 8,
-				 16384, KP_CAP_REC_MAX & ~7u};
+	const uint32_t lens[] = {KP_CAP_HDR_LEN,	 1024,	WIRE_CAP_PIECE_MAX & ~7u,
+				 WIRE_CAP_PIECE_MAX + 8, 16384, KP_CAP_REC_MAX & ~7u};
 	struct wire_batch b = {0};
 	struct kp_event ev = {.type = KP_READ, .pid = 5};
 	wire_batch_add_event(&b, &ev);
@@ -289,7 +289,8 @@ TEST(wire_capture_rejects_bad_pieces)
 			memcpy(p, pl, len);
 			uint16_t l = len;
 			if (variant == 1 && k == 1)
-				memcpy(p + 4, &(uint32_t){(uint32_t)WIRE_CAP_PIECE_MAX + 8}, 4); /* gap */
+				memcpy(p + 4, &(uint32_t){(uint32_t)WIRE_CAP_PIECE_MAX + 8},
+				       4); /* gap */
 			if (variant == 2 && k == 2)
 				memcpy(p, &(uint32_t){c->len + 8}, 4); /* another length */
 			if (variant == 3 && k == 1)
