@@ -46,7 +46,10 @@ static void usage(FILE *out)
 		"  --events            with --dump-wal: also one line per event\n"
 		"  --print-config      print the effective configuration and exit\n"
 		"  --help-config       list every configuration key with its default and exit\n"
-		"  -h, --help          this help\n");
+		"  -h, --help          this help\n"
+		"\n"
+		"kprobed --replay-worker ... is internal: kprobed starts itself that way to run one\n"
+		"replay for POST /api/v1/replay in a process of its own.\n");
 }
 
 /* ---- --dump-wal ---- */
