@@ -171,6 +171,56 @@ static void drain(struct agent *a)
 
 /* ------------------------------------------------------------------ replay capture */
 
+/*
+ * What a replay needs of a process that just exec'd and the kernel side cannot see, read from
+ * /proc while it runs (its first milliseconds are its dynamic loader's), sent as a
+ * KP_CAP_LOADER record at the exec's time:
+ *   - args[0..1]: where its dynamic loader lives: a replay makes the loader's calls for real and
+ *     must know which recorded calls were the loader's (without this record the recording
+ *     builder falls back on the exec record's AT_BASE);
+ *   - payload: its working directory, NUL, then its environment as /proc/PID/environ has it
+ *     (NUL-separated, up to CAP_ENV_MAX bytes): a replay runs the command in them, as it does
+ *     for `kprobe record`'s recordings. Capture is opt-in per process (replay.capture.*); the
+ *     environment travels and is stored like the payloads.
+ */
+#define CAP_ENV_MAX 16384
+static void cap_exec_note(struct agent *a, const struct kp_cap_rec *e)
+{
+	static uint8_t buf[KP_CAP_HDR_LEN + 4096 + CAP_ENV_MAX + 8];
+	struct kp_cap_rec *l = (void *)buf;
+	memset(l, 0, KP_CAP_HDR_LEN);
+	uint64_t lo = 0, hi = 0;
+	bool range = e->args[0] && capture_loader_range((pid_t)e->pid, &lo, &hi) == 0 &&
+		     lo <= e->args[0] && e->args[0] < hi;
+	char path[64];
+	uint8_t *pl = buf + KP_CAP_HDR_LEN;
+	snprintf(path, sizeof(path), "/proc/%u/cwd", e->pid);
+	ssize_t n = readlink(path, (char *)pl, 4095);
+	if (n <= 0 && !range)
+		return; /* gone already */
+	size_t len = n > 0 ? (size_t)n : 0;
+	pl[len++] = 0;
+	snprintf(path, sizeof(path), "/proc/%u/environ", e->pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t k = read(fd, pl + len, CAP_ENV_MAX);
+		if (k > 0)
+			len += (size_t)k;
+		close(fd);
+	}
+	l->kind = KP_CAP_LOADER;
+	l->pid = e->pid;
+	l->tid = e->tid;
+	l->ts_enter = l->ts_exit = e->ts_exit;
+	l->args[0] = range ? lo : 0;
+	l->args[1] = range ? hi : 0;
+	l->payload_len = (uint32_t)len;
+	l->len = (uint32_t)((KP_CAP_HDR_LEN + len + 7) & ~(size_t)7);
+	memset(buf + KP_CAP_HDR_LEN + len, 0, l->len - KP_CAP_HDR_LEN - len);
+	if (a->sink->ops->capture(a->sink->ctx, l, l->len, a->offset, NULL, 0) < 0)
+		a->cap_errors++;
+}
+
 static int on_cap_record(void *ctx, const void *rec, size_t len)
 {
 	struct agent *a = ctx;
@@ -188,27 +238,8 @@ static int on_cap_record(void *ctx, const void *rec, size_t len)
 		a->cap_errors++;
 	a->cap_records++;
 	a->cap_bytes += c->len;
-	if (c->kind == KP_CAP_EXEC && c->args[0]) {
-		/*
-		 * Where the process's dynamic loader lives, read while it still runs (its first
-		 * milliseconds are the loader's): a replay makes the loader's calls for real, and
-		 * needs to know which recorded calls were the loader's. The recording builder falls
-		 * back on the exec record's AT_BASE when the process was gone already.
-		 */
-		uint64_t lo, hi;
-		if (capture_loader_range((pid_t)c->pid, &lo, &hi) == 0 && lo <= c->args[0] &&
-		    c->args[0] < hi) {
-			struct kp_cap_rec l = {.len = KP_CAP_HDR_LEN,
-					       .kind = KP_CAP_LOADER,
-					       .pid = c->pid,
-					       .tid = c->tid,
-					       .ts_enter = c->ts_exit,
-					       .ts_exit = c->ts_exit,
-					       .args = {lo, hi}};
-			if (a->sink->ops->capture(a->sink->ctx, &l, l.len, a->offset, NULL, 0) < 0)
-				a->cap_errors++;
-		}
-	}
+	if (c->kind == KP_CAP_EXEC)
+		cap_exec_note(a, c);
 	return 0;
 }
 

@@ -34,8 +34,9 @@
  * dynamic loader was mapped, 0 for a static program), KP_CAP_EXIT (ret: the
  * exit code as the kernel keeps it, i.e. a wait status). KP_CAP_LOADER comes from user space
  * (the recorder at an exec stop, the agent when it drains an exec record): args[0..1] the
- * address range of the process's dynamic loader from then on; the recording writer flags calls
- * made from there KP_CAP_F_LOADER.
+ * address range of the process's dynamic loader from then on (0, 0: none known); the recording
+ * writer flags calls made from there KP_CAP_F_LOADER. The agent's also carry, as payload, the
+ * process's working directory, a NUL, and its environment (NUL-separated), read from /proc.
  * KP_CAP_LOST comes from user space too (the agent): args[0] records the kernel side lost
  * (ring buffer full) since the previous KP_CAP_LOST, pid/tid 0, ts_exit when it was noticed;
  * the appliance marks recordings that overlap it incomplete. Recordings never hold one.

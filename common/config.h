@@ -185,7 +185,7 @@ struct kp_strlist {
 	X(INT, replay_api_timeout_ms, "replay.api.timeoutMs", 20000, 1000, 3600000,                \
 	  "kprobed: a replay run through the API is killed after this (at most api.queryTimeoutMs " \
 	  "less 2 s)")                                                                             \
-	X(INT, replay_api_max_recording_mb, "replay.api.maxRecordingMb", 256, 1, 4096,             \
+	X(INT, replay_api_max_recording_mb, "replay.api.maxRecordingMb", 128, 1, 4096,             \
 	  "kprobed: recordings built or uploaded through the API are at most this large")
 
 #define KP_CFG_FIELD_BOOL(f) bool f;

@@ -178,6 +178,7 @@ int capstore_recording(struct capstore *cs, const struct capstore_recq *q, struc
 {
 	struct coll cl = {.max_bytes = q->max_bytes ? q->max_bytes : UINT64_MAX, .pid = q->pid};
 	struct rec_writer *w = NULL;
+	char *envbuf = NULL;
 	uint32_t pids[MAX_PIDS] = {q->pid};
 	int npids = 1, ntree, rc;
 	memset(info, 0, sizeof(*info));
@@ -313,6 +314,27 @@ int capstore_recording(struct capstore *cs, const struct capstore_recq *q, struc
 		snprintf(info->argv0, sizeof(info->argv0), "%.*s", (int)pl,
 			 (const char *)kp_cap_payload(exec));
 	}
+	/* cwd and environment: the agent's loader record for that exec */
+	char *envp[REC_MAX_ENV + 1];
+	m.cwd = "";
+	for (size_t i = 0; exec && i < cl.n; i++) {
+		const struct kp_cap_rec *l = cl.v[i].r;
+		if (l->kind != KP_CAP_LOADER || l->pid != q->pid || l->ts_exit != exec->ts_exit ||
+		    !l->payload_len)
+			continue;
+		envbuf = xmalloc(l->payload_len + 1);
+		memcpy(envbuf, kp_cap_payload(l), l->payload_len);
+		envbuf[l->payload_len] = 0;
+		m.cwd = envbuf;
+		size_t o = strlen(envbuf) + 1;
+		while (o < l->payload_len && m.envc < REC_MAX_ENV) {
+			if (envbuf[o])
+				envp[m.envc++] = envbuf + o;
+			o += strlen(envbuf + o) + 1;
+		}
+		break;
+	}
+	m.envp = envp;
 	m.argv = argv;
 	m.root_tid = q->pid;
 	m.root_status = -1;
@@ -321,7 +343,6 @@ int capstore_recording(struct capstore *cs, const struct capstore_recq *q, struc
 		q->node_names(q->names_ctx, node, host, sizeof(host), kernel, sizeof(kernel));
 	m.host = host;
 	m.kernel = kernel;
-	m.cwd = "";
 
 	/* 5. the writer: everything kept, with what the metadata needs picked up on the way */
 	w = rec_writer_new();
@@ -404,6 +425,7 @@ int capstore_recording(struct capstore *cs, const struct capstore_recq *q, struc
 			      lost.n);
 	rec_writer_free(w);
 	coll_free(&cl);
+	free(envbuf);
 	return 0;
 fail:
 	if (rc == -E2BIG || cl.over) {
@@ -416,6 +438,7 @@ fail:
 	}
 	rec_writer_free(w);
 	coll_free(&cl);
+	free(envbuf);
 	return rc;
 }
 

@@ -308,6 +308,19 @@ TEST_BPF_SLOW(replay_appliance_capture_query_replay_incident, 300)
 	CHECK_CONTAINS(r.err, "outcome: failed (timeout), as recorded");
 	CHECK_CONTAINS(r.err, "stdout: identical to the recording");
 	CHECK(access(tmp("fetched.kprc"), F_OK) == 0);
+	/* the agent's capture carried the client's command line and working directory */
+	char cwd[4096];
+	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+	const char *ls[] = {bin("kprobe"), "replay", "--list", tmp("fetched.kprc"), NULL};
+	run_cmd(&r, ls);
+	CHECK_EQ_INT(r.code, 0);
+	char want[4200];
+	snprintf(want, sizeof(want), "recording of: %s %s 750\n", cpath, cfg);
+	CHECK_CONTAINS(r.out, want);
+	snprintf(want, sizeof(want), " in %s;", cwd);
+	CHECK_CONTAINS(r.out, want);
+	CHECK_CONTAINS(r.out, "(process");
+	CHECK_CONTAINS(r.out, ", peer)");
 
 	/* the fix: a longer timeout gets the answer the server sent at 800 ms */
 	const char *fix[] = {bin("kprobe"), "replay", "--pid", pid,   "--from", from,	"--to", to,

@@ -270,6 +270,12 @@ TEST(capstore_recording_from_records)
 	e->aux_len = 14;
 	e->len = (KP_CAP_HDR_LEN + 12 + 14 + 7) & ~7u;
 	fr_add(&f, e);
+	struct kp_cap_rec *ld = mk(KP_CAP_LOADER, 30, 30, 0, 1000, 0, "/srv/app\0HOME=/root\0LANG=C\0",
+				   27);
+	ld->ts_enter = 1000;
+	ld->args[0] = 0x7f0000000000;
+	ld->args[1] = 0x7f0000040000;
+	fr_add(&f, ld);
 	fr_add(&f, with_sock(mk(KP_CAP_CALL, 30, 30, 42, 2000, 0, NULL, 0), 40000, 8080));
 	fr_add(&f, with_sock(mk(KP_CAP_CALL, 40, 41, 43, 2100, 4, NULL, 0), 8080, 40000));
 	fr_add(&f, with_sock(mk(KP_CAP_CALL, 40, 41, 1, 2500, 6, "answer", 6), 8080, 40000));
@@ -282,7 +288,7 @@ TEST(capstore_recording_from_records)
 	fr_add(&f, fk);
 	fr_add(&f, mk(KP_CAP_CALL, 31, 31, 1, 3600, 2, "hi", 2));
 	fr_add(&f, mk(KP_CAP_EXIT, 30, 30, 0, 4000, 3 << 8, NULL, 0));
-	CHECK_EQ_INT(fr_store(cs, &f, 1, 7), 9);
+	CHECK_EQ_INT(fr_store(cs, &f, 1, 7), 10);
 	fr_add(&f, mk(KP_CAP_CALL, 30, 30, 0, 1500, 1, "other node", 10));
 	CHECK_EQ_INT(fr_store(cs, &f, 2, 8), 1);
 
@@ -312,6 +318,9 @@ TEST(capstore_recording_from_records)
 	CHECK(WIFEXITED(m->root_status) && WEXITSTATUS(m->root_status) == 3);
 	CHECK_EQ_UINT(m->std[1].ino, 777);
 	CHECK_EQ_STR(m->host, "host-7");
+	CHECK_EQ_STR(m->cwd, "/srv/app");
+	CHECK_EQ_INT(m->envc, 2);
+	CHECK_EQ_STR(m->envp[1], "LANG=C");
 	CHECK_EQ_UINT(m->real_base - m->mono_base, (uint64_t)OFF);
 	CHECK_EQ_INT(m->flags & REC_F_INCOMPLETE, 0);
 	/* the server is in as a peer; the shell part before the exec is not */
