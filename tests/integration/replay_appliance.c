@@ -337,6 +337,7 @@ TEST_BPF_SLOW(replay_appliance_capture_query_replay_incident, 300)
 		 client, (unsigned long long)t0, (unsigned long long)t1, cpath, cfg);
 	int st = http(s.api_port, "POST", "/api/v1/replay", body, &b);
 	CHECKF(st == 200, "%d %.1500s", st, b.data);
+	kt_note("POST /api/v1/replay: %.4000s", b.data);
 	struct json *root;
 	char jerr[64];
 	size_t pos;
@@ -485,7 +486,13 @@ TEST_BPF_SLOW(replay_appliance_record_upload_json, 180)
 	char data[600];
 	snprintf(data, sizeof(data), "%s/data", kt_tmpdir());
 	struct stack s;
-	struct stack_opts o = {.data_dir = data, .ephemeral_ports = 1, .quiet = 1, .no_agent = 1};
+	/* replays on the appliance switched off: recordings still come and go */
+	const char *sets[] = {"replay.api.enabled=false", NULL};
+	struct stack_opts o = {.data_dir = data,
+			       .sets = sets,
+			       .ephemeral_ports = 1,
+			       .quiet = 1,
+			       .no_agent = 1};
 	char err[512];
 	CHECKF(stack_start(&s, &o, err, sizeof(err)) == 0, "%s", err);
 	char api[64];
@@ -532,8 +539,12 @@ TEST_BPF_SLOW(replay_appliance_record_upload_json, 180)
 	CHECK(json_get(root, "stdout_identical")->type == JSON_BOOL &&
 	      json_get(root, "stdout_identical")->u.b);
 	json_free(d);
-	/* not a recording: 400 */
 	struct kp_buf b = {0};
+	char body[256];
+	snprintf(body, sizeof(body), "{\"pid\":%d,\"from\":%s,\"to\":%s}", pid, from, to);
+	CHECK_EQ_INT(http(s.api_port, "POST", "/api/v1/replay", body, &b), 403);
+	CHECK_CONTAINS(b.data, "replay.api.enabled");
+	/* not a recording: 400 */
 	CHECK_EQ_INT(http(s.api_port, "POST", "/api/v1/replay/recordings", "garbage", &b), 400);
 	CHECK_CONTAINS(b.data, "not a recording");
 	buf_free(&b);
