@@ -71,6 +71,13 @@ static inline uint64_t get64(const uint8_t *p)
 	return v;
 }
 
+/* The fuzzer cannot forge checksums; under KP_FUZZ it reaches the parsing behind them. */
+#ifdef KP_FUZZ
+#define SUM_OK(a, b) ((void)(a), (void)(b), 1)
+#else
+#define SUM_OK(a, b) ((a) == (b))
+#endif
+
 /* A record the store keeps: a valid capture record, or the agent's KP_CAP_LOST marker. */
 static bool rec_ok(const void *rec, size_t len)
 {
@@ -219,7 +226,8 @@ static bool index_read(struct capstore *cs, struct clog *l, uint64_t file_size)
 	uint8_t b[CX_LEN];
 	bool ok = read_full(fd, b, sizeof(b)) == 0 && get32(b) == CX_MAGIC &&
 		  get16(b + 4) == CL_VERSION && get64(b + 8) == l->id &&
-		  get64(b + 16) == file_size && get64(b + CX_LEN - 8) == XXH3_64bits(b, CX_LEN - 8);
+		  get64(b + 16) == file_size &&
+		  SUM_OK(get64(b + CX_LEN - 8), XXH3_64bits(b, CX_LEN - 8));
 	close(fd);
 	if (!ok)
 		return false;
@@ -241,7 +249,7 @@ static uint32_t entry_check(const uint8_t *p, uint64_t avail)
 	uint32_t len = get32(p);
 	if (len < CE_HDR + KP_CAP_HDR_LEN + CE_TAIL || len > CE_MAX || len % 8 || len > avail)
 		return 0;
-	if (get64(p + len - CE_TAIL) != XXH3_64bits(p, len - CE_TAIL))
+	if (!SUM_OK(get64(p + len - CE_TAIL), XXH3_64bits(p, len - CE_TAIL)))
 		return 0;
 	if (!rec_ok(p + CE_HDR, len - CE_HDR - CE_TAIL))
 		return 0;
