@@ -331,6 +331,14 @@ void api_replay_recording(void *ctx, const struct httpd_req *req, struct httpd_r
 	const char *v;
 	char err[1024];
 	if ((v = httpd_req_param(req, "incident")) && *v) {
+		if (httpd_req_param(req, "pid")) {
+			httpd_resp_error(resp, 400, "give incident or pid, not both", -1);
+			return;
+		}
+		if (strlen(v) >= sizeof(s.incident)) {
+			httpd_resp_error(resp, 400, "incident: a key of at most 299 bytes", -1);
+			return;
+		}
 		snprintf(s.incident, sizeof(s.incident), "%s", v);
 	} else {
 		if ((v = httpd_req_param(req, "pid"))) {
