@@ -111,26 +111,34 @@ $(eval $(call archive,$(LIB_APPL),$(APPL_SRC)))
 ALL_LIBS := $(LIB_CLI) $(LIB_APPL) $(LIB_HTTPD) $(LIB_GRAPH) $(LIB_STORE) $(LIB_REPLAY) $(LIB_AGENT) $(LIB_WIRE) \
 	    $(LIB_COMMON)
 
-bin/kprobe-agent: $(call obj,cmd/kprobe-agent.c) $(LIB_AGENT) $(LIB_WIRE) $(LIB_COMMON)
-	$(call msg,LINK,$@)
-	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_AGENT) -o $@
+# Archives are linked as one group: modules call each other in both directions (the replay CLI
+# fetches recordings through the HTTP client and cli_resolve_api; the appliance builds them with
+# the replay module), so no single order satisfies a one-pass link.
+link = $(CC) $(LDFLAGS) $(filter %.o,$^) -Wl,--start-group $(filter %.a,$^) -Wl,--end-group
 
-bin/kprobed: $(call obj,cmd/kprobed.c) $(LIB_APPL) $(LIB_HTTPD) $(LIB_GRAPH) $(LIB_STORE) $(LIB_WIRE) \
-	     $(LIB_COMMON)
+# The agent takes replay/capture.c (the replay capture probe, replay.capture.*) and what it uses.
+bin/kprobe-agent: $(call obj,cmd/kprobe-agent.c) $(LIB_AGENT) $(LIB_REPLAY) $(LIB_WIRE) $(LIB_COMMON)
 	$(call msg,LINK,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_SERVER) -o $@
+	$(Q)$(link) $(LIBS_AGENT) -o $@
+
+# kprobed takes the replay module for recordings built from stored capture records and for its
+# replay workers (kprobed --replay-worker, see appliance/replayapi.c).
+bin/kprobed: $(call obj,cmd/kprobed.c) $(LIB_APPL) $(LIB_HTTPD) $(LIB_GRAPH) $(LIB_STORE) $(LIB_REPLAY) \
+	     $(LIB_WIRE) $(LIB_COMMON)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(link) $(LIBS_SERVER) -o $@
 
 bin/kprobe: $(call obj,cmd/kprobe.c) $(ALL_LIBS)
 	$(call msg,LINK,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_ALL) -o $@
+	$(Q)$(link) $(LIBS_ALL) -o $@
 
 bin/kprobe-test: $(call obj,$(TEST_SRC)) $(ALL_LIBS)
 	$(call msg,LINK,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_ALL) -o $@
+	$(Q)$(link) $(LIBS_ALL) -o $@
 
 # Benchmark drivers: bench/<name>/<prog>.c -> bin/bench/<name>/<prog>, linked like bin/kprobe,
 # plus the peers some benchmarks link (SQLite for the graph benchmark).
@@ -138,7 +146,7 @@ LIBS_BENCH := -lsqlite3
 bin/bench/%: $(OUTPUT)/bench/%.o $(ALL_LIBS)
 	$(call msg,LINK,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS_ALL) $(LIBS_BENCH) -o $@
+	$(Q)$(link) $(LIBS_ALL) $(LIBS_BENCH) -o $@
 
 # Small programs the tests run (workloads, replay subjects): one file each, libc only.
 bin/tests/%: tests/progs/%.c

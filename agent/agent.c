@@ -10,6 +10,13 @@
  * The per-record path (on_record) makes no system call and no allocation: a 64-byte copy, an
  * add, cached metadata lookups and the sink's event call. A drain handles at most DRAIN_BUDGET
  * records before the loop gets a turn, so timers and signals are served under any load.
+ *
+ * Replay capture (replay.capture.*, off by default): when a list is set and the sink ships
+ * (sink_ops.capture), the capture probe (replay/capture.h) is loaded beside the main one, its
+ * ring buffer polled on the same loop and drained with the main one; each record goes to the
+ * sink unchanged, with the clock offset and the process's metadata. Records the kernel side
+ * lost are reported downstream as KP_CAP_LOST records (checked every second), so the appliance
+ * can tell a recording is incomplete. With every list empty nothing of this runs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +34,7 @@
 #include "agent/meta.h"
 #include "agent/probe.h"
 #include "common/util.h"
+#include "replay/capture.h"
 
 #define DRAIN_BUDGET 65536
 
@@ -42,7 +50,9 @@ struct agent {
 	int64_t offset; /* epoch ns = monotonic ns + offset */
 	bool stop, more;
 
-	struct loop_op poll_op, sig_op;
+	struct loop_op poll_op, sig_op, cap_op;
+	struct capture *cap; /* replay capture, NULL when off */
+	uint64_t cap_records, cap_bytes, cap_errors, cap_lost;
 	int sigfd;
 	struct signalfd_siginfo si;
 	struct loop_timer drain_t, clock_t, batch_t, stats_t, stop_t;
@@ -165,6 +175,169 @@ static void drain(struct agent *a)
 	a->more = n >= DRAIN_BUDGET;
 }
 
+/* ------------------------------------------------------------------ replay capture */
+
+/*
+ * What a replay needs of a process that just exec'd and the kernel side cannot see, read from
+ * /proc while it runs (its first milliseconds are its dynamic loader's), sent as a
+ * KP_CAP_LOADER record at the exec's time:
+ *   - args[0..1]: where its dynamic loader lives: a replay makes the loader's calls for real and
+ *     must know which recorded calls were the loader's (without this record the recording
+ *     builder falls back on the exec record's AT_BASE);
+ *   - payload: its working directory, NUL, then its environment as /proc/PID/environ has it
+ *     (NUL-separated, up to CAP_ENV_MAX bytes): a replay runs the command in them, as it does
+ *     for `kprobe record`'s recordings. Capture is opt-in per process (replay.capture.*); the
+ *     environment travels and is stored like the payloads.
+ */
+#define CAP_ENV_MAX 16384
+static void cap_exec_note(struct agent *a, const struct kp_cap_rec *e)
+{
+	static uint8_t buf[KP_CAP_HDR_LEN + 4096 + CAP_ENV_MAX + 8];
+	struct kp_cap_rec *l = (void *)buf;
+	memset(l, 0, KP_CAP_HDR_LEN);
+	uint64_t lo = 0, hi = 0;
+	bool range = e->args[0] && capture_loader_range((pid_t)e->pid, &lo, &hi) == 0 &&
+		     lo <= e->args[0] && e->args[0] < hi;
+	char path[64];
+	uint8_t *pl = buf + KP_CAP_HDR_LEN;
+	snprintf(path, sizeof(path), "/proc/%u/cwd", e->pid);
+	ssize_t n = readlink(path, (char *)pl, 4095);
+	if (n <= 0 && !range)
+		return; /* gone already */
+	size_t len = n > 0 ? (size_t)n : 0;
+	pl[len++] = 0;
+	snprintf(path, sizeof(path), "/proc/%u/environ", e->pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t k = read(fd, pl + len, CAP_ENV_MAX);
+		if (k > 0)
+			len += (size_t)k;
+		close(fd);
+	}
+	l->kind = KP_CAP_LOADER;
+	l->pid = e->pid;
+	l->tid = e->tid;
+	l->ts_enter = l->ts_exit = e->ts_exit;
+	l->args[0] = range ? lo : 0;
+	l->args[1] = range ? hi : 0;
+	l->payload_len = (uint32_t)len;
+	l->len = (uint32_t)((KP_CAP_HDR_LEN + len + 7) & ~(size_t)7);
+	memset(buf + KP_CAP_HDR_LEN + len, 0, l->len - KP_CAP_HDR_LEN - len);
+	if (a->sink->ops->capture(a->sink->ctx, l, l->len, a->offset, NULL, 0) < 0)
+		a->cap_errors++;
+}
+
+static int on_cap_record(void *ctx, const void *rec, size_t len)
+{
+	struct agent *a = ctx;
+	const struct kp_cap_rec *c = rec;
+	if (KP_UNLIKELY(len < KP_CAP_HDR_LEN || c->len < KP_CAP_HDR_LEN || c->len > len ||
+			c->len > KP_CAP_REC_MAX || c->len % 8)) {
+		a->bad++;
+		return 0;
+	}
+	int fresh = 0;
+	const struct wire_proc *proc =
+		c->pid ? meta_proc(a->meta, c->pid, c->ts_exit + (uint64_t)a->offset, &fresh)
+		       : NULL;
+	if (a->sink->ops->capture(a->sink->ctx, rec, c->len, a->offset, proc, fresh) < 0)
+		a->cap_errors++;
+	a->cap_records++;
+	a->cap_bytes += c->len;
+	if (c->kind == KP_CAP_EXEC)
+		cap_exec_note(a, c);
+	return 0;
+}
+
+static void cap_drain(struct agent *a)
+{
+	if (!a->cap)
+		return;
+	int n = capture_consume(a->cap, on_cap_record, a);
+	if (n < 0)
+		log_warn("reading the replay capture ring buffer failed: %s", strerror(-n));
+}
+
+/* Records the kernel side lost since the last check travel as one KP_CAP_LOST record. */
+static void cap_check_lost(struct agent *a)
+{
+	if (!a->cap)
+		return;
+	struct capture_stats st;
+	capture_stats(a->cap, &st);
+	if (st.dropped <= a->cap_lost)
+		return;
+	struct kp_cap_rec r = {.len = KP_CAP_HDR_LEN, .kind = KP_CAP_LOST};
+	r.ts_enter = r.ts_exit = now_mono_ns();
+	r.args[0] = st.dropped - a->cap_lost;
+	log_warn("replay capture: %llu records lost in the kernel (ring buffer full); recordings "
+		 "of this time are incomplete",
+		 (unsigned long long)r.args[0]);
+	a->cap_lost = st.dropped;
+	if (a->sink->ops->capture(a->sink->ctx, &r, r.len, a->offset, NULL, 0) < 0)
+		a->cap_errors++;
+}
+
+static void cap_poll_arm(struct agent *a);
+
+static void on_cap_poll(struct loop *l, struct loop_op *op, int res, uint32_t flags)
+{
+	struct agent *a = op->ctx;
+	if (res == -ECANCELED || a->stop)
+		return;
+	if (res < 0)
+		log_warn("polling the replay capture ring buffer: %s (re-arming)", strerror(-res));
+	else
+		cap_drain(a);
+	if (!(flags & IORING_CQE_F_MORE))
+		cap_poll_arm(a);
+}
+
+static void cap_poll_arm(struct agent *a)
+{
+	struct io_uring_sqe *sqe = loop_sqe(a->loop);
+	io_uring_prep_poll_multishot(sqe, capture_fd(a->cap), POLLIN);
+	loop_op_set(sqe, &a->cap_op);
+}
+
+/* Loads the capture probe when replay.capture.* selects anything (and the sink can ship it). */
+static void cap_open(struct agent *a)
+{
+	const struct kp_config *cfg = a->cfg;
+	if (!cfg->replay_capture_comms.n && !cfg->replay_capture_pids.n &&
+	    !cfg->replay_capture_cgroups.n)
+		return;
+	if (!a->sink->ops->capture) {
+		log_warn("replay.capture.* is set, but capture records only travel to kprobed: "
+			 "ignored with --stdout");
+		return;
+	}
+	char err[512];
+	int r = capture_open_config(&a->cap, cfg, err, sizeof(err));
+	if (r < 0) {
+		a->cap = NULL;
+		log_error("replay capture is NOT running: %s (events are still recorded)", err);
+		return;
+	}
+	if (capture_fd(a->cap) < 0) {
+		log_error("replay capture is NOT running: its ring buffer cannot be polled");
+		capture_close(a->cap);
+		a->cap = NULL;
+		return;
+	}
+	struct kp_buf sel = {0};
+	const struct kp_strlist *ls[] = {&cfg->replay_capture_comms, &cfg->replay_capture_pids,
+					 &cfg->replay_capture_cgroups};
+	const char *names[] = {"comms", "pids", "cgroups"};
+	for (int i = 0; i < 3; i++)
+		for (int k = 0; k < ls[i]->n; k++)
+			buf_printf(&sel, "%s%s=%s", sel.len ? " " : "", names[i], ls[i]->v[k]);
+	buf_append(&sel, "", 1);
+	log_info("replay capture on (payloads up to %lld bytes per call): %s",
+		 (long long)cfg->replay_capture_max_bytes, sel.data);
+	buf_free(&sel);
+}
+
 /* ------------------------------------------------------------------ loop callbacks */
 
 static void poll_arm(struct agent *a);
@@ -220,6 +393,7 @@ static void on_drain_timer(struct loop *l, struct loop_timer *t)
 	if (a->stop)
 		return;
 	drain(a);
+	cap_drain(a);
 	loop_timer_arm(l, t, a->drain_ns);
 }
 
@@ -230,6 +404,7 @@ static void on_clock_timer(struct loop *l, struct loop_timer *t)
 		return;
 	a->offset = agent_clock_offset();
 	meta_expire(a->meta, now_real_ns());
+	cap_check_lost(a);
 	loop_timer_arm(l, t, NSEC_PER_SEC);
 }
 
@@ -261,6 +436,10 @@ static void log_stats(struct agent *a, const char *what)
 	buf_printf(&line, " agent: bad_records=%llu sink_errors=%llu procs=%llu conns=%llu",
 		   (unsigned long long)a->bad, (unsigned long long)a->sink_errors,
 		   (unsigned long long)ms.procs, (unsigned long long)ms.conns);
+	if (a->cap)
+		buf_printf(&line, " capture: records=%llu bytes=%llu lost=%llu errors=%llu",
+			   (unsigned long long)a->cap_records, (unsigned long long)a->cap_bytes,
+			   (unsigned long long)a->cap_lost, (unsigned long long)a->cap_errors);
 	a->sink->ops->stats(a->sink->ctx, &line);
 	buf_append(&line, "", 1);
 	log_info("%s", line.data);
@@ -340,8 +519,12 @@ int agent_run(const struct kp_config *cfg, const struct agent_opts *opts, struct
 	a.offset = agent_clock_offset();
 	a.poll_op = (struct loop_op){.cb = on_poll, .ctx = &a};
 	a.sig_op = (struct loop_op){.cb = on_signal, .ctx = &a};
+	a.cap_op = (struct loop_op){.cb = on_cap_poll, .ctx = &a};
 	poll_arm(&a);
 	sig_arm(&a);
+	cap_open(&a);
+	if (a.cap)
+		cap_poll_arm(&a);
 	a.drain_t = (struct loop_timer){.fn = on_drain_timer, .ctx = &a};
 	a.clock_t = (struct loop_timer){.fn = on_clock_timer, .ctx = &a};
 	a.batch_t = (struct loop_timer){.fn = on_batch_timer, .ctx = &a};
@@ -380,9 +563,11 @@ int agent_run(const struct kp_config *cfg, const struct agent_opts *opts, struct
 	}
 	/* what the kernel side committed before the stop still goes out (bounded: 1 s) */
 	uint64_t until = now_mono_ns() + NSEC_PER_SEC;
-	do
+	do {
 		drain(&a);
-	while (a.more && now_mono_ns() < until);
+		cap_drain(&a);
+	} while (a.more && now_mono_ns() < until);
+	cap_check_lost(&a);
 	log_stats(&a, "final");
 	r = 0;
 
@@ -393,11 +578,13 @@ cleanup:
 		a.stop = 1;
 		loop_cancel(a.loop, &a.poll_op);
 		loop_cancel(a.loop, &a.sig_op);
+		if (a.cap_op.pending)
+			loop_cancel(a.loop, &a.cap_op);
 		struct loop_timer *ts[] = {&a.drain_t, &a.clock_t, &a.batch_t, &a.stats_t, &a.stop_t};
 		for (size_t i = 0; i < KP_ARRAY_SIZE(ts); i++)
 			loop_timer_cancel(a.loop, ts[i]);
 		for (int i = 0; i < 500; i++) {
-			int pending = a.poll_op.pending + a.sig_op.pending;
+			int pending = a.poll_op.pending + a.sig_op.pending + a.cap_op.pending;
 			for (size_t k = 0; k < KP_ARRAY_SIZE(ts); k++)
 				pending += ts[k]->op.pending;
 			if (!pending)
@@ -412,6 +599,7 @@ cleanup:
 		close(a.sigfd);
 	if (masked)
 		sigprocmask(SIG_SETMASK, &old, NULL);
+	capture_close(a.cap);
 	probe_close(a.probe);
 	meta_close(a.meta);
 	hmap_free(&a.files);

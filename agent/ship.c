@@ -251,12 +251,12 @@ static int ship_event(void *ctx, const struct kp_event *ev, const struct wire_pr
 {
 	struct ship *s = ctx;
 	struct wire_batch *b = &s->batch;
+	if (KP_UNLIKELY(!b->n_events && !b->n_meta))
+		s->batch_first_ns = now_mono_ns();
 	if (KP_UNLIKELY(proc && proc_fresh))
 		wire_batch_add_proc(b, proc);
 	if (KP_UNLIKELY(conn && conn_fresh))
 		wire_batch_add_conn(b, conn);
-	if (KP_UNLIKELY(!b->n_events))
-		s->batch_first_ns = now_mono_ns();
 	/* wire_batch_add_event, without the call and the NUL terminator kp_buf keeps. */
 	if (KP_UNLIKELY(b->events.len + sizeof(*ev) >= b->events.cap))
 		buf_reserve(&b->events, (size_t)s->batch_events * sizeof(*ev) + 4096);
@@ -270,10 +270,36 @@ static int ship_event(void *ctx, const struct kp_event *ev, const struct wire_pr
 	return 0;
 }
 
+/*
+ * Replay capture records ride as WIRE_META_CAPTURE pieces in the batch being built, like any
+ * metadata: a frame may hold only them (a captured process whose events the probe's filters
+ * leave out). Frames stay within their bounds: the batch is cut before a record would push its
+ * metadata past SHIP_META_CUT.
+ */
+static int ship_capture(void *ctx, const void *rec, uint32_t len, int64_t clock_off,
+			const struct wire_proc *proc, int proc_fresh)
+{
+	struct ship *s = ctx;
+	struct wire_batch *b = &s->batch;
+	if (b->meta.len + len + 2 * WIRE_META_MAX_LEN > SHIP_META_CUT ||
+	    b->n_meta + len / WIRE_CAP_PIECE_MAX + 2 > SHIP_NMETA_CUT)
+		cut(s);
+	if (!b->n_events && !b->n_meta)
+		s->batch_first_ns = now_mono_ns();
+	if (proc && proc_fresh)
+		wire_batch_add_proc(b, proc);
+	int r = wire_batch_add_capture(b, rec, len, clock_off);
+	if (r < 0)
+		return -EINVAL;
+	s->st.captures_in++;
+	s->st.capture_bytes_in += len;
+	return 0;
+}
+
 static void ship_tick(void *ctx, uint64_t now)
 {
 	struct ship *s = ctx;
-	if (s->batch.n_events && now - s->batch_first_ns >= s->batch_ns)
+	if ((s->batch.n_events || s->batch.n_meta) && now - s->batch_first_ns >= s->batch_ns)
 		cut(s);
 }
 
@@ -709,11 +735,15 @@ static void ship_stats_line(void *ctx, struct kp_buf *line)
 		   st.dropped_frames, st.dropped_events, st.frames_rejected);
 	buf_printf(line, " reconnects=%" PRIu64 " connect_failures=%" PRIu64, st.reconnects,
 		   st.connect_failures);
+	if (st.captures_in)
+		buf_printf(line, " capture_records=%" PRIu64 " capture_bytes=%" PRIu64,
+			   st.captures_in, st.capture_bytes_in);
 }
 
 static int idle(const struct ship *s)
 {
-	return !s->batch.n_events && s->q_acked == s->q_tail && !spool_unread(s);
+	return !s->batch.n_events && !s->batch.n_meta && s->q_acked == s->q_tail &&
+	       !spool_unread(s);
 }
 
 /* Writes what is still unacknowledged and only in memory to the spool, oldest first. */
@@ -815,6 +845,7 @@ static const struct sink_ops ship_ops = {
 	.close = ship_close,
 	.stats = ship_stats_line,
 	.file = ship_file,
+	.capture = ship_capture,
 };
 
 void ship_sink_stats(const struct sink *sk, struct ship_stats *out)

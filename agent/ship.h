@@ -8,6 +8,8 @@
  *    connection metadata ride in the frame of the event that brought them (when the pipeline
  *    marks them fresh); node metadata (agent.nodeName or the host name, kernel release) is in
  *    every frame. Frames are LZ4-compressed and XXH3-checksummed (wire_frame_encode).
+ *    Replay capture records (replay.capture.*) ride as WIRE_META_CAPTURE metadata; a frame may
+ *    carry only those, and is then cut by age like any other.
  *  - Identity: node_id = XXH3(/etc/machine-id, node name), stable across restarts. Frame seqs
  *    increase strictly, across restarts too: they start above both the realtime clock in µs
  *    and a bound reserved in the spool directory.
@@ -47,6 +49,7 @@ enum ship_link { SHIP_LINK_DOWN, SHIP_LINK_CONNECTING, SHIP_LINK_UP, SHIP_LINK_C
 
 struct ship_stats {
 	uint64_t events_in, frames_cut;	   /* events taken, frames built from them */
+	uint64_t captures_in, capture_bytes_in; /* replay capture records taken */
 	uint64_t frames_sent, events_sent; /* sends (resends included) */
 	uint64_t bytes_sent;
 	uint64_t frames_acked, events_acked, dups; /* dups: acked as WIRE_ACK_DUP */

@@ -35,6 +35,14 @@ struct sink_ops {
 	/* Optional (may be NULL): what a (pid, fd, inode) of a read/write/fsync refers to, sent
 	 * once per file before the event that names it (for rules like "ledger write"). */
 	void (*file)(void *ctx, const struct wire_file *f);
+	/*
+	 * Optional (may be NULL: the pipeline then does not load the capture probe): one replay
+	 * capture record (bpf/capture.h, rec[0..len)) of a process selected by replay.capture.*,
+	 * with clock_off = epoch ns - monotonic ns (the record keeps its monotonic times), and
+	 * the process's metadata as for event. Returns 0 or -errno (counted).
+	 */
+	int (*capture)(void *ctx, const void *rec, uint32_t len, int64_t clock_off,
+		       const struct wire_proc *proc, int proc_fresh);
 };
 
 struct sink {

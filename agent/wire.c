@@ -101,6 +101,83 @@ void wire_batch_add_file(struct wire_batch *b, const struct wire_file *f)
 	buf_free(&o);
 }
 
+/*
+ * Capture pieces: one check shared by the encoder's tests, the body validator and the
+ * assembler. *rec_len == 0 means no record is in progress. Returns 1 when the piece completes
+ * its record, 0 when more must follow, WIRE_EMETA when it does not fit the sequence.
+ */
+static int cap_piece_check(uint32_t *rec_len, uint32_t *next, int64_t *clock_off, const uint8_t *p,
+			   uint16_t len)
+{
+	if (len <= WIRE_CAP_PIECE_HDR)
+		return WIRE_EMETA;
+	uint32_t rl = le_get32(p), off = le_get32(p + 4), n = (uint32_t)len - WIRE_CAP_PIECE_HDR;
+	int64_t co = (int64_t)le_get64(p + 8);
+	if (*rec_len == 0) {
+		if (off != 0 || rl < KP_CAP_HDR_LEN || rl > KP_CAP_REC_MAX || rl % 8 ||
+		    n < KP_CAP_HDR_LEN || le_get32(p + WIRE_CAP_PIECE_HDR) != rl)
+			return WIRE_EMETA;
+		*rec_len = rl;
+		*clock_off = co;
+	} else if (rl != *rec_len || off != *next || co != *clock_off) {
+		return WIRE_EMETA;
+	}
+	if (n > rl - off)
+		return WIRE_EMETA;
+	*next = off + n;
+	if (*next < rl)
+		return 0;
+	*rec_len = *next = 0;
+	return 1;
+}
+
+int wire_batch_add_capture(struct wire_batch *b, const void *rec, uint32_t len, int64_t clock_off)
+{
+	if (len < KP_CAP_HDR_LEN || len > KP_CAP_REC_MAX || len % 8)
+		return WIRE_ETOOBIG;
+	uint8_t piece[WIRE_META_MAX_LEN];
+	int n = 0;
+	for (uint32_t off = 0; off < len; off += WIRE_CAP_PIECE_MAX, n++) {
+		uint32_t k = KP_MIN(len - off, (uint32_t)WIRE_CAP_PIECE_MAX);
+		le_put32(piece, len);
+		le_put32(piece + 4, off);
+		le_put64(piece + 8, (uint64_t)clock_off);
+		memcpy(piece + WIRE_CAP_PIECE_HDR, (const uint8_t *)rec + off, k);
+		wire_batch_add_meta(b, WIRE_META_CAPTURE, piece,
+				    (uint16_t)(WIRE_CAP_PIECE_HDR + k));
+	}
+	return n;
+}
+
+void wire_cap_asm_reset(struct wire_cap_asm *a)
+{
+	a->rec_len = a->have = 0;
+	a->clock_off = 0;
+}
+
+int wire_cap_piece(struct wire_cap_asm *a, const void *payload, uint16_t len)
+{
+	uint32_t rl = a->rec_len, next = a->have;
+	int64_t co = a->clock_off;
+	int r = cap_piece_check(&rl, &next, &co, payload, len);
+	if (r < 0) {
+		wire_cap_asm_reset(a);
+		return r;
+	}
+	const uint8_t *p = payload;
+	uint32_t total = le_get32(p), off = le_get32(p + 4), n = (uint32_t)len - WIRE_CAP_PIECE_HDR;
+	memcpy(a->buf + off, p + WIRE_CAP_PIECE_HDR, n); /* off + n <= total <= KP_CAP_REC_MAX */
+	a->clock_off = co;
+	if (r == 1) {
+		a->rec_len = total;
+		a->have = total;
+		return 1;
+	}
+	a->rec_len = rl;
+	a->have = next;
+	return 0;
+}
+
 void wire_batch_reset(struct wire_batch *b)
 {
 	b->events.len = 0;
@@ -207,19 +284,30 @@ int wire_body_decode(const struct wire_hdr *h, const void *body, void *raw, size
 	} else {
 		memcpy(raw, body, h->raw_len);
 	}
-	/* Layout: the meta records must exactly fill the rest, each within bounds. */
+	/* Layout: the meta records must exactly fill the rest, each within bounds, and capture
+	 * pieces must add up to whole records. */
 	const uint8_t *p = (const uint8_t *)raw + (size_t)h->n_events * sizeof(struct kp_event);
 	const uint8_t *end = (const uint8_t *)raw + h->raw_len;
+	uint32_t cap_len = 0, cap_next = 0;
+	int64_t cap_clock = 0;
 	for (uint32_t i = 0; i < h->n_meta; i++) {
 		if (end - p < 4)
 			return WIRE_ELAYOUT;
-		uint16_t len = le_get16(p + 2);
+		uint16_t kind = le_get16(p), len = le_get16(p + 2);
 		if (len > WIRE_META_MAX_LEN || end - p - 4 < len)
 			return WIRE_ELAYOUT;
+		if (kind == WIRE_META_CAPTURE) {
+			if (cap_piece_check(&cap_len, &cap_next, &cap_clock, p + 4, len) < 0)
+				return WIRE_EMETA;
+		} else if (cap_len) {
+			return WIRE_EMETA; /* a record cut by another kind */
+		}
 		p += 4 + len;
 	}
 	if (p != end)
 		return WIRE_ELAYOUT;
+	if (cap_len)
+		return WIRE_EMETA; /* the frame ends inside a record */
 	/* Event types out of range are not trusted further down. */
 	const struct kp_event *ev = raw;
 	for (uint32_t i = 0; i < h->n_events; i++)

@@ -20,6 +20,19 @@
  *
  *   meta record:  kind u16 | len u16 | payload[len]
  *
+ *   WIRE_META_CAPTURE payload (one piece of a replay capture record, bpf/capture.h):
+ *        0     4  rec_len    the whole record's length (KP_CAP_HDR_LEN .. KP_CAP_REC_MAX, x8)
+ *        4     4  off        where this piece starts in the record
+ *        8     8  clock_off  epoch ns - CLOCK_MONOTONIC ns on the agent (the record keeps its
+ *                            monotonic times: a replay needs them as the program saw them)
+ *       16        bytes[len - 16]
+ *   A record longer than one meta record allows is split into pieces that follow each other
+ *   in the same frame: the first at off 0 (holding at least the record's 128-byte header,
+ *   whose own len field equals rec_len), each next one where the previous ended, with the same
+ *   rec_len and clock_off, until rec_len bytes are there. A frame whose pieces do not add up
+ *   (a gap, an overlap, another record kind in between, a record left unfinished) is rejected
+ *   whole by wire_body_decode.
+ *
  * Ack (appliance -> agent), 16 bytes: magic "KPA1" u32 | status u32 | seq u64. The appliance
  * acks a frame only once it is durable; (node_id, seq) makes a resend idempotent (WIRE_ACK_DUP).
  * Every length is bounded (WIRE_MAX_*) before it is trusted.
@@ -31,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bpf/capture.h"
 #include "bpf/event.h"
 #include "common/util.h"
 
@@ -53,13 +67,18 @@ enum wire_ack_status {
 };
 
 enum wire_meta_kind {
-	WIRE_META_NODE = 1, /* str name, str kernel release (str = u16 len + bytes) */
-	WIRE_META_PROC = 2, /* struct wire_proc_fixed, then str comm, cmdline, cgroup, container,
-			     * pod, namespace, service */
-	WIRE_META_CONN = 3, /* struct wire_conn */
-	WIRE_META_FILE = 4, /* u32 pid, u32 fd, u64 inode, then str path: what a read/write/fsync
-			     * event's (pid, fd, inode) refers to, for rules like "ledger write" */
+	WIRE_META_NODE = 1,    /* str name, str kernel release (str = u16 len + bytes) */
+	WIRE_META_PROC = 2,    /* struct wire_proc_fixed, then str comm, cmdline, cgroup, container,
+				* pod, namespace, service */
+	WIRE_META_CONN = 3,    /* struct wire_conn */
+	WIRE_META_FILE = 4,    /* u32 pid, u32 fd, u64 inode, then str path: what a read/write/fsync
+				* event's (pid, fd, inode) refers to, for rules like "ledger write" */
+	WIRE_META_CAPTURE = 5, /* a piece of a replay capture record (layout above); only for
+				* processes selected by replay.capture.* */
 };
+
+#define WIRE_CAP_PIECE_HDR 16
+#define WIRE_CAP_PIECE_MAX (WIRE_META_MAX_LEN - WIRE_CAP_PIECE_HDR) /* record bytes per piece */
 
 struct wire_hdr {
 	uint32_t magic;
@@ -132,6 +151,12 @@ void wire_batch_add_proc(struct wire_batch *b, const struct wire_proc *p);
 void wire_batch_add_conn(struct wire_batch *b, const struct wire_conn *c);
 void wire_batch_add_node(struct wire_batch *b, const char *name, const char *kernel);
 void wire_batch_add_file(struct wire_batch *b, const struct wire_file *f);
+/*
+ * Adds one replay capture record (rec[0..len), len = its own len field, at most
+ * KP_CAP_REC_MAX) as WIRE_META_CAPTURE pieces. clock_off: epoch ns - monotonic ns now.
+ * Returns the number of meta records added, or WIRE_ETOOBIG for a length out of bounds.
+ */
+int wire_batch_add_capture(struct wire_batch *b, const void *rec, uint32_t len, int64_t clock_off);
 void wire_batch_reset(struct wire_batch *b);
 void wire_batch_free(struct wire_batch *b);
 
@@ -167,6 +192,21 @@ int wire_conn_decode(const void *payload, uint16_t len, struct wire_conn *c);
 int wire_file_decode(const void *payload, uint16_t len, struct wire_file *f);
 int wire_node_decode(const void *payload, uint16_t len, char *name, size_t namecap, char *kernel,
 		     size_t kernelcap);
+
+/*
+ * Reassembles capture records from the WIRE_META_CAPTURE pieces of a decoded body, fed in
+ * order (wire_body_decode has checked that they add up; this checks again, for callers that
+ * feed pieces from elsewhere). Start with wire_cap_asm_reset.
+ */
+struct wire_cap_asm {
+	uint32_t rec_len, have;
+	int64_t clock_off;
+	_Alignas(8) uint8_t buf[KP_CAP_REC_MAX];
+};
+void wire_cap_asm_reset(struct wire_cap_asm *a);
+/* 1: a record is complete in a->buf (a->rec_len bytes, a->clock_off); 0: more pieces needed;
+ * WIRE_EMETA: the piece does not continue the record being built (the assembler is reset). */
+int wire_cap_piece(struct wire_cap_asm *a, const void *payload, uint16_t len);
 
 /* Acks. */
 void wire_ack_encode(void *out16, uint64_t seq, uint32_t status);

@@ -19,8 +19,10 @@
 #include "graph/engine.h"
 #include "graph/gstore.h"
 #include "graph/tables.h"
+#include "replay/capstore.h"
 #include "store/ingest.h"
 #include "store/store.h"
+#include "store/table.h"
 #include "store/wal.h"
 
 /* ------------------------------------------------------------------ names for the live stream */
@@ -48,7 +50,7 @@ static void names_note(struct appliance *a, uint64_t node, const void *meta, siz
 			snprintf(n->comm, sizeof(n->comm), "%s", p.comm);
 			snprintf(n->service, sizeof(n->service), "%s", p.service);
 		} else if (kind == WIRE_META_NODE) {
-			char name[32], kernel[8];
+			char name[32], kernel[64];
 			if (wire_node_decode(pl, plen, name, sizeof(name), kernel, sizeof(kernel)) < 0)
 				continue;
 			int created;
@@ -56,9 +58,13 @@ static void names_note(struct appliance *a, uint64_t node, const void *meta, siz
 			if (created) {
 				a->node_names = xrealloc(a->node_names, (a->n_node_names + 1) *
 									 sizeof(*a->node_names));
+				a->node_kernels =
+					xrealloc(a->node_kernels,
+						 (a->n_node_names + 1) * sizeof(*a->node_kernels));
 				*v = a->n_node_names++;
 			}
 			snprintf(a->node_names[*v], sizeof(a->node_names[0]), "%s", name);
+			snprintf(a->node_kernels[*v], sizeof(a->node_kernels[0]), "%s", kernel);
 		}
 	}
 	pthread_mutex_unlock(&a->names_mu);
@@ -99,6 +105,8 @@ static void on_frame(void *ctx, uint64_t lsn, const struct wire_hdr *h, const vo
 	if (r < 0)
 		log_error("store: append of frame lsn %llu failed: %s", (unsigned long long)lsn,
 			  store_strerror(r));
+	if (a->cap)
+		capstore_append_frame(a->cap, lsn, h->node_id, meta, meta_len);
 	if (meta_len)
 		names_note(a, h->node_id, meta, meta_len);
 	engine_submit_frame(a->engine, h->node_id, ev, h->n_events, meta, meta_len);
@@ -108,14 +116,22 @@ static void on_frame(void *ctx, uint64_t lsn, const struct wire_hdr *h, const vo
 	}
 }
 
-/* WAL replay at start: back into the store only (the engine analyzes live traffic). */
+/*
+ * WAL replay at start: back into the store and the capture store only (the engine analyzes
+ * live traffic). The replay starts at the lower of the two's recovered LSNs; each takes only
+ * the frames it does not hold.
+ */
 static void on_replay(void *ctx, uint64_t lsn, const struct wire_hdr *h, const void *raw)
 {
 	struct appliance *a = ctx;
 	const struct kp_event *ev = raw;
 	size_t evb = (size_t)h->n_events * sizeof(*ev);
-	store_append(a->store, lsn, h->node_id, ev, h->n_events, (const uint8_t *)raw + evb,
-		     h->raw_len - evb, NULL);
+	if (lsn > store_sealed_lsn(a->store))
+		store_append(a->store, lsn, h->node_id, ev, h->n_events, (const uint8_t *)raw + evb,
+			     h->raw_len - evb, NULL);
+	if (a->cap)
+		capstore_append_frame(a->cap, lsn, h->node_id, (const uint8_t *)raw + evb,
+				      h->raw_len - evb);
 	if (h->raw_len > evb)
 		names_note(a, h->node_id, (const uint8_t *)raw + evb, h->raw_len - evb);
 }
@@ -160,6 +176,22 @@ STAT_GAUGE(m_engine_nodes, es.nodes)
 STAT_GAUGE(m_engine_edges, es.edges)
 STAT_GAUGE(m_engine_requests, es.requests)
 
+#define CAP_GAUGE(fn, field)                                                                       \
+	static double fn(void *ctx)                                                                \
+	{                                                                                          \
+		struct appliance *a = ctx;                                                         \
+		struct capstore_stats cs;                                                          \
+		if (!a->cap)                                                                       \
+			return 0;                                                                  \
+		capstore_stats(a->cap, &cs);                                                       \
+		return (double)cs.field;                                                           \
+	}
+CAP_GAUGE(m_cap_records, records)
+CAP_GAUGE(m_cap_bad, bad_records)
+CAP_GAUGE(m_cap_write_errors, write_errors)
+CAP_GAUGE(m_cap_disk, disk_bytes)
+CAP_GAUGE(m_cap_corrupt, corrupt)
+
 static const struct {
 	const char *name, *help;
 	double (*fn)(void *);
@@ -187,6 +219,13 @@ static const struct {
 	{"kprobe_engine_nodes_total", "graph nodes written", m_engine_nodes},
 	{"kprobe_engine_edges_total", "graph edges written", m_engine_edges},
 	{"kprobe_engine_requests_total", "requests inferred from TCP exchanges", m_engine_requests},
+	{"kprobe_capture_records_total", "replay capture records stored", m_cap_records},
+	{"kprobe_capture_bad_records_total", "malformed replay capture records skipped", m_cap_bad},
+	{"kprobe_capture_write_errors_total", "capture records lost to failed writes",
+	 m_cap_write_errors},
+	{"kprobe_capture_bytes_on_disk", "bytes of capture logs", m_cap_disk},
+	{"kprobe_capture_corrupt_total", "capture log entries that failed their checksum in a read",
+	 m_cap_corrupt},
 };
 
 /* ------------------------------------------------------------------ life cycle */
@@ -225,12 +264,38 @@ static void route(struct appliance *a, enum httpd_listener l, const char *method
 		log_error("httpd: cannot route %s %s: %s", method ? method : "*", path, strerror(-r));
 }
 
+/* Replay sessions: the worker binary, and whether POST /api/v1/replay may run programs. */
+static void replay_setup(struct appliance *a)
+{
+	const char *e = a->cfg->replay_api_enabled;
+	bool loop = !strcmp(a->cfg->api_bind, "127.0.0.1") ||
+		    !strncmp(a->cfg->api_bind, "127.", 4) || !strcmp(a->cfg->api_bind, "::1") ||
+		    !strcmp(a->cfg->api_bind, "localhost");
+	a->replay_enabled = !strcmp(e, "true") || (!strcmp(e, "auto") && loop);
+	/* the worker is kprobed itself; an appliance run inside another binary (the tests)
+	 * uses the kprobed next to it */
+	char self[4000];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	self[n > 0 ? n : 0] = 0;
+	snprintf(a->exe, sizeof(a->exe), "%s", self);
+	char *slash = strrchr(self, '/');
+	if (slash && strcmp(slash + 1, "kprobed")) {
+		snprintf(slash + 1, sizeof(self) - (size_t)(slash + 1 - self), "kprobed");
+		if (access(self, X_OK) == 0)
+			snprintf(a->exe, sizeof(a->exe), "%s", self);
+	}
+	if (!a->replay_enabled)
+		log_info("replay through the API is off (replay.api.enabled = %s, api.bind %s)", e,
+			 a->cfg->api_bind);
+}
+
 int appliance_open(const struct kp_config *cfg, const char *static_dir, struct appliance **out,
 		   char *err, size_t errlen)
 {
 	struct appliance *a = xcalloc(1, sizeof(*a));
 	a->cfg = cfg;
 	pthread_mutex_init(&a->names_mu, NULL);
+	pthread_mutex_init(&a->rs_mu, NULL);
 	snprintf(a->data_dir, sizeof(a->data_dir), "%s", cfg->store_data_dir);
 	int r = mkdir_p(a->data_dir, 0750);
 	if (r < 0) {
@@ -260,6 +325,21 @@ int appliance_open(const struct kp_config *cfg, const char *static_dir, struct a
 		snprintf(err, errlen, "cannot register the graph tables: %s", strerror(-r));
 		goto fail;
 	}
+	/* 2b. The capture store (replay.capture.* records), queryable as FROM syscalls. */
+	char cdir[600];
+	snprintf(cdir, sizeof(cdir), "%s/syscalls", a->data_dir);
+	struct capstore_opts cso = {.dir = cdir,
+				    .max_bytes = (uint64_t)cfg->replay_capture_store_max_mb << 20,
+				    .retention_days = (int)cfg->store_retention_days};
+	r = capstore_open(&a->cap, &cso, err, errlen);
+	if (r < 0)
+		goto fail;
+	r = store_table_register(a->store, capstore_table(), a->cap);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot register the syscalls table: %s", strerror(-r));
+		goto fail;
+	}
+	replay_setup(a);
 	r = engine_open(cfg, a->graph, &a->engine);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot start the causal engine: %s", strerror(-r));
@@ -288,7 +368,7 @@ int appliance_open(const struct kp_config *cfg, const char *static_dir, struct a
 	}
 	if (rec.note[0])
 		log_warn("wal: %s", rec.note);
-	uint64_t sealed = store_sealed_lsn(a->store);
+	uint64_t sealed = KP_MIN(store_sealed_lsn(a->store), capstore_recovered_lsn(a->cap));
 	int64_t replayed = ingest_replay(a->wal, sealed + 1, on_replay, a);
 	if (replayed < 0) {
 		snprintf(err, errlen, "WAL replay from LSN %llu failed: %s",
@@ -315,6 +395,12 @@ int appliance_open(const struct kp_config *cfg, const char *static_dir, struct a
 	route(a, HTTPD_API, "GET", "/api/v1/graph/", HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_SLOW, 0,
 	      api_graph);
 	route(a, HTTPD_API, "GET", "/api/v1/timeline", HTTPD_ROUTE_SLOW, 0, api_timeline);
+	route(a, HTTPD_API, "GET", "/api/v1/replay/recording", HTTPD_ROUTE_SLOW, 0,
+	      api_replay_recording);
+	route(a, HTTPD_API, "POST", "/api/v1/replay/recordings", HTTPD_ROUTE_SLOW,
+	      (size_t)cfg->replay_api_max_recording_mb << 20, api_replay_upload);
+	route(a, HTTPD_API, "POST", "/api/v1/replay", HTTPD_ROUTE_SLOW, 64 << 10, api_replay_run);
+	route(a, HTTPD_API, "GET", "/api/v1/replay/", HTTPD_ROUTE_PREFIX, 0, api_replay_get);
 	route(a, HTTPD_OTLP, "POST", "/v1/traces", HTTPD_ROUTE_SLOW | HTTPD_ROUTE_GZIP,
 	      (size_t)cfg->otlp_max_body_mb << 20, api_otlp);
 	r = httpd_start(a->http, err, errlen);
@@ -353,8 +439,21 @@ fail:
 
 void appliance_tick(struct appliance *a)
 {
-	/* WAL files whose frames are all sealed into segments can go. */
+	/* WAL files whose frames are all sealed into segments, and whose capture records are
+	 * synced into the capture store, can go. */
 	uint64_t sealed = store_sealed_lsn(a->store);
+	if (a->cap) {
+		int r = capstore_sync(a->cap);
+		if (r < 0)
+			log_warn("capture store: sync failed: %s (the WAL keeps the frames)",
+				 strerror(-r));
+		sealed = KP_MIN(sealed, capstore_synced_lsn(a->cap));
+		uint64_t now = now_mono_ns();
+		if (now - a->cap_retention_ns > 60 * NSEC_PER_SEC) {
+			capstore_retention_run(a->cap, 0);
+			a->cap_retention_ns = now;
+		}
+	}
 	if (sealed > a->wal_released) {
 		int r = wal_release(a->wal, sealed);
 		if (r < 0)
@@ -383,6 +482,7 @@ void appliance_close(struct appliance *a)
 		engine_close(a->engine);
 	if (a->store)
 		store_close(a->store);
+	capstore_close(a->cap);
 	if (a->wal)
 		wal_close(a->wal);
 	if (a->graph)
@@ -393,6 +493,10 @@ void appliance_close(struct appliance *a)
 	hmap_free(&a->nodes);
 	free(a->name_v);
 	free(a->node_names);
+	free(a->node_kernels);
+	for (size_t i = 0; i < KP_ARRAY_SIZE(a->sessions); i++)
+		free(a->sessions[i].json);
+	pthread_mutex_destroy(&a->rs_mu);
 	pthread_mutex_destroy(&a->names_mu);
 	free(a);
 }

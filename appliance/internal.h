@@ -6,6 +6,8 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 
 #include "appliance/appliance.h"
 #include "common/hmap.h"
@@ -17,6 +19,7 @@ struct ingest;
 struct gstore;
 struct engine;
 struct correlate;
+struct capstore;
 
 struct appliance {
 	const struct kp_config *cfg;
@@ -39,7 +42,21 @@ struct appliance {
 	size_t n_names;
 	struct hmap nodes; /* node id -> index into node_names */
 	char (*node_names)[32];
+	char (*node_kernels)[64];
 	size_t n_node_names;
+
+	/* replay capture and replay sessions (replayapi.c) */
+	struct capstore *cap; /* <dataDir>/syscalls; NULL when it could not open */
+	uint64_t cap_retention_ns;
+	char exe[4096]; /* the kprobed binary, for `kprobed --replay-worker` */
+	bool replay_enabled;
+	pthread_mutex_t rs_mu;
+	atomic_int replays_running;
+	_Atomic uint64_t replay_next;
+	struct {
+		uint64_t id;
+		char *json;
+	} sessions[16];
 };
 
 /* graphapi.c */
@@ -55,6 +72,12 @@ extern const struct store_txn_resolver appliance_txn_resolver;
 
 /* timeline.c */
 void api_timeline(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);
+
+/* replayapi.c */
+void api_replay_recording(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);
+void api_replay_upload(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);
+void api_replay_run(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);
+void api_replay_get(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);
 
 /* queryapi.c */
 void api_query(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);

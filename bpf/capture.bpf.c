@@ -664,8 +664,33 @@ static __always_inline int on_exec(struct task_struct *p, struct linux_binprm *b
 	hdr_init(s, KP_CAP_EXEC, bpf_get_current_pid_tgid());
 	const char *fn = BPF_CORE_READ(bprm, filename);
 	long n = bpf_probe_read_kernel_str(&s->data[0], 256, fn);
-	s->hdr.payload_len = n > 0 ? (__u32)n : 0;
-	emit(s, KP_CAP_HDR_LEN + s->hdr.payload_len);
+	__u64 plen = n > 0 ? (__u32)n : 0;
+	s->hdr.payload_len = (__u32)plen;
+	/* aux: the argument vector, already on the new stack (current is p, its mm the new one) */
+	struct mm_struct *mm = BPF_CORE_READ(p, mm);
+	__u64 a0 = mm ? BPF_CORE_READ(mm, arg_start) : 0, a1 = mm ? BPF_CORE_READ(mm, arg_end) : 0;
+	__u64 alen = a1 > a0 ? a1 - a0 : 0;
+	if (alen > KP_CAP_MAX_AUX)
+		alen = KP_CAP_MAX_AUX;
+	plen = bound(plen, 511);
+	alen = bound(alen, 2 * KP_CAP_MAX_AUX - 1);
+	if (alen && bpf_probe_read_user(&s->data[plen], alen, (const void *)a0) == 0)
+		s->hdr.aux_len = (__u16)alen;
+	/* args[0]: AT_BASE, where the dynamic loader was mapped (the auxv the kernel saved) */
+	if (mm) {
+		const __u64 *auxv =
+			(const void *)mm + bpf_core_field_offset(struct mm_struct, saved_auxv);
+		for (int i = 0; i < 28; i++) {
+			__u64 kv[2];
+			if (bpf_probe_read_kernel(kv, sizeof(kv), auxv + 2 * i) || kv[0] == 0)
+				break;
+			if (kv[0] == 7 /* AT_BASE */) {
+				s->hdr.args[0] = kv[1];
+				break;
+			}
+		}
+	}
+	emit(s, KP_CAP_HDR_LEN + plen + s->hdr.aux_len);
 	return 0;
 }
 

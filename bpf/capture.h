@@ -28,10 +28,18 @@
  *   +----------------------------+
  *
  * Process events use the same header: KP_CAP_FORK (args[0] child tid, args[1] child tgid,
- * KP_CAP_F_THREAD for a thread), KP_CAP_EXEC (payload: the file name), KP_CAP_EXIT (ret: the
+ * KP_CAP_F_THREAD for a thread), KP_CAP_EXEC (payload: the file name; aux: the new argument
+ * vector as NUL-terminated strings, as in /proc/PID/cmdline, cut at KP_CAP_MAX_AUX bytes, so a
+ * recording built from the agent's capture knows the command line; args[0]: AT_BASE, where the
+ * dynamic loader was mapped, 0 for a static program), KP_CAP_EXIT (ret: the
  * exit code as the kernel keeps it, i.e. a wait status). KP_CAP_LOADER comes from user space
- * (the recorder, at an exec stop): args[0..1] the address range of the process's dynamic
- * loader from then on; the recording writer flags calls made from there KP_CAP_F_LOADER.
+ * (the recorder at an exec stop, the agent when it drains an exec record): args[0..1] the
+ * address range of the process's dynamic loader from then on (0, 0: none known); the recording
+ * writer flags calls made from there KP_CAP_F_LOADER. The agent's also carry, as payload, the
+ * process's working directory, a NUL, and its environment (NUL-separated), read from /proc.
+ * KP_CAP_LOST comes from user space too (the agent): args[0] records the kernel side lost
+ * (ring buffer full) since the previous KP_CAP_LOST, pid/tid 0, ts_exit when it was noticed;
+ * the appliance marks recordings that overlap it incomplete. Recordings never hold one.
  */
 #ifndef KP_CAPTURE_H
 #define KP_CAPTURE_H
@@ -52,6 +60,7 @@ enum kp_cap_kind {
 	KP_CAP_EXEC = 3,
 	KP_CAP_EXIT = 4,
 	KP_CAP_LOADER = 5,
+	KP_CAP_LOST = 6,
 };
 
 /* kp_cap_rec.flags */

@@ -19,6 +19,7 @@
 #include "appliance/appliance.h"
 #include "common/config.h"
 #include "common/util.h"
+#include "replay/cli.h"
 #include "store/ingest.h"
 #include "store/wal.h"
 
@@ -45,7 +46,10 @@ static void usage(FILE *out)
 		"  --events            with --dump-wal: also one line per event\n"
 		"  --print-config      print the effective configuration and exit\n"
 		"  --help-config       list every configuration key with its default and exit\n"
-		"  -h, --help          this help\n");
+		"  -h, --help          this help\n"
+		"\n"
+		"kprobed --replay-worker ... is internal: kprobed starts itself that way to run one\n"
+		"replay for POST /api/v1/replay in a process of its own.\n");
 }
 
 /* ---- --dump-wal ---- */
@@ -289,6 +293,9 @@ static int run_appliance(const struct kp_config *cfg, const char *port_file, con
 
 int main(int argc, char **argv)
 {
+	/* internal: one replay for POST /api/v1/replay, started by kprobed itself */
+	if (argc > 1 && !strcmp(argv[1], "--replay-worker"))
+		return replay_worker_main(argc - 1, argv + 1);
 	log_init("kprobed");
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {

@@ -174,7 +174,19 @@ struct kp_strlist {
 	X(LIST, replay_capture_cgroups, "replay.capture.cgroups", "", 0, 0,                        \
 	  "... of tasks in these cgroup directories")                                              \
 	X(INT, replay_capture_max_bytes, "replay.capture.maxBytes", 4096, 0, 65536,                \
-	  "payload bytes kept per input call; longer payloads are flagged truncated")
+	  "payload bytes kept per input call; longer payloads are flagged truncated")             \
+	X(INT, replay_capture_store_max_mb, "replay.capture.storeMaxMb", 2048, 16, 1048576,        \
+	  "kprobed: disk kept for capture records (store.dataDir/syscalls); oldest go first")     \
+	X(ENUM, replay_api_enabled, "replay.api.enabled", 0, 0, "auto|true|false",                 \
+	  "kprobed: POST /api/v1/replay runs programs on this host; auto = only when api.bind is " \
+	  "a loopback address")                                                                    \
+	X(INT, replay_api_max_concurrent, "replay.api.maxConcurrent", 1, 1, 8,                     \
+	  "kprobed: replays run at once through the API; more are answered 429")                  \
+	X(INT, replay_api_timeout_ms, "replay.api.timeoutMs", 20000, 1000, 3600000,                \
+	  "kprobed: a replay run through the API is killed after this (at most api.queryTimeoutMs " \
+	  "less 2 s)")                                                                             \
+	X(INT, replay_api_max_recording_mb, "replay.api.maxRecordingMb", 128, 1, 4096,             \
+	  "kprobed: recordings built or uploaded through the API are at most this large")
 
 #define KP_CFG_FIELD_BOOL(f) bool f;
 #define KP_CFG_FIELD_INT(f)  int64_t f;

@@ -22,6 +22,7 @@
 #include "bpf/capture.skel.h"
 #include "common/util.h"
 #include "replay/capture.h"
+#include "replay/internal.h"
 #include "replay/sysc.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
@@ -307,4 +308,9 @@ void capture_close(struct capture *c)
 	ring_buffer__free(c->rb);
 	capture_bpf__destroy(c->skel);
 	free(c);
+}
+
+int capture_loader_range(pid_t pid, uint64_t *lo, uint64_t *hi)
+{
+	return replay__loader_range(pid, lo, hi);
 }

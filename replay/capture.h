@@ -69,4 +69,11 @@ void capture_stats(struct capture *c, struct capture_stats *st);
 
 void capture_close(struct capture *c);
 
+/*
+ * The address range of a running process's dynamic loader (the ELF interpreter mapped at
+ * AT_BASE), for a KP_CAP_LOADER record. Returns 0, -ENOENT for a static program, or -errno
+ * (the process is gone).
+ */
+int capture_loader_range(pid_t pid, uint64_t *lo, uint64_t *hi);
+
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -21,8 +22,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/ship.h"
+#include "cli/cli.h"
 #include "common/config.h"
+#include "common/json.h"
 #include "common/util.h"
+#include "httpd/client.h"
 #include "replay/capture.h"
 #include "bpf/capture.h"
 #include "replay/cli.h"
@@ -47,6 +52,66 @@ static uint64_t clock_ns(clockid_t id)
 	struct timespec ts;
 	clock_gettime(id, &ts);
 	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* ================================================================== the appliance */
+
+/*
+ * Where kprobed's API is: --appliance URL ("http://host:port", "host:port", "port"), else
+ * `kprobe up`'s ./kprobe-data/kprobed.ports, else api.bind:api.port from the configuration.
+ */
+static int appliance_addr(const char *url, char *host, size_t hostcap, int *port)
+{
+	char tmp[512];
+	const char *u = url;
+	if (u && !strncmp(u, "http://", 7))
+		u += 7;
+	if (u) {
+		snprintf(tmp, sizeof(tmp), "%s", u);
+		size_t n = strlen(tmp);
+		while (n && tmp[n - 1] == '/')
+			tmp[--n] = 0;
+		u = tmp;
+	}
+	return cli_resolve_api(u, NULL, host, hostcap, port);
+}
+
+static const char *auth_header(const char *token, char *buf, size_t cap)
+{
+	if (!token)
+		token = getenv("KPROBE_TOKEN");
+	if (!token || !*token)
+		return NULL;
+	snprintf(buf, cap, "Authorization: Bearer %s", token);
+	return buf;
+}
+
+/* The "error" of a JSON error answer, or the body. */
+static void answer_error(const struct httpc_resp *r, char *out, size_t cap)
+{
+	struct json *root;
+	char jerr[64];
+	size_t pos;
+	struct json_doc *d = json_parse(r->body.data ? r->body.data : "", r->body.len, &root, jerr,
+					sizeof(jerr), &pos);
+	const struct json *m = d ? json_get(root, "error") : NULL;
+	snprintf(out, cap, "%s",
+		 m && m->type == JSON_STR ? m->u.str.s
+		 : r->body.data		  ? r->body.data
+					  : "");
+	json_free(d);
+}
+
+static void url_put(struct kp_buf *b, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '_' || c == '.' || c == '~')
+			buf_append(b, s, 1);
+		else
+			buf_printf(b, "%%%02X", c);
+	}
 }
 
 /* ================================================================== record */
@@ -86,7 +151,14 @@ static void record_usage(FILE *out)
 		"                    answer they send after CMD gave up is in the recording "
 		"(default\n"
 		"                    1s with --pid, else 0)\n"
-		"  --appliance URL   also ship the recording to kprobed (not available yet)\n"
+		"  --appliance URL   also ship the recording to kprobed (http://host:port of its\n"
+		"                    API): its records join the appliance's capture store, so\n"
+		"                    `kprobe replay --pid P --from T --to T` and FROM syscalls\n"
+		"                    find them there as for processes the agent captured\n"
+		"                    (replay.capture.*). Without an agent capturing CMD, this is\n"
+		"                    how a recording reaches the appliance. KPROBE_TOKEN or\n"
+		"                    --token T: the API's bearer token\n"
+		"  --token T         bearer token for --appliance (api.auth.enabled)\n"
 		"  --config FILE, --set KEY=VALUE   configuration (probe.ebpf.ringBufferSizeKb: "
 		"the\n"
 		"                    ring buffer is at least 64 MiB for a recording)\n"
@@ -221,11 +293,82 @@ static void rtrace_reap(struct rtrace *t)
 	}
 }
 
+/* Uploads the recording file to kprobed (POST /api/v1/replay/recordings), as this node. */
+static int ship_recording(const char *file, const char *host, int port, const char *token,
+			  bool quiet)
+{
+	struct kp_buf body = {0};
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "kprobe record: cannot read back %s: %s\n", file, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	buf_reserve(&body, (size_t)st.st_size + 1);
+	if (read_full(fd, body.data, (size_t)st.st_size) < 0) {
+		fprintf(stderr, "kprobe record: cannot read back %s: %s\n", file, strerror(errno));
+		close(fd);
+		buf_free(&body);
+		return -1;
+	}
+	body.len = (size_t)st.st_size;
+	close(fd);
+	struct kp_config cfg;
+	config_init(&cfg);
+	char err[512];
+	const char *defcfg = config_default_path();
+	if (defcfg)
+		config_load_file(&cfg, defcfg, err, sizeof(err));
+	struct utsname un;
+	uname(&un);
+	/* the node id the agent on this host ships under, so both sources line up */
+	uint64_t node = ship_node_id(
+		cfg.agent_node_name && *cfg.agent_node_name ? cfg.agent_node_name : un.nodename);
+	config_free(&cfg);
+	char path[128], auth[600];
+	snprintf(path, sizeof(path), "/api/v1/replay/recordings?node=%" PRIu64, node);
+	const char *headers[3] = {"Content-Type: application/octet-stream",
+				  auth_header(token, auth, sizeof(auth)), NULL};
+	struct httpc_req req = {.method = "POST",
+				.path = path,
+				.headers = headers,
+				.body = body.data,
+				.body_len = body.len,
+				.timeout_ms = 120000};
+	struct httpc_resp resp = {0};
+	int r = httpc_request(host, port, &req, &resp, err, sizeof(err));
+	buf_free(&body);
+	if (r < 0) {
+		fprintf(stderr,
+			"kprobe record: the recording is in %s, but kprobed at %s:%d cannot "
+			"be reached: %s\n",
+			file, host, port, err);
+		return -1;
+	}
+	if (resp.status != 200) {
+		char m[1024];
+		answer_error(&resp, m, sizeof(m));
+		fprintf(stderr,
+			"kprobe record: the recording is in %s, but kprobed refused it "
+			"(HTTP %d): %s\n",
+			file, resp.status, m);
+		httpc_resp_free(&resp);
+		return -1;
+	}
+	if (!quiet)
+		fprintf(stderr, "kprobe record: shipped to kprobed at %s:%d: %s\n", host, port,
+			resp.body.data);
+	httpc_resp_free(&resp);
+	return 0;
+}
+
 int replay_cmd_record(int argc, char **argv)
 {
 	struct kp_config cfg;
 	char err[1024];
-	const char *out = NULL, *appliance = NULL;
+	const char *out = NULL, *appliance = NULL, *token = NULL;
 	uint64_t linger = UINT64_MAX;
 	long max_bytes = KP_CAP_MAX_PAYLOAD;
 	pid_t peers[64];
@@ -272,6 +415,8 @@ int replay_cmd_record(int argc, char **argv)
 			peers[npeers++] = (pid_t)p;
 		} else if (!strcmp(a, "--appliance") && i + 1 < argc) {
 			appliance = argv[++i];
+		} else if (!strcmp(a, "--token") && i + 1 < argc) {
+			token = argv[++i];
 		} else if (!strcmp(a, "--max-bytes") && i + 1 < argc) {
 			char *end;
 			max_bytes = strtol(argv[++i], &end, 10);
@@ -302,11 +447,11 @@ int replay_cmd_record(int argc, char **argv)
 				"--help)\n");
 		return 2;
 	}
-	if (appliance) {
-		fprintf(stderr, "kprobe record: --appliance: shipping recordings to kprobed is not "
-				"available yet (the appliance has no replay endpoint); record to a "
-				"file and "
-				"copy it\n");
+	char ahost[256];
+	int aport = 0;
+	if (appliance && appliance_addr(appliance, ahost, sizeof(ahost), &aport) < 0) {
+		fprintf(stderr, "kprobe record: --appliance '%s': expected http://HOST:PORT\n",
+			appliance);
 		return 2;
 	}
 
@@ -469,6 +614,8 @@ int replay_cmd_record(int argc, char **argv)
 			cs.dropped, out);
 		return REPLAY_EXIT_ERROR;
 	}
+	if (appliance && ship_recording(out, ahost, aport, token, quiet) < 0)
+		return REPLAY_EXIT_ERROR;
 	return exit_code_of(status);
 }
 
@@ -510,8 +657,20 @@ static void replay_usage(FILE *out)
 		"\n"
 		"Source:\n"
 		"  FILE                 a recording written by `kprobe record`\n"
-		"  --incident KEY, --pid P --from T --to T, --appliance URL\n"
-		"                       fetch a recording from kprobed (not available yet)\n"
+		"  --pid P --from T --to T [--node N]\n"
+		"                       fetch from kprobed a recording of process P (and what it\n"
+		"                       forked, and the captured peers it talked to) between T "
+		"and\n"
+		"                       T: epoch ns, a duration ago (15m), or RFC 3339 UTC\n"
+		"                       (2026-05-01T10:00:00Z). Needs the process captured\n"
+		"                       (replay.capture.* on its node's agent, or kprobe record\n"
+		"                       --appliance); N: the node id when several captured P\n"
+		"  --incident KEY       the same for the process of a transaction (trace, span or\n"
+		"                       transaction id), from its exec to its exit\n"
+		"  --appliance URL      kprobed's API (http://host:port; default: kprobe up's\n"
+		"                       ./kprobe-data, else api.bind:api.port); KPROBE_TOKEN or\n"
+		"                       --token T when api.auth.enabled\n"
+		"  --save FILE          also keep the fetched recording in FILE\n"
 		"Injections:\n"
 		"  --delay CALL[:fd=N][:nth=K]:+DURATION   that call completes DURATION later "
 		"(virtual\n"
@@ -532,6 +691,9 @@ static void replay_usage(FILE *out)
 		"  -v, --verbose        notes as they happen (-v -v: a line per served call)\n"
 		"  -q, --quiet          no summary lines\n"
 		"  --list               print what the recording holds (threads, calls) and exit\n"
+		"  --json               print the result as one JSON object on stdout (the shape "
+		"of\n"
+		"                       kprobed's POST /api/v1/replay); CMD's stdout goes in it\n"
 		"  --keep-env           run CMD with this environment and working directory "
 		"instead\n"
 		"                       of the recorded ones (they are inputs too: $PWD, $HOME, "
@@ -615,9 +777,94 @@ static bool out_same(const struct kp_buf *a, const struct kp_buf *b)
 	return a->len == b->len && (!a->len || !memcmp(a->data, b->data, a->len));
 }
 
+/* Fetches a recording from kprobed. 0 with *out, or the exit status to return. */
+static int fetch_recording(const char *appliance, const char *token, const char *incident,
+			   const char *pid, const char *from, const char *to, const char *node,
+			   const char *save, bool quiet, struct rec **out)
+{
+	char host[256], err[1024], auth[600];
+	int port;
+	if (appliance_addr(appliance, host, sizeof(host), &port) < 0) {
+		fprintf(stderr, "kprobe replay: --appliance '%s': expected http://HOST:PORT\n",
+			appliance);
+		return 2;
+	}
+	struct kp_buf path = {0};
+	buf_puts(&path, "/api/v1/replay/recording?");
+	if (incident) {
+		buf_puts(&path, "incident=");
+		url_put(&path, incident);
+	} else {
+		buf_puts(&path, "pid=");
+		url_put(&path, pid);
+		buf_puts(&path, "&from=");
+		url_put(&path, from);
+		buf_puts(&path, "&to=");
+		url_put(&path, to);
+	}
+	if (node) {
+		buf_puts(&path, "&node=");
+		url_put(&path, node);
+	}
+	const char *headers[2] = {auth_header(token, auth, sizeof(auth)), NULL};
+	struct httpc_req req = {.path = path.data,
+				.headers = headers,
+				.max_body = (size_t)4 << 30,
+				.timeout_ms = 120000};
+	struct httpc_resp resp = {0};
+	if (!quiet)
+		fprintf(stderr,
+			"kprobe replay: fetching the recording of %s%s from kprobed at "
+			"%s:%d\n",
+			incident ? "incident " : "pid ", incident ? incident : pid, host, port);
+	int rc = httpc_request(host, port, &req, &resp, err, sizeof(err));
+	buf_free(&path);
+	if (rc < 0) {
+		fprintf(stderr,
+			"kprobe replay: cannot reach kprobed at %s:%d: %s (is it running? "
+			"`kprobe up`, or --appliance http://HOST:PORT)\n",
+			host, port, err);
+		return REPLAY_EXIT_ERROR;
+	}
+	if (resp.status != 200) {
+		char m[1024];
+		answer_error(&resp, m, sizeof(m));
+		fprintf(stderr, "kprobe replay: kprobed has no recording for that (HTTP %d): %s\n",
+			resp.status, m);
+		httpc_resp_free(&resp);
+		return resp.status == 400 ? 2 : REPLAY_EXIT_ERROR;
+	}
+	char hb[1024];
+	if (!quiet && httpc_resp_header(&resp, "x-kprobe-recording", hb, sizeof(hb)))
+		fprintf(stderr, "kprobe replay: recording: %s (%zu KiB)\n", hb,
+			resp.body.len >> 10);
+	if (httpc_resp_header(&resp, "x-kprobe-note", hb, sizeof(hb)))
+		fprintf(stderr, "kprobe replay: note: %s\n", hb);
+	if (save) {
+		int fd = open(save, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0 || write_full(fd, resp.body.data, resp.body.len) < 0)
+			fprintf(stderr, "kprobe replay: cannot save the recording to %s: %s\n",
+				save, strerror(errno));
+		else if (!quiet)
+			fprintf(stderr, "kprobe replay: saved to %s\n", save);
+		if (fd >= 0)
+			close(fd);
+	}
+	rc = rec_open_mem(out, resp.body.data, resp.body.len, err, sizeof(err));
+	httpc_resp_free(&resp);
+	if (rc < 0) {
+		fprintf(stderr, "kprobe replay: the recording kprobed sent does not read: %s\n",
+			err);
+		return REPLAY_EXIT_ERROR;
+	}
+	return 0;
+}
+
 int replay_cmd_replay(int argc, char **argv)
 {
-	const char *file = NULL, *remote = NULL;
+	const char *file = NULL, *appliance = NULL, *incident = NULL, *rpid = NULL, *rfrom = NULL,
+		   *rto = NULL, *rnode = NULL, *token = NULL, *save = NULL;
+	bool json = false;
 	struct replay_inj inj[64];
 	int ninj = 0, verbose = 0, cmd_at = -1;
 	long fuzz = 0;
@@ -670,12 +917,24 @@ int replay_cmd_replay(int argc, char **argv)
 			seed = strtoull(argv[++i], NULL, 0);
 			if (!seed)
 				seed = 1;
-		} else if ((!strcmp(a, "--incident") || !strcmp(a, "--pid") ||
-			    !strcmp(a, "--from") || !strcmp(a, "--to") ||
-			    !strcmp(a, "--appliance")) &&
-			   more) {
-			remote = a;
-			i++;
+		} else if (!strcmp(a, "--incident") && more) {
+			incident = argv[++i];
+		} else if (!strcmp(a, "--pid") && more) {
+			rpid = argv[++i];
+		} else if (!strcmp(a, "--from") && more) {
+			rfrom = argv[++i];
+		} else if (!strcmp(a, "--to") && more) {
+			rto = argv[++i];
+		} else if (!strcmp(a, "--node") && more) {
+			rnode = argv[++i];
+		} else if (!strcmp(a, "--appliance") && more) {
+			appliance = argv[++i];
+		} else if (!strcmp(a, "--token") && more) {
+			token = argv[++i];
+		} else if (!strcmp(a, "--save") && more) {
+			save = argv[++i];
+		} else if (!strcmp(a, "--json")) {
+			json = true;
 		} else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
 			verbose++;
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
@@ -694,22 +953,39 @@ int replay_cmd_replay(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (remote) {
-		fprintf(stderr,
-			"kprobe replay: %s: fetching recordings from kprobed is not "
-			"available yet (the appliance has no replay endpoint); replay a FILE "
-			"written "
-			"by `kprobe record`\n",
-			remote);
+	bool remote = incident || rpid || rfrom || rto || rnode;
+	if (remote && file) {
+		fprintf(stderr, "kprobe replay: give a FILE or --incident / --pid, not both\n");
 		return 2;
 	}
-	if (!file) {
-		fprintf(stderr, "kprobe replay: which recording? (kprobe replay FILE [-- CMD], see "
-				"--help)\n");
+	if (remote && (incident ? rpid || rfrom || rto : !(rpid && rfrom && rto))) {
+		fprintf(stderr,
+			"kprobe replay: fetch either --incident KEY or --pid P --from T --to "
+			"T (see --help)\n");
+		return 2;
+	}
+	if (!remote && (appliance || save)) {
+		fprintf(stderr,
+			"kprobe replay: --appliance and --save go with --incident or --pid\n");
+		return 2;
+	}
+	if (!file && !remote) {
+		fprintf(stderr, "kprobe replay: which recording? (kprobe replay FILE [-- CMD], or "
+				"--incident KEY, or --pid P --from T --to T; see --help)\n");
+		return 2;
+	}
+	if (json && fuzz) {
+		fprintf(stderr, "kprobe replay: --json and --fuzz do not go together\n");
 		return 2;
 	}
 	struct rec *r;
-	if (rec_open(&r, file, err, sizeof(err)) < 0) {
+	if (remote) {
+		int fr = fetch_recording(appliance, token, incident, rpid, rfrom, rto, rnode, save,
+					 quiet, &r);
+		if (fr)
+			return fr;
+		file = incident ? incident : rpid;
+	} else if (rec_open(&r, file, err, sizeof(err)) < 0) {
 		fprintf(stderr, "kprobe replay: %s\n", err);
 		return REPLAY_EXIT_ERROR;
 	}
@@ -744,7 +1020,15 @@ int replay_cmd_replay(int argc, char **argv)
 		.keep_env = keep_env,
 	};
 	struct replay_result res;
-	int code;
+	int code, jnull = -1, jerr = -1;
+	if (json) {
+		/* CMD's output goes into the JSON, not onto our stdout */
+		jnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		jerr = memfd_create("kprobe-replay-stderr", MFD_CLOEXEC);
+		o.stdout_fd = jnull;
+		o.stderr_fd = jerr;
+		quiet = true;
+	}
 	if (!fuzz) {
 		int ret = replay_run(&o, &res, err, sizeof(err));
 		if (ret < 0) {
@@ -753,6 +1037,21 @@ int replay_cmd_replay(int argc, char **argv)
 			buf_free(&ro.out);
 			rec_close(r);
 			return REPLAY_EXIT_ERROR;
+		}
+		if (json) {
+			char eb[65537];
+			ssize_t en = jerr >= 0 ? pread(jerr, eb, sizeof(eb), 0) : 0;
+			en = en < 0 ? 0 : en;
+			struct kp_buf jb = {0};
+			replay_result_json(&jb, &res, &ro, eb, KP_MIN((size_t)en, (size_t)65536),
+					   en > 65536, 65536);
+			buf_puts(&jb, "\n");
+			fwrite(jb.data, 1, jb.len, stdout);
+			buf_free(&jb);
+			if (jnull >= 0)
+				close(jnull);
+			if (jerr >= 0)
+				close(jerr);
 		}
 		if (res.diverged || res.failed) {
 			fprintf(stderr, "kprobe replay: %s",

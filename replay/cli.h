@@ -8,4 +8,8 @@
 int replay_cmd_record(int argc, char **argv);
 int replay_cmd_replay(int argc, char **argv);
 
+/* `kprobed --replay-worker ...` (argv[0] = "--replay-worker"): one replay for kprobed's API,
+ * its result as JSON on stdout. See replay/worker.c. */
+int replay_worker_main(int argc, char **argv);
+
 #endif

@@ -273,14 +273,13 @@ static const char *base_name(const char *p, size_t n)
  *
  *   trailer: magic "KPRE" u32 | zero u32 | file length u64 (a cut file is detected)
  */
-int rec_writer_finish(struct rec_writer *w, const char *path, struct rec_summary *sum, char *err,
-		      size_t errlen)
+int rec_writer_finish_mem(struct rec_writer *w, struct kp_buf *out, struct rec_summary *sum,
+			  char *err, size_t errlen)
 {
 	struct tmap tm = {0};
-	struct kp_buf out = {0};
-	int ret = 0, fd = -1;
-	char tmp[4096];
+	int ret = 0;
 	struct rec_meta *m = &w->meta;
+	out->len = 0;
 	if (!w->have_meta) {
 		snprintf(err, errlen, "recording has no metadata (internal error)");
 		return -EINVAL;
@@ -432,15 +431,15 @@ int rec_writer_finish(struct rec_writer *w, const char *path, struct rec_summary
 	}
 	put32(h + 136, (uint32_t)meta.len);
 	put32(h + 140, (uint32_t)m->envc);
-	buf_append(&out, h, sizeof(h));
-	buf_append(&out, meta.data, meta.len);
+	buf_append(out, h, sizeof(h));
+	buf_append(out, meta.data, meta.len);
 	buf_free(&meta);
 	uint8_t ck[8];
-	put64(ck, XXH3_64bits(out.data, out.len));
-	buf_append(&out, ck, 8);
+	put64(ck, XXH3_64bits(out->data, out->len));
+	buf_append(out, ck, 8);
 
 	/* Thread table, then streams. */
-	size_t table_at = out.len;
+	size_t table_at = out->len;
 	uint64_t stream_off = table_at + (uint64_t)tm.n * THREAD_ENT + 8;
 	for (int i = 0; i < tm.n; i++) {
 		struct wthread *t = &tm.v[i];
@@ -459,7 +458,7 @@ int rec_writer_finish(struct rec_writer *w, const char *path, struct rec_summary
 		put64(e + 56, t->stream.len);
 		put64(e + 64, XXH3_64bits(t->stream.data, t->stream.len));
 		memcpy(e + 72, t->t.exe, 56);
-		buf_append(&out, e, sizeof(e));
+		buf_append(out, e, sizeof(e));
 		stream_off += t->stream.len;
 		if (sum) {
 			sum->threads++;
@@ -469,15 +468,36 @@ int rec_writer_finish(struct rec_writer *w, const char *path, struct rec_summary
 				sum->peers++;
 		}
 	}
-	put64(ck, XXH3_64bits(out.data + table_at, out.len - table_at));
-	buf_append(&out, ck, 8);
+	put64(ck, XXH3_64bits(out->data + table_at, out->len - table_at));
+	buf_append(out, ck, 8);
 	for (int i = 0; i < tm.n; i++)
-		buf_append(&out, tm.v[i].stream.data, tm.v[i].stream.len);
+		buf_append(out, tm.v[i].stream.data, tm.v[i].stream.len);
 	uint8_t tr[TRAILER_LEN] = {0};
 	put32(tr, REC_TRAILER_MAGIC);
-	put64(tr + 8, out.len + TRAILER_LEN);
-	buf_append(&out, tr, sizeof(tr));
+	put64(tr + 8, out->len + TRAILER_LEN);
+	buf_append(out, tr, sizeof(tr));
 
+	if (sum) {
+		sum->calls = seq;
+		sum->file_bytes = out->len;
+	}
+cleanup:
+	for (int i = 0; i < tm.n; i++)
+		buf_free(&tm.v[i].stream);
+	free(tm.v);
+	free(lr);
+	return ret;
+}
+
+int rec_writer_finish(struct rec_writer *w, const char *path, struct rec_summary *sum, char *err,
+		      size_t errlen)
+{
+	struct kp_buf out = {0};
+	char tmp[4096];
+	int fd = -1;
+	int ret = rec_writer_finish_mem(w, &out, sum, err, errlen);
+	if (ret < 0)
+		goto cleanup;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
@@ -496,17 +516,9 @@ int rec_writer_finish(struct rec_writer *w, const char *path, struct rec_summary
 		unlink(tmp);
 		goto cleanup;
 	}
-	if (sum) {
-		sum->calls = seq;
-		sum->file_bytes = out.len;
-	}
 cleanup:
 	if (fd >= 0)
 		close(fd);
-	for (int i = 0; i < tm.n; i++)
-		buf_free(&tm.v[i].stream);
-	free(tm.v);
-	free(lr);
 	buf_free(&out);
 	return ret;
 }

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "bpf/capture.h"
+#include "common/util.h"
 
 #define REC_MAGIC	  0x4352504bu /* "KPRC" */
 #define REC_TRAILER_MAGIC 0x4552504bu /* "KPRE" */
@@ -101,6 +102,9 @@ uint64_t rec_writer_rejected(const struct rec_writer *w);
  */
 int rec_writer_finish(struct rec_writer *w, const char *path, struct rec_summary *sum, char *err,
 		      size_t errlen);
+/* The same into out (replaced; the caller frees it), for the appliance's HTTP answers. */
+int rec_writer_finish_mem(struct rec_writer *w, struct kp_buf *out, struct rec_summary *sum,
+			  char *err, size_t errlen);
 void rec_writer_free(struct rec_writer *w);
 
 /* ---- reading ---- */

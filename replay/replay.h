@@ -64,11 +64,23 @@ struct replay_opts {
 	bool keep_env;		  /* run in this environment and cwd, not the recorded ones */
 };
 
+/* The first divergence, field by field (the same as the report's text). */
+struct replay_divergence {
+	uint32_t tid;	    /* the replayed thread */
+	uint32_t rec_tid;   /* the recorded thread it plays */
+	uint32_t ord;	    /* the call's ordinal in that thread's recorded stream */
+	uint64_t seq;	    /* ... and in the recording's global order */
+	char call[256];	    /* what the program called: "sendto(fd=3, 12 bytes)" */
+	char recorded[256]; /* what the recording has there, with its result */
+	char why[2048];	    /* what differs; for bytes, "expected: ..." and "actual: ..." lines */
+};
+
 struct replay_result {
 	int status;	      /* wait status of the command's first process (-1 unknown) */
 	bool diverged;	      /* a divergence stopped the run */
 	bool failed;	      /* the replay could not continue (report says why) */
 	struct kp_buf report; /* the divergence / failure report, human text */
+	struct replay_divergence div; /* when diverged */
 	struct kp_buf notes;  /* off-script transitions, injections applied, order breaks */
 	struct kp_buf out;    /* bytes the replayed command wrote to its stdout */
 	bool out_cut;	      /* more than could be kept */
@@ -109,5 +121,29 @@ struct replay_outcome {
 void replay_recorded_outcome(const struct rec *r, struct replay_outcome *o);
 /* "succeeded", "failed (timeout)", "killed (SIGSEGV)" */
 void replay_outcome_str(int status, const char *reason, char *buf, size_t len);
+
+/*
+ * Appends a replay's result as one JSON object (kprobed's POST /api/v1/replay answer, less its
+ * "id" and "recording"; `kprobe replay --json`). rec: the recorded outcome; err_bytes: what the
+ * command wrote to stderr; byte fields are cut at cap bytes (and flagged). Fields:
+ *   state             "done" | "diverged" | "failed" (the replay could not continue)
+ *   outcome           "succeeded", "failed (timeout)", "killed (SIGSEGV)", "diverged", ...
+ *   recorded_outcome  the same for the recording
+ *   changed           outcome or exit differ from the recording (or it diverged / failed)
+ *   outcome_change    "failed (timeout) → succeeded", "succeeded, as recorded", or null
+ *   exit_status, exit_signal, recorded_exit_status   numbers or null
+ *   reason            the last failure cause seen ("timeout", "EIO from fsync") or ""
+ *   diverged, failed  booleans
+ *   divergence        null, or {thread, recorded_thread, ordinal, seq, call, recorded, what,
+ *                     expected, actual} (expected/actual: the bytes, quoted, or null)
+ *   report, notes     the human-readable report and the notes (off-script moves, injections)
+ *   stdout, recorded_stdout, stderr   text (invalid UTF-8 as U+FFFD), each with *_truncated
+ *   stdout_identical  true / false, null when not comparable (more than was captured)
+ *   stats             {served, compared, passed, synthesized, modeled, held, order_breaks,
+ *                      wall_ms, virtual_ms}
+ */
+void replay_result_json(struct kp_buf *b, const struct replay_result *res,
+			const struct replay_outcome *rec, const char *err_bytes, size_t err_len,
+			bool err_cut, size_t cap);
 
 #endif

@@ -695,9 +695,14 @@ int store_append(struct store *st, uint64_t lsn, uint64_t node_id, const struct 
 		struct wire_meta_iter it = {meta, (const uint8_t *)meta + meta_len};
 		uint16_t kind, len;
 		const void *pl;
-		while (wire_meta_next(&it, &kind, &pl, &len))
+		while (wire_meta_next(&it, &kind, &pl, &len)) {
+			/* kinds kept elsewhere: file paths (the engine), replay capture records
+			 * (kprobed's capture store) */
+			if (kind == WIRE_META_FILE || kind == WIRE_META_CAPTURE)
+				continue;
 			if (store__meta_apply(st->meta, node_id, kind, pl, len, true))
 				atomic_fetch_add(&st->bad_meta, 1);
+		}
 		if (it.p != it.end)
 			atomic_fetch_add(&st->bad_meta, 1); /* a torn trailing record */
 	}

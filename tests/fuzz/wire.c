@@ -1,6 +1,7 @@
 /*
  * Fuzz target: the agent frame decoder (agent/wire.c) on arbitrary bytes, as kprobed's ingest
- * sees them: header, then body, then every metadata record.
+ * sees them: header, then body, then every metadata record (capture pieces reassembled, as
+ * kprobed's capture store does).
  */
 // fuzz-sources: agent/wire.c common/util.c
 // fuzz-libs: -llz4 -lxxhash
@@ -20,6 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size - WIRE_HDR_LEN < h.body_len)
 		return 0;
 	void *raw = malloc(h.raw_len ? h.raw_len : 1);
+	static struct wire_cap_asm cap;
+	wire_cap_asm_reset(&cap);
 	if (wire_body_decode(&h, data + WIRE_HDR_LEN, raw, h.raw_len) == 0) {
 		struct wire_meta_iter it = {(const uint8_t *)raw + 64ull * h.n_events,
 					    (const uint8_t *)raw + h.raw_len};
@@ -35,6 +38,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				wire_conn_decode(pl, len, &c);
 			else if (kind == WIRE_META_NODE)
 				wire_node_decode(pl, len, a, sizeof(a), b, sizeof(b));
+			else if (kind == WIRE_META_CAPTURE && wire_cap_piece(&cap, pl, len) < 0)
+				__builtin_trap(); /* wire_body_decode let through pieces that do
+						   * not add up */
 		}
 	}
 	free(raw);

@@ -396,19 +396,24 @@ TEST_BPF(replay_refuses_damaged_recordings)
 	CHECK_CONTAINS(r.err, "the file was cut");
 }
 
-TEST(replay_remote_sources_not_available_yet)
+TEST(replay_remote_sources_usage)
 {
 	struct run r;
-	const char *a[] = {bin("kprobe"), "replay", "--incident", "req-9f21", NULL};
+	/* nobody listens on port 1: the fetch fails, saying where it looked */
+	const char *a[] = {bin("kprobe"),	 "replay", "--incident", "req-9f21", "--appliance",
+			   "http://127.0.0.1:1", NULL};
 	run_cmd(&r, a);
-	CHECK_EQ_INT(r.code, 2);
-	CHECK_CONTAINS(r.err, "not available yet");
-	const char *b[] = {bin("kprobe"), "replay", "--pid", "42",	    "--from",
-			   "10:00",	  "--to",   "10:05", "--appliance", "http://127.0.0.1:8080",
-			   NULL};
+	CHECK_EQ_INT(r.code, 85);
+	CHECK_CONTAINS(r.err, "cannot reach kprobed at 127.0.0.1:1");
+	/* --pid needs --from and --to; a FILE and a remote source do not mix */
+	const char *b[] = {bin("kprobe"), "replay", "--pid", "42", "--from", "15m", NULL};
 	run_cmd(&r, b);
 	CHECK_EQ_INT(r.code, 2);
-	CHECK_CONTAINS(r.err, "not available yet");
+	CHECK_CONTAINS(r.err, "--pid P --from T --to T");
+	const char *b2[] = {bin("kprobe"), "replay", "x.kprc", "--incident", "k", NULL};
+	run_cmd(&r, b2);
+	CHECK_EQ_INT(r.code, 2);
+	CHECK_CONTAINS(r.err, "not both");
 	const char *c[] = {bin("kprobe"), "replay", "--help", NULL};
 	run_cmd(&r, c);
 	CHECK_EQ_INT(r.code, 0);

@@ -350,3 +350,97 @@ TEST_SLOW(ship_drops_rejected_frames_and_survives_bogus_acks, 60)
 	CHECK(f.bad_seq != 0);
 	CHECK(!f.bad_seen_again); /* a rejected frame is never sent again */
 }
+
+/* Replay capture records (ship_capture): frames that carry only them are cut by age like any
+ * other, pieces of the largest records add up again on the appliance, every record arrives
+ * once. */
+struct cap_check {
+	uint64_t records, bytes_ok, frames_without_events, bad;
+};
+
+static void check_caps(void *ctx, uint64_t lsn, const struct wire_hdr *h, const void *raw)
+{
+	struct cap_check *c = ctx;
+	static struct wire_cap_asm a;
+	wire_cap_asm_reset(&a);
+	if (!h->n_events)
+		c->frames_without_events++;
+	struct wire_meta_iter it = {(const uint8_t *)raw + 64ull * h->n_events,
+				    (const uint8_t *)raw + h->raw_len};
+	uint16_t kind, len;
+	const void *p;
+	while (wire_meta_next(&it, &kind, &p, &len)) {
+		if (kind != WIRE_META_CAPTURE)
+			continue;
+		int r = wire_cap_piece(&a, p, len);
+		if (r < 0)
+			c->bad++;
+		if (r != 1)
+			continue;
+		const struct kp_cap_rec *rec = (const void *)a.buf;
+		uint8_t want = (uint8_t)rec->tid;
+		int ok = a.clock_off == 12345;
+		for (uint32_t i = 0; i < rec->payload_len && ok; i++)
+			ok = a.buf[KP_CAP_HDR_LEN + i] == want;
+		c->bytes_ok += ok;
+		c->records++;
+		wire_cap_asm_reset(&a);
+	}
+}
+
+TEST_SLOW(ship_capture_records_meta_only_frames, 60)
+{
+	static struct server srv;
+	static struct cap_check cc;
+	server_start(&srv, 0, check_caps, &cc);
+	struct kp_config cfg;
+	config_init(&cfg);
+	char set[700], err[256];
+	snprintf(set, sizeof(set), "agent.appliance=127.0.0.1:%d", ingest_port(srv.in));
+	CHECK_EQ_INT(config_set(&cfg, set, err, sizeof(err)), 0);
+	snprintf(set, sizeof(set), "agent.spoolDir=%s/spool", kt_tmpdir());
+	CHECK_EQ_INT(config_set(&cfg, set, err, sizeof(err)), 0);
+	CHECK_EQ_INT(config_set(&cfg, "agent.batchMs=20", err, sizeof(err)), 0);
+	struct loop *l;
+	CHECK_EQ_INT(loop_init(&l, 256), 0);
+	struct sink sk;
+	CHECK_EQ_INT(ship_sink_open(&cfg, l, &sk), 0);
+	CHECK(sk.ops->capture != NULL);
+	static uint8_t buf[KP_CAP_REC_MAX];
+	const uint32_t sizes[] = {0, 100, 5000, KP_CAP_MAX_PAYLOAD};
+	for (uint32_t i = 0; i < 200; i++) {
+		uint32_t pl = sizes[i % 4];
+		struct kp_cap_rec *c = (void *)buf;
+		memset(c, 0, KP_CAP_HDR_LEN);
+		c->kind = KP_CAP_CALL;
+		c->pid = 77;
+		c->tid = i;
+		c->payload_len = pl;
+		memset(buf + KP_CAP_HDR_LEN, (uint8_t)i, pl);
+		c->len = (KP_CAP_HDR_LEN + pl + 7) & ~7u;
+		CHECK_EQ_INT(sk.ops->capture(sk.ctx, c, c->len, 12345, NULL, 0), 0);
+	}
+	/* no event at all: only the tick cuts these frames */
+	uint64_t deadline = now_mono_ns() + 20 * NSEC_PER_SEC;
+	while (!ship_sink_idle(&sk) && now_mono_ns() < deadline) {
+		sk.ops->tick(sk.ctx, now_mono_ns());
+		loop_run_once(l, 10);
+	}
+	CHECK(ship_sink_idle(&sk));
+	struct ship_stats st;
+	ship_sink_stats(&sk, &st);
+	CHECK_EQ_UINT(st.captures_in, 200);
+	struct kp_buf line = {0};
+	sk.ops->stats(sk.ctx, &line);
+	buf_append(&line, "", 1);
+	CHECK_CONTAINS(line.data, "capture_records=200");
+	buf_free(&line);
+	sk.ops->close(sk.ctx, 1000);
+	loop_free(l);
+	config_free(&cfg);
+	server_stop(&srv);
+	CHECK_EQ_UINT(cc.records, 200);
+	CHECK_EQ_UINT(cc.bytes_ok, 200);
+	CHECK_EQ_UINT(cc.bad, 0);
+	CHECK_GE_UINT(cc.frames_without_events, 1);
+}

@@ -185,3 +185,145 @@ TEST(wire_ack)
 	a[0] = 0;
 	CHECK_EQ_INT(wire_ack_decode(a, &seq, &st), WIRE_EMAGIC);
 }
+
+/* A capture record of total length len with a recognisable payload. */
+static struct kp_cap_rec *cap_rec(uint32_t len, uint32_t tid)
+{
+	struct kp_cap_rec *c = calloc(1, len);
+	c->len = len;
+	c->kind = KP_CAP_CALL;
+	c->nr = 0;
+	c->pid = c->tid = tid;
+	c->ts_exit = 1000 + tid;
+	c->payload_len = len - KP_CAP_HDR_LEN;
+	for (uint32_t i = 0; i < c->payload_len; i++)
+		((uint8_t *)c)[KP_CAP_HDR_LEN + i] = (uint8_t)(i * 7 + tid);
+	return c;
+}
+
+/* Records of every size class (one piece, exactly one piece, many pieces, the largest) go
+ * through a frame, between other metadata, and come out whole with their clock offset. */
+TEST(wire_capture_round_trip)
+{
+	const uint32_t lens[] = {KP_CAP_HDR_LEN,	 1024,	WIRE_CAP_PIECE_MAX & ~7u,
+				 WIRE_CAP_PIECE_MAX + 8, 16384, KP_CAP_REC_MAX & ~7u};
+	struct wire_batch b = {0};
+	struct kp_event ev = {.type = KP_READ, .pid = 5};
+	wire_batch_add_event(&b, &ev);
+	wire_batch_add_node(&b, "node-a", "6.18.0");
+	struct kp_cap_rec *in[6];
+	for (int i = 0; i < 6; i++) {
+		in[i] = cap_rec(lens[i], (uint32_t)i + 1);
+		int np = wire_batch_add_capture(&b, in[i], lens[i], -12345 - i);
+		CHECK_EQ_INT(np, (int)((lens[i] + WIRE_CAP_PIECE_MAX - 1) / WIRE_CAP_PIECE_MAX));
+		if (i == 2)
+			wire_batch_add_node(&b, "node-b", "6.18.0"); /* between records: fine */
+	}
+	CHECK_EQ_INT(wire_batch_add_capture(&b, in[0], 100, 0), WIRE_ETOOBIG);
+	CHECK_EQ_INT(wire_batch_add_capture(&b, in[0], KP_CAP_REC_MAX + 8, 0), WIRE_ETOOBIG);
+	struct kp_buf f = {0};
+	CHECK_EQ_INT(wire_frame_encode(&b, 9, 1, 1, &f), 0);
+	struct wire_hdr h;
+	char *raw;
+	decode_ok(&f, &h, &raw);
+	struct wire_meta_iter it = {(const uint8_t *)raw + 64, (const uint8_t *)raw + h.raw_len};
+	uint16_t kind, len;
+	const void *pl;
+	struct wire_cap_asm *a = malloc(sizeof(*a));
+	wire_cap_asm_reset(a);
+	int got = 0, others = 0;
+	while (wire_meta_next(&it, &kind, &pl, &len)) {
+		if (kind != WIRE_META_CAPTURE) {
+			others++;
+			continue;
+		}
+		int r = wire_cap_piece(a, pl, len);
+		CHECK_GE_INT(r, 0);
+		if (r == 1) {
+			CHECK_EQ_UINT(a->rec_len, lens[got]);
+			CHECK_EQ_INT(a->clock_off, -12345 - got);
+			CHECKF(!memcmp(a->buf, in[got], lens[got]), "record %d differs", got);
+			wire_cap_asm_reset(a);
+			got++;
+		}
+	}
+	CHECK_EQ_INT(got, 6);
+	CHECK_EQ_INT(others, 2);
+	for (int i = 0; i < 6; i++)
+		free(in[i]);
+	free(a);
+	free(raw);
+	buf_free(&f);
+	wire_batch_free(&b);
+}
+
+/* Re-encodes the body of an uncompressed frame whose meta records were edited. */
+static int decode_edited(struct kp_buf *f, char *raw, size_t cap)
+{
+	struct wire_hdr h;
+	CHECK_EQ_INT(wire_hdr_decode(f->data, &h), 0);
+	extern unsigned long long XXH3_64bits(const void *, size_t);
+	h.checksum = XXH3_64bits(f->data + WIRE_HDR_LEN, h.body_len);
+	return wire_body_decode(&h, f->data + WIRE_HDR_LEN, raw, cap);
+}
+
+/* Pieces that do not add up make the whole frame bad: a gap, a changed length or clock offset,
+ * another kind in the middle, a frame ending inside a record, a first piece without the whole
+ * header or whose header disagrees with the stated length. */
+TEST(wire_capture_rejects_bad_pieces)
+{
+	static char raw[1 << 18];
+	struct kp_cap_rec *c = cap_rec(3 * WIRE_CAP_PIECE_MAX & ~7u, 3); /* three pieces */
+	for (int variant = 0; variant < 8; variant++) {
+		struct wire_batch b = {0};
+		struct wire_batch pieces = {0};
+		wire_batch_add_capture(&pieces, c, c->len, 77);
+		/* walk the three pieces and re-add them, edited per variant */
+		struct wire_meta_iter it = {(const uint8_t *)pieces.meta.data,
+					    (const uint8_t *)pieces.meta.data + pieces.meta.len};
+		uint16_t kind, len;
+		const void *pl;
+		int k = 0;
+		while (wire_meta_next(&it, &kind, &pl, &len)) {
+			uint8_t p[WIRE_META_MAX_LEN];
+			memcpy(p, pl, len);
+			uint16_t l = len;
+			if (variant == 1 && k == 1)
+				memcpy(p + 4, &(uint32_t){(uint32_t)WIRE_CAP_PIECE_MAX + 8},
+				       4); /* gap */
+			if (variant == 2 && k == 2)
+				memcpy(p, &(uint32_t){c->len + 8}, 4); /* another length */
+			if (variant == 3 && k == 1)
+				memcpy(p + 8, &(int64_t){78}, 8); /* another clock */
+			if (variant == 4 && k == 1)
+				wire_batch_add_node(&b, "x", "y"); /* another kind inside */
+			if (variant == 5 && k == 2)
+				break; /* ends inside the record */
+			if (variant == 6 && k == 0)
+				l = WIRE_CAP_PIECE_HDR + 64; /* first piece shorter than a header */
+			if (variant == 7 && k == 0)
+				memcpy(p + WIRE_CAP_PIECE_HDR, &(uint32_t){c->len - 8}, 4);
+			if (variant == 6 && k > 0)
+				break;
+			wire_batch_add_meta(&b, WIRE_META_CAPTURE, p, l);
+			k++;
+		}
+		struct kp_buf f = {0};
+		CHECK_EQ_INT(wire_frame_encode(&b, 1, 1, 0, &f), 0);
+		int r = decode_edited(&f, raw, sizeof(raw));
+		CHECKF(r == (variant == 0 ? 0 : WIRE_EMETA), "variant %d: %d", variant, r);
+		buf_free(&f);
+		wire_batch_free(&b);
+		wire_batch_free(&pieces);
+	}
+	/* the assembler refuses out-of-order pieces on its own too */
+	struct wire_cap_asm *a = malloc(sizeof(*a));
+	wire_cap_asm_reset(a);
+	uint8_t p[32] = {0};
+	memcpy(p, &(uint32_t){256}, 4);
+	memcpy(p + 4, &(uint32_t){128}, 4);
+	CHECK_EQ_INT(wire_cap_piece(a, p, sizeof(p)), WIRE_EMETA);
+	CHECK_EQ_INT(wire_cap_piece(a, p, 10), WIRE_EMETA);
+	free(a);
+	free(c);
+}
