@@ -577,9 +577,9 @@ static void burst_close(struct engine *e, struct side *s)
 	int opens = (s->role == ROLE_CLIENT) == (b->dir == DIR_SEND);
 	struct req *cur = req_by_serial(e, s->cur);
 	if (opens) {
-		if (cur && !cur->done) /* a request that never got its response */
-			req_finish(e, cur, s->role == ROLE_CLIENT ? b->first : cur->req_end,
-				   s->role == ROLE_CLIENT);
+		if (cur && !cur->done) /* a request that never got its response: it lasted until
+					* the next one began */
+			req_finish(e, cur, b->first, s->role == ROLE_CLIENT);
 		struct req *r = req_new(e);
 		r->host = s->host;
 		r->conn = s->conn;
@@ -642,14 +642,17 @@ static void side_drop(struct engine *e, struct side *s)
 	}
 }
 
-/* The connection side is over: close its burst, finish its open request. */
+/*
+ * The connection side is over: close its burst, finish its open request at the close. A client
+ * closing without its answer abandoned the request; a server closing without answering held it
+ * until then (its answer may have drawn a reset: the peer had gone).
+ */
 static void side_close(struct engine *e, struct side *s, uint64_t ts)
 {
 	burst_close(e, s);
 	struct req *cur = req_by_serial(e, s->cur);
 	if (cur && !cur->done)
-		req_finish(e, cur, s->role == ROLE_CLIENT ? ts : cur->req_end,
-			   s->role == ROLE_CLIENT);
+		req_finish(e, cur, ts, s->role == ROLE_CLIENT);
 	side_drop(e, s);
 }
 
