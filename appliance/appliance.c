@@ -397,6 +397,8 @@ int appliance_open(const struct kp_config *cfg, const char *static_dir, struct a
 	route(a, HTTPD_API, "GET", "/api/v1/timeline", HTTPD_ROUTE_SLOW, 0, api_timeline);
 	route(a, HTTPD_API, "GET", "/api/v1/replay/recording", HTTPD_ROUTE_SLOW, 0,
 	      api_replay_recording);
+	route(a, HTTPD_API, "GET", "/api/v1/replay/processes", HTTPD_ROUTE_SLOW, 0,
+	      api_replay_processes);
 	route(a, HTTPD_API, "POST", "/api/v1/replay/recordings", HTTPD_ROUTE_SLOW,
 	      (size_t)cfg->replay_api_max_recording_mb << 20, api_replay_upload);
 	route(a, HTTPD_API, "POST", "/api/v1/replay", HTTPD_ROUTE_SLOW, 64 << 10, api_replay_run);

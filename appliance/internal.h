@@ -78,6 +78,7 @@ void api_replay_recording(void *ctx, const struct httpd_req *req, struct httpd_r
 void api_replay_upload(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);
 void api_replay_run(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);
 void api_replay_get(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);
+void api_replay_processes(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);
 
 /* queryapi.c */
 void api_query(void *ctx, const struct httpd_req *req, struct httpd_resp *resp);

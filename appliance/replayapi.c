@@ -11,6 +11,9 @@
  *   POST /api/v1/replay            JSON in, JSON out (shapes in the README of this endpoint,
  *                                  below api_replay_run); runs one replay in a worker process
  *   GET  /api/v1/replay/{id}       a finished run's answer again (the last 16 are kept)
+ *   GET  /api/v1/replay/processes?incident=KEY
+ *                                  the transaction's processes and whether each was captured
+ *                                  (the replay panel's choices; below api_replay_processes)
  *
  * T is epoch ns, a duration ago ("15m"), or RFC 3339 UTC ("2026-05-01T10:00:00.5Z"). N is a
  * node id (decimal, or 0x-hex), needed only when several nodes captured the pid.
@@ -144,6 +147,8 @@ struct cand {
 	uint32_t pid;
 	uint64_t start, end;
 	char comm[32];
+	char service[GSTORE_SERVICE_MAX + 1];
+	bool chain; /* found along the root-cause chain, not filed under the key */
 };
 
 static void cand_add(struct cand *v, int *n, const struct gstore_node *nd)
@@ -163,11 +168,18 @@ static void cand_add(struct cand *v, int *n, const struct gstore_node *nd)
 	c->end = nd->end_ns;
 	const char *comm = gstore_node_label(nd, "comm");
 	snprintf(c->comm, sizeof(c->comm), "%s", comm ? comm : "");
+	snprintf(c->service, sizeof(c->service), "%s", nd->service);
 }
 
-/* Resolves s->incident into s->node, pid, from, to. 0, or an error with a message. */
-static int resolve_incident(struct appliance *a, struct recsel *s, char *err, size_t errlen)
+/*
+ * The processes of incident `key` in *cv (n of them, at most MAX_CANDIDATES): the node the key
+ * resolves to and every node filed under the key, then (with_chain) the processes along its
+ * root-cause chain (a server it waited on, the culprit). 0, or an error with a message.
+ */
+static int incident_candidates(struct appliance *a, const char *key, bool with_chain,
+			       struct cand *cv, int *n, char *err, size_t errlen)
 {
+	*n = 0;
 	struct gstore_rtxn *r;
 	int rc = gstore_rbegin(a->graph, &r);
 	if (rc < 0) {
@@ -175,52 +187,81 @@ static int resolve_incident(struct appliance *a, struct recsel *s, char *err, si
 		return -EIO;
 	}
 	uint64_t id;
-	rc = gstore_key_resolve(r, s->incident, &id);
+	rc = gstore_key_resolve(r, key, &id);
 	if (rc < 0) {
 		gstore_rend(r);
 		snprintf(err, errlen,
 			 "nothing in the causal graph for '%.200s' (a transaction is analyzed "
 			 "engine.lateMs after it ends; check the id)",
-			 s->incident);
+			 key);
 		return rc == -ENOENT ? -ENOENT : -EIO;
 	}
-	struct cand *cv = xcalloc(MAX_CANDIDATES, sizeof(*cv));
-	int n = 0;
 	struct gstore_node nd;
 	if (gstore_node_get(r, id, &nd) == 0)
-		cand_add(cv, &n, &nd);
+		cand_add(cv, n, &nd);
 	uint64_t *ids = xcalloc(MAX_CANDIDATES, sizeof(*ids));
 	size_t total = 0;
-	if (gstore_key_lookup(r, s->incident, strlen(s->incident), ids, MAX_CANDIDATES, &total) ==
-	    0)
+	if (gstore_key_lookup(r, key, strlen(key), ids, MAX_CANDIDATES, &total) == 0)
 		for (size_t i = 0; i < KP_MIN(total, (size_t)MAX_CANDIDATES); i++)
 			if (gstore_node_get(r, ids[i], &nd) == 0)
-				cand_add(cv, &n, &nd);
-	gstore_rend(r);
+				cand_add(cv, n, &nd);
 	free(ids);
+	if (with_chain) {
+		struct gstore_chain *ch = xcalloc(1, sizeof(*ch));
+		int first = *n;
+		if (gstore_rootcause(r, id, GSTORE_STEPS_MAX, ch) == 0)
+			for (int i = 1; i < ch->n; i++)
+				if (gstore_node_get(r, ch->steps[i].id, &nd) == 0)
+					cand_add(cv, n, &nd);
+		for (int i = first; i < *n; i++)
+			cv[i].chain = true;
+		free(ch);
+	}
+	gstore_rend(r);
+	return 0;
+}
+
+/* A candidate's capture around its time (found->node etc.): 1, 0 when none, or -errno. */
+static int candidate_capture(struct appliance *a, const struct cand *c,
+			     struct capstore_found *found)
+{
+	int f = capstore_find_process_info(a->cap, c->host, c->pid, c->start, c->end,
+					   REPLAY_LOOKBACK, REPLAY_LOOKAHEAD, found);
+	if (f == 0 && c->host) /* spans without the agent's node id */
+		f = capstore_find_process_info(a->cap, 0, c->pid, c->start, c->end,
+					       REPLAY_LOOKBACK, REPLAY_LOOKAHEAD, found);
+	return f;
+}
+
+/* Resolves s->incident into s->node, pid, from, to. 0, or an error with a message. */
+static int resolve_incident(struct appliance *a, struct recsel *s, char *err, size_t errlen)
+{
+	struct cand *cv = xcalloc(MAX_CANDIDATES, sizeof(*cv));
+	int n = 0;
+	int rc = incident_candidates(a, s->incident, false, cv, &n, err, errlen);
+	if (rc < 0) {
+		free(cv);
+		return rc;
+	}
+	struct capstore_found *fd = xcalloc(1, sizeof(*fd));
 	rc = -ENOENT;
 	for (int i = 0; i < n; i++) {
-		uint64_t node, from, to;
-		int f = capstore_find_process(a->cap, cv[i].host, cv[i].pid, cv[i].start, cv[i].end,
-					      REPLAY_LOOKBACK, REPLAY_LOOKAHEAD, &node, &from, &to);
-		if (f == 0 && cv[i].host)
-			f = capstore_find_process(a->cap, 0, cv[i].pid, cv[i].start, cv[i].end,
-						  REPLAY_LOOKBACK, REPLAY_LOOKAHEAD, &node, &from,
-						  &to); /* spans without the agent's node id */
+		int f = candidate_capture(a, &cv[i], fd);
 		if (f < 0) {
 			rc = f;
 			snprintf(err, errlen, "reading the capture store failed: %s", strerror(-f));
 			break;
 		}
 		if (f == 1) {
-			s->node = node;
+			s->node = fd->node;
 			s->pid = cv[i].pid;
-			s->from = from;
-			s->to = to + REPLAY_LINGER;
+			s->from = fd->from_ns;
+			s->to = fd->to_ns + REPLAY_LINGER;
 			rc = 0;
 			break;
 		}
 	}
+	free(fd);
 	if (rc == -ENOENT) {
 		int o = snprintf(err, errlen, "no process of '%.120s' was captured for replay",
 				 s->incident);
@@ -237,6 +278,99 @@ static int resolve_incident(struct appliance *a, struct recsel *s, char *err, si
 	}
 	free(cv);
 	return rc;
+}
+
+/*
+ * GET /api/v1/replay/processes?incident=KEY - what the dashboard's replay panel offers: the
+ * transaction's processes and those along its root-cause chain, each with whether the capture
+ * store holds it around the incident and, when it does, the range a recording would cover
+ * (exec to exit) and the command line it was started with:
+ *   {"incident":KEY,"processes":[{"pid","host","comm","service","role":"transaction"|"chain",
+ *     "start_ns","end_ns","captured":bool, and when captured: "node","from_ns","to_ns",
+ *     "records","exec_seen","exit_seen","command":[...]}],"hint":"..."}
+ */
+void api_replay_processes(void *ctx, const struct httpd_req *req, struct httpd_resp *resp)
+{
+	struct appliance *a = ctx;
+	char err[1024];
+	const char *key = httpd_req_param(req, "incident");
+	if (!key || !*key) {
+		httpd_resp_error(resp, 400, "incident: a transaction, trace or span id", -1);
+		return;
+	}
+	if (strlen(key) >= 300) {
+		httpd_resp_error(resp, 400, "incident: a key of at most 299 bytes", -1);
+		return;
+	}
+	if (!a->cap) {
+		httpd_resp_error(resp, 503, "the capture store is not open (see kprobed's log)",
+				 -1);
+		return;
+	}
+	struct cand *cv = xcalloc(MAX_CANDIDATES, sizeof(*cv));
+	int n = 0;
+	int rc = incident_candidates(a, key, true, cv, &n, err, sizeof(err));
+	if (rc < 0) {
+		free(cv);
+		httpd_resp_error(resp, rc == -ENOENT ? 404 : 500, err, -1);
+		return;
+	}
+	struct capstore_found *fd = xcalloc(1, sizeof(*fd));
+	struct kp_buf *b = &resp->body;
+	buf_puts(b, "{\"incident\":");
+	json_cstr(b, key);
+	buf_puts(b, ",\"processes\":[");
+	int captured = 0;
+	for (int i = 0; i < n; i++) {
+		const struct cand *c = &cv[i];
+		int f = candidate_capture(a, c, fd);
+		if (f < 0) {
+			free(fd);
+			free(cv);
+			buf_free(b);
+			snprintf(err, sizeof(err), "reading the capture store failed: %s",
+				 strerror(-f));
+			httpd_resp_error(resp, 500, err, -1);
+			return;
+		}
+		buf_printf(b, "%s{\"pid\":%u,\"host\":%" PRIu64 ",\"comm\":", i ? "," : "", c->pid,
+			   c->host);
+		json_cstr(b, c->comm);
+		buf_puts(b, ",\"service\":");
+		json_cstr(b, c->service);
+		buf_printf(b,
+			   ",\"role\":\"%s\",\"start_ns\":%" PRIu64 ",\"end_ns\":%" PRIu64
+			   ",\"captured\":%s",
+			   c->chain ? "chain" : "transaction", c->start, c->end,
+			   f == 1 ? "true" : "false");
+		if (f == 1) {
+			captured++;
+			buf_printf(b,
+				   ",\"node\":%" PRIu64 ",\"from_ns\":%" PRIu64 ",\"to_ns\":%" PRIu64
+				   ",\"records\":%" PRIu64 ",\"exec_seen\":%s,\"exit_seen\":%s"
+				   ",\"command\":[",
+				   fd->node, fd->from_ns, (uint64_t)(fd->to_ns + REPLAY_LINGER), fd->records,
+				   fd->exec_seen ? "true" : "false", fd->exit_seen ? "true" : "false");
+			for (int k = 0; k < fd->argc; k++) {
+				if (k)
+					buf_puts(b, ",");
+				json_cstr(b, fd->argv[k]);
+			}
+			buf_puts(b, "]");
+		}
+		buf_puts(b, "}");
+	}
+	buf_puts(b, "],\"hint\":");
+	if (captured)
+		buf_puts(b, "null");
+	else
+		json_cstr(b, n ? "none of these processes was captured for replay: replay capture "
+				 "is off by default; set replay.capture.comms (or .pids, .cgroups) "
+				 "on the node's agent before the next incident"
+			       : "the causal graph names no process for this key");
+	buf_puts(b, "}");
+	free(fd);
+	free(cv);
 }
 
 /* ------------------------------------------------------------------ building */

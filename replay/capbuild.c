@@ -452,6 +452,10 @@ struct findctx {
 	uint64_t execs[FIND_MAX], exits[FIND_MAX];
 	int nexec, nexit;
 	uint64_t n, first_ns, last_ns;
+	/* the command line of the latest exec at or before `upto` (the one the range starts at) */
+	uint64_t upto, argv_ts;
+	char argv[KP_CAP_MAX_AUX + 1];
+	size_t argv_len;
 };
 
 static int find_cb(void *ctx, uint64_t node, int64_t clock_off, const struct kp_cap_rec *c)
@@ -465,8 +469,17 @@ static int find_cb(void *ctx, uint64_t node, int64_t clock_off, const struct kp_
 	f->n++;
 	f->first_ns = f->first_ns ? KP_MIN(f->first_ns, t) : t;
 	f->last_ns = KP_MAX(f->last_ns, t);
-	if (c->kind == KP_CAP_EXEC && c->tid == f->pid && f->nexec < FIND_MAX)
+	if (c->kind == KP_CAP_EXEC && c->tid == f->pid && f->nexec < FIND_MAX) {
 		f->execs[f->nexec++] = t;
+		size_t al = c->aux_len;
+		if (t <= f->upto && t >= f->argv_ts && al <= KP_CAP_MAX_AUX &&
+		    KP_CAP_HDR_LEN + (size_t)c->payload_len + al <= c->len) {
+			memcpy(f->argv, kp_cap_aux(c), al);
+			f->argv[al] = 0;
+			f->argv_len = al;
+			f->argv_ts = t;
+		}
+	}
 	if (c->kind == KP_CAP_EXIT && c->tid == f->pid && f->nexit < FIND_MAX)
 		f->exits[f->nexit++] = t;
 	return 0;
@@ -476,9 +489,26 @@ int capstore_find_process(struct capstore *cs, uint64_t node, uint32_t pid, uint
 			  uint64_t to_ns, uint64_t lookback_ns, uint64_t lookahead_ns,
 			  uint64_t *rnode, uint64_t *rfrom, uint64_t *rto)
 {
+	struct capstore_found fd;
+	int rc = capstore_find_process_info(cs, node, pid, from_ns, to_ns, lookback_ns,
+					    lookahead_ns, &fd);
+	if (rc == 1) {
+		*rnode = fd.node;
+		*rfrom = fd.from_ns;
+		*rto = fd.to_ns;
+	}
+	return rc;
+}
+
+int capstore_find_process_info(struct capstore *cs, uint64_t node, uint32_t pid, uint64_t from_ns,
+			       uint64_t to_ns, uint64_t lookback_ns, uint64_t lookahead_ns,
+			       struct capstore_found *out)
+{
+	memset(out, 0, sizeof(*out));
 	struct findctx *f = xcalloc(1, sizeof(*f));
 	f->pid = pid;
 	f->node = node;
+	f->upto = from_ns + NSEC_PER_MSEC;
 	uint64_t lo = from_ns > lookback_ns ? from_ns - lookback_ns : 0;
 	struct capstore_sel sel = {node, &pid, 1, lo, to_ns + lookahead_ns};
 	int rc = capstore_scan(cs, &sel, find_cb, f, NULL, NULL);
@@ -498,9 +528,23 @@ int capstore_find_process(struct capstore *cs, uint64_t node, uint32_t pid, uint
 		goto out; /* that process ended before the incident: another one had the pid */
 	if (!exec && f->last_ns + slack < from_ns)
 		goto out;
-	*rnode = f->node;
-	*rfrom = exec ? exec : KP_MAX(f->first_ns, lo);
-	*rto = exit ? exit : KP_MIN(f->last_ns, to_ns + lookahead_ns);
+	out->node = f->node;
+	out->from_ns = exec ? exec : KP_MAX(f->first_ns, lo);
+	out->to_ns = exit ? exit : KP_MIN(f->last_ns, to_ns + lookahead_ns);
+	out->records = f->n;
+	out->exec_seen = exec != 0;
+	out->exit_seen = exit != 0;
+	/* argv as NUL-separated strings; an unterminated tail (cut at KP_CAP_MAX_AUX) is dropped */
+	if (exec && f->argv_ts == exec) {
+		for (size_t o = 0; o < f->argv_len && out->argc < CAPSTORE_FOUND_ARGS;) {
+			size_t n = strnlen(f->argv + o, f->argv_len - o);
+			if (o + n >= f->argv_len)
+				break;
+			out->argv[out->argc++] = out->argv_buf + o;
+			o += n + 1;
+		}
+		memcpy(out->argv_buf, f->argv, f->argv_len);
+	}
 	rc = 1;
 out:
 	free(f);

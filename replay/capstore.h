@@ -165,4 +165,19 @@ int capstore_find_process(struct capstore *cs, uint64_t node, uint32_t pid, uint
 			  uint64_t to_ns, uint64_t lookback_ns, uint64_t lookahead_ns,
 			  uint64_t *rnode, uint64_t *rfrom, uint64_t *rto);
 
+/* The same, with what the dashboard shows about it: how many records the scan saw, whether the
+ * range starts at an exec and ends at an exit, and that exec's command line (argv[i] point into
+ * argv_buf; argc 0 when no exec was seen or its vector was cut). */
+#define CAPSTORE_FOUND_ARGS 64
+struct capstore_found {
+	uint64_t node, from_ns, to_ns, records;
+	bool exec_seen, exit_seen;
+	int argc;
+	const char *argv[CAPSTORE_FOUND_ARGS];
+	char argv_buf[KP_CAP_MAX_AUX + 1];
+};
+int capstore_find_process_info(struct capstore *cs, uint64_t node, uint32_t pid, uint64_t from_ns,
+			       uint64_t to_ns, uint64_t lookback_ns, uint64_t lookahead_ns,
+			       struct capstore_found *out);
+
 #endif

@@ -408,6 +408,53 @@ await check('causal graph with 2,000 nodes: renders, pans and zooms, nodes click
   await shot('11-graph-2000');
 });
 
+// ---------------------------------------------------------------- replay panel
+// run.sh recorded a client that gave up after 750 ms (its server answered after 800) with the
+// agent capturing it, and a failed span naming it as transaction REPLAY_TXN.
+const REPLAY_TXN = arg('replay-txn', '');
+if (REPLAY_TXN)
+  await check('replay panel: the recorded client replays as recorded, then with 1500 ms it succeeds', async () => {
+    await page.goto(`${BASE}/#/txn/${encodeURIComponent(REPLAY_TXN)}`);
+    await page.waitForSelector('[data-testid=chain] li.step', { timeout: 15000 });
+    await page.click('[data-testid=open-replay]');
+    assert(new URL(page.url()).hash.includes('replay=1'), `url is ${page.url()}`);
+    await page.waitForSelector('[data-testid=replay-processes] tr[data-captured=yes]', { timeout: 15000 });
+    const argv = await page.locator('[data-testid=replay-argv]').inputValue();
+    const lines = argv.split('\n');
+    assert(lines.length === 3 && lines[0].endsWith('/kpe2e-client') && lines[2] === '750', `recorded command: ${JSON.stringify(argv)}`);
+    // as recorded: the same timeout, the same stdout
+    await page.click('[data-testid=replay-run]');
+    await page.waitForSelector('[data-testid=replay-result]', { timeout: 60000 });
+    let outcome = await page.locator('[data-testid=replay-outcome]').innerText();
+    assert(outcome === 'failed (timeout), as recorded', `as recorded: outcome "${outcome}"`);
+    const res = await page.locator('[data-testid=replay-result]').innerText();
+    assert(/identical to the recording/i.test(res), `stdout not identical:\n${res.slice(0, 600)}`);
+    assert(/no answer within 750 ms/.test(await page.locator('[data-testid=replay-stdout]').innerText()), 'stdout lacks the timeout');
+    // the fix: a longer timeout, and the answer the server sent at 800 ms arrives
+    await page.fill('[data-testid=replay-argv]', [lines[0], lines[1], '1500'].join('\n'));
+    await page.click('[data-testid=replay-run]');
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=replay-runs] li').length === 2, null, { timeout: 60000 });
+    outcome = await page.locator('[data-testid=replay-outcome]').innerText();
+    assert(outcome === 'failed (timeout) → succeeded', `with 1500 ms: outcome "${outcome}"`);
+    assert(/answer to 'GET balance'/.test(await page.locator('[data-testid=replay-stdout]').innerText()), 'stdout lacks the answer');
+    await shot('12-replay-fixed');
+    // an injected delay on the answer's read makes even 1500 ms time out
+    await page.click('button:text("+ delay a call")');
+    await page.fill('[data-testid=replay-inj]', 'poll:+2s');
+    await page.click('[data-testid=replay-run]');
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=replay-runs] li').length === 3, null, { timeout: 60000 });
+    outcome = await page.locator('[data-testid=replay-outcome]').innerText();
+    assert(/^failed \(timeout\)/.test(outcome), `with a 2 s delay: outcome "${outcome}"`);
+    // a changed request: the divergence names the call
+    await page.click('[data-testid=replay-inj] ~ button[title=remove]');
+    await page.fill('[data-testid=replay-argv]', [lines[0], lines[1], '750', 'GET balanze'].join('\n'));
+    await page.click('[data-testid=replay-run]');
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=replay-runs] li').length === 4, null, { timeout: 60000 });
+    const div = await page.locator('[data-testid=replay-divergence]').innerText();
+    assert(/sendto/.test(div) && /balanze/.test(div), `divergence:\n${div}`);
+    await shot('13-replay-divergence');
+  });
+
 const AUTH_URL = arg('auth-url', '');
 if (AUTH_URL)
   await check('api.auth: the console loads, asks for the token, then shows data and the stream', async () => {

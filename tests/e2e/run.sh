@@ -94,7 +94,8 @@ fi
 
 echo "e2e: kprobe up --demo (appliance + agent on this host, the demo incident; ~30 s)"
 setsid bin/kprobe up --data "$DATA" --demo --set api.port=0 --set ingest.port=0 --set otlp.port=0 \
-	--set 'engine.rules.files=*/ledger/*=ledger write' >"$ART/up.txt" 2>&1 &
+	--set 'engine.rules.files=*/ledger/*=ledger write' \
+	--set replay.capture.comms=kpe2e-client,kpe2e-server >"$ART/up.txt" 2>&1 &
 UP_PID=$!
 ok=
 for _ in $(seq 1 1500); do
@@ -124,6 +125,61 @@ for attempt in 2 3; do
 	bin/kprobe demo --quick --api "$API" --otlp "$OTLP" >"$ART/demo-$attempt.txt" 2>&1
 done
 
+# A captured incident for the replay panel: copies of the tests' replay client and server under
+# the names the agent captures (replay.capture.comms above). The client gives up after 750 ms,
+# the server answers after 800; a failed OTLP span names the client's pid as transaction
+# txn-e2e-replay. The binaries stay in $DATA: a replay on the appliance runs the recorded path.
+REPLAY_TXN=
+replay_incident() {
+	local dir=$DATA/replay-e2e
+	mkdir -p "$dir" && cp bin/tests/replay_client "$dir/kpe2e-client" && cp bin/tests/replay_server "$dir/kpe2e-server" || return 1
+	"$dir/kpe2e-server" 800 0 >"$dir/server.out" 2>&1 &
+	local spid=$! port= i
+	for i in $(seq 1 50); do
+		port=$(sed -n 's/^port \([0-9]*\)$/\1/p' "$dir/server.out")
+		[ -n "$port" ] && break
+		sleep 0.1
+	done
+	[ -n "$port" ] || { echo "the replay server did not start"; kill $spid; return 1; }
+	printf 'host=127.0.0.1\nport=%s\nrequest=GET balance\n' "$port" >"$dir/client.cfg"
+	local t0 t1 cpid n=0
+	t0=$(date +%s%N)
+	"$dir/kpe2e-client" "$dir/client.cfg" 750 >"$dir/client.out" 2>&1 &
+	cpid=$!
+	wait $cpid
+	t1=$(date +%s%N)
+	grep -q "no answer within 750 ms" "$dir/client.out" || { echo "the client did not time out: $(cat "$dir/client.out")"; kill $spid; return 1; }
+	# the server's late answer and the client's exit are in the capture store before it goes
+	for i in $(seq 1 100); do
+		n=$(curl -s -X POST --data "SELECT count() FROM syscalls WHERE pid = $cpid AND kind = 'exit'" \
+			"http://127.0.0.1:$API/api/v1/query" | sed -n 's/.*"rows":\[\[\([0-9]*\)\]\].*/\1/p')
+		[ "${n:-0}" -ge 1 ] && break
+		sleep 0.1
+	done
+	sleep 0.3
+	kill $spid; wait $spid 2>/dev/null
+	[ "${n:-0}" -ge 1 ] || { echo "the client's capture did not reach the appliance"; return 1; }
+	local trace span
+	trace=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+	span=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+	curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' "http://127.0.0.1:$OTLP/v1/traces" --data \
+		"{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":\"replay-client\"}},{\"key\":\"process.pid\",\"value\":{\"intValue\":\"$cpid\"}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"kprobe-e2e\"},\"spans\":[{\"traceId\":\"$trace\",\"spanId\":\"$span\",\"name\":\"balance\",\"kind\":3,\"startTimeUnixNano\":\"$((t0 + 1000000))\",\"endTimeUnixNano\":\"$((t1 - 1000000))\",\"attributes\":[{\"key\":\"payment.id\",\"value\":{\"stringValue\":\"txn-e2e-replay\"}}],\"status\":{\"code\":2,\"message\":\"TIMEOUT: 750 ms exceeded\"}}]}]}]}" \
+		| grep -q 200 || { echo "OTLP refused the span"; return 1; }
+	for i in $(seq 1 150); do
+		if curl -s "http://127.0.0.1:$API/api/v1/replay/processes?incident=txn-e2e-replay" | grep -q '"captured":true'; then
+			REPLAY_TXN=txn-e2e-replay
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "the replay incident's process was not found captured: $(curl -s "http://127.0.0.1:$API/api/v1/replay/processes?incident=txn-e2e-replay")"
+	return 1
+}
+if ! replay_incident >"$ART/replay-incident.txt" 2>&1; then
+	echo "not ok - recording the replay panel's incident: $(cat "$ART/replay-incident.txt")"
+	failed=$((failed + 1))
+fi
+
 # A second, empty appliance with api.auth on: the console asks for the token and then works.
 TOKEN="e2e-$$-$RANDOM"
 bin/kprobed --set store.dataDir="$AUTH_DATA" --set api.port=0 --set ingest.port=0 --set otlp.port=0 \
@@ -138,7 +194,8 @@ done
 
 # --- 3. the browser
 node tests/e2e/dashboard.test.mjs --url "http://127.0.0.1:$API" --artifacts "$ART" \
-	${AUTH_API:+--auth-url "http://127.0.0.1:$AUTH_API" --auth-token "$TOKEN"} | tee "$ART/browser.txt"
+	${AUTH_API:+--auth-url "http://127.0.0.1:$AUTH_API" --auth-token "$TOKEN"} \
+	${REPLAY_TXN:+--replay-txn "$REPLAY_TXN"} | tee "$ART/browser.txt"
 p=$(sed -n 's/^browser: \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p' "$ART/browser.txt")
 f=$(sed -n 's/^browser: \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' "$ART/browser.txt")
 if [ -z "$p" ]; then

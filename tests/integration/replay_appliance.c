@@ -471,6 +471,33 @@ TEST_BPF_SLOW(replay_appliance_capture_query_replay_incident, 300)
 		 txn, cpath, cfg);
 	CHECK_EQ_INT(http(s.api_port, "POST", "/api/v1/replay", body, &b), 200);
 	CHECK_CONTAINS(b.data, "\"outcome_change\":\"failed (timeout) → succeeded\"");
+	/* the replay panel's choices: the client, captured, with its range and command line */
+	snprintf(path, sizeof(path), "/api/v1/replay/processes?incident=%s", txn);
+	CHECK_EQ_INT(http(s.api_port, "GET", path, NULL, &b), 200);
+	kt_note("processes: %.1500s", b.data);
+	d = json_parse(b.data, b.len, &root, jerr, sizeof(jerr), &pos);
+	CHECKF(d != NULL, "%s: %.500s", jerr, b.data);
+	const struct json *procs = json_get(root, "processes");
+	CHECK(procs && procs->type == JSON_ARR && procs->u.arr.n >= 1);
+	const struct json *p0 = procs->u.arr.items[0];
+	CHECK(json_int(json_get(p0, "pid"), &v) == 0 && v == client);
+	CHECK_EQ_STR(jstr(p0, "role"), "transaction");
+	CHECK(json_get(p0, "captured") && json_get(p0, "captured")->type == JSON_BOOL &&
+	      json_get(p0, "captured")->u.b);
+	CHECK(json_int(json_get(p0, "from_ns"), &v) == 0 && (uint64_t)v >= t0 &&
+	      (uint64_t)v <= t_end);
+	CHECK(json_get(p0, "exec_seen")->u.b && json_get(p0, "exit_seen")->u.b);
+	const struct json *cmd = json_get(p0, "command");
+	CHECK(cmd && cmd->type == JSON_ARR && cmd->u.arr.n == 3);
+	CHECK_EQ_STR(cmd->u.arr.items[0]->u.str.s, cpath);
+	CHECK_EQ_STR(cmd->u.arr.items[2]->u.str.s, "750");
+	CHECK(json_get(root, "hint")->type == JSON_NULL);
+	json_free(d);
+	CHECK_EQ_INT(http(s.api_port, "GET", "/api/v1/replay/processes", NULL, &b), 400);
+	CHECK_CONTAINS(b.data, "incident");
+	CHECK_EQ_INT(http(s.api_port, "GET", "/api/v1/replay/processes?incident=no-such-txn-x",
+			  NULL, &b),
+		     404);
 	/* an unknown incident: 404 */
 	CHECK_EQ_INT(http(s.api_port, "GET", "/api/v1/replay/recording?incident=no-such-txn-x",
 			  NULL, &b),

@@ -199,6 +199,109 @@ export interface QueryResult {
   [k: string]: unknown;
 }
 
+/** GET /api/v1/replay/processes (appliance/replayapi.c, api_replay_processes). */
+export interface ReplayProcess {
+  pid: number;
+  host: Int;
+  comm: string;
+  service: string;
+  role: 'transaction' | 'chain';
+  start_ns: Int;
+  end_ns: Int;
+  captured: boolean;
+  node?: Int;
+  from_ns?: Int;
+  to_ns?: Int;
+  records?: number;
+  exec_seen?: boolean;
+  exit_seen?: boolean;
+  command?: string[];
+}
+export interface ReplayProcesses {
+  incident: string;
+  processes: ReplayProcess[];
+  hint: string | null;
+}
+
+/** POST /api/v1/replay's body. Times travel as decimal strings (epoch ns exceed a double). */
+export interface ReplayRequest {
+  pid?: number;
+  from?: string;
+  to?: string;
+  node?: string;
+  incident?: string;
+  command?: string[];
+  delays?: string[];
+  fails?: string[];
+  time_scale?: number;
+  timeout_ms?: number;
+}
+
+/** POST /api/v1/replay's answer (replay/report.c replay_result_json, plus id/recording/command). */
+export interface ReplayResult {
+  id: string;
+  state: 'done' | 'diverged' | 'failed' | 'timed out';
+  recording?: {
+    pid: number;
+    node: Int;
+    from_ns: Int;
+    to_ns: Int;
+    calls: number;
+    threads: number;
+    processes: number;
+    bytes: number;
+    lost: number;
+    exec_seen: boolean;
+    exit_seen: boolean;
+    command: string[];
+    executable: string;
+    note: string;
+  };
+  command?: string[];
+  outcome?: string;
+  recorded_outcome?: string;
+  changed?: boolean;
+  outcome_change?: string | null;
+  exit_status?: number | null;
+  exit_signal?: number | null;
+  recorded_exit_status?: number | null;
+  reason?: string;
+  diverged?: boolean;
+  failed?: boolean;
+  divergence?: {
+    thread: number;
+    recorded_thread: number;
+    ordinal: number;
+    seq: Int;
+    call: string;
+    recorded: string;
+    what: string;
+    expected: string | null;
+    actual: string | null;
+  } | null;
+  report?: string;
+  notes?: string;
+  stdout?: string;
+  stdout_truncated?: boolean;
+  recorded_stdout?: string;
+  recorded_stdout_truncated?: boolean;
+  stdout_identical?: boolean | null;
+  stderr?: string;
+  stderr_truncated?: boolean;
+  stats?: {
+    served: number;
+    compared: number;
+    passed: number;
+    synthesized: number;
+    modeled: number;
+    held: number;
+    order_breaks: number;
+    wall_ms: number;
+    virtual_ms: number;
+  };
+  error?: string;
+}
+
 /* ------------------------------------------------------------------ calls */
 
 export const api = {
@@ -212,6 +315,12 @@ export const api = {
     request<Timeline>(`/api/v1/timeline${qs(p)}`, { signal }),
   query: (text: string, signal?: AbortSignal) =>
     request<QueryResult>('/api/v1/query', { method: 'POST', body: text, signal }),
+  replayProcesses: (key: string, signal?: AbortSignal) =>
+    request<ReplayProcesses>(`/api/v1/replay/processes${qs({ incident: key })}`, { signal }),
+  replayRun: (body: ReplayRequest, signal?: AbortSignal) =>
+    request<ReplayResult>('/api/v1/replay', { method: 'POST', body: JSON.stringify(body), signal }),
+  replayGet: (id: string, signal?: AbortSignal) =>
+    request<ReplayResult>(`/api/v1/replay/${encodeURIComponent(id)}`, { signal }),
 };
 
 /** ws(s)://host/api/v1/stream?... with the token as access_token (browsers cannot set headers). */

@@ -7,10 +7,11 @@ import { ApiError, api, type ChainStep, type GraphNode } from '../lib/api';
 import { useAsync, useMarkOnce } from '../lib/hooks';
 import { big, fmtDateTime, fmtDur, fmtNsExact, num } from '../lib/ns';
 import { KERNEL_KINDS, KIND_LABEL, nodeEventsQuery, nodeTitle, nodeWho, stepTitle } from '../lib/nodes';
-import { href } from '../lib/route';
+import { href, navigate } from '../lib/route';
 import { Dur, Empty, ErrorBox, Loading, Time, symptomBadge } from '../lib/ui';
 import { GraphView } from './Graph';
 import { ResultTable } from './Query';
+import { ReplayPanel } from './Replay';
 
 export function Txn({ txnKey, params }: { txnKey: string; params: URLSearchParams }) {
   const depth = Number(params.get('depth') ?? 8);
@@ -18,6 +19,10 @@ export function Txn({ txnKey, params }: { txnKey: string; params: URLSearchParam
   // ?node=<id> pins the exact symptom the incident list showed; the key alone resolves to the
   // latest symptom under it.
   const node = /^\d+$/.test(params.get('node') ?? '') ? params.get('node')! : null;
+  // ?replay=1 opens the replay panel (a link to "replay this transaction")
+  const replayOpen = params.get('replay') === '1';
+  const toggleReplay = () =>
+    navigate(href(`/txn/${encodeURIComponent(txnKey)}`, { node: node ?? undefined, depth: params.get('depth') ?? undefined, direction: params.get('direction') ?? undefined, replay: replayOpen ? undefined : 1 }), { replace: true });
   const apiKey = node ? `#${node}` : txnKey;
   const rc = useAsync((signal) => api.rootcause(apiKey, signal), [apiKey]);
   const gr = useAsync(
@@ -85,6 +90,9 @@ export function Txn({ txnKey, params }: { txnKey: string; params: URLSearchParam
                 Timeline of this transaction →
               </a>
             )}
+            <button className={replayOpen ? 'on' : ''} onClick={toggleReplay} data-testid="open-replay">
+              {replayOpen ? 'Close replay' : 'Replay…'}
+            </button>
           </>
         )}
       </div>
@@ -131,6 +139,7 @@ export function Txn({ txnKey, params }: { txnKey: string; params: URLSearchParam
           </section>
         )}
       </div>
+      {replayOpen && <ReplayPanel txnKey={apiKey} />}
     </div>
   );
 }
