@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "agent/ndjson.h"
+#include "common/eventjson.h"
 #include "common/json.h"
 
 #define FLUSH_AT (64 * 1024)
@@ -112,43 +113,12 @@ static const char *const type_names[KP_TYPE_MAX] = {
 
 static const char *syscall_name(uint64_t nr)
 {
-	switch (nr) {
-	case SYS_read:
-		return "read";
-	case SYS_write:
-		return "write";
-	case SYS_pread64:
-		return "pread64";
-	case SYS_pwrite64:
-		return "pwrite64";
-	case SYS_readv:
-		return "readv";
-	case SYS_writev:
-		return "writev";
-	case SYS_recvfrom:
-		return "recvfrom";
-	case SYS_sendto:
-		return "sendto";
-	case SYS_recvmsg:
-		return "recvmsg";
-	case SYS_sendmsg:
-		return "sendmsg";
-	case SYS_fsync:
-		return "fsync";
-	case SYS_fdatasync:
-		return "fdatasync";
-	}
-	return "unknown";
+	return eventjson_name(eventjson_syscall_names, EVENTJSON_NSYSCALLS, nr, "unknown");
 }
 
 static const char *tcp_state_name(uint64_t s)
 {
-	static const char *const names[] = {
-		"UNKNOWN",   "ESTABLISHED", "SYN_SENT",	    "SYN_RECV",	      "FIN_WAIT1",
-		"FIN_WAIT2", "TIME_WAIT",   "CLOSE",	    "CLOSE_WAIT",     "LAST_ACK",
-		"LISTEN",    "CLOSING",	    "NEW_SYN_RECV", "BOUND_INACTIVE",
-	};
-	return s < KP_ARRAY_SIZE(names) ? names[s] : "UNKNOWN";
+	return eventjson_name(eventjson_tcp_state_names, EVENTJSON_NTCPSTATES, s, "UNKNOWN");
 }
 
 static char *put_addr(char *o, const char *key, int family, const uint8_t *a)
@@ -198,7 +168,8 @@ static char *put_body(char *o, const struct kp_event *ev, const struct wire_conn
 	case KP_WRITE:
 	case KP_FSYNC:
 		FIELD_U(o, "fd", ev->arg[0]);
-		FIELD_U(o, "bytes", ev->arg[1]);
+		if (ev->type != KP_FSYNC)
+			FIELD_U(o, "bytes", ev->arg[1]);
 		FIELD_L(o, "syscall", syscall_name(ev->arg[2]));
 		FIELD_U(o, "inode", ev->arg[3]);
 		break;
@@ -218,14 +189,14 @@ static char *put_body(char *o, const struct kp_event *ev, const struct wire_conn
 		FIELD_U(o, "sport", ev->arg[3] & 0xffff);
 		FIELD_U(o, "dport", (ev->arg[3] >> 16) & 0xffff);
 		o = put_conn_addrs(o, ev, conn);
-		FIELD_L(o, "oldstate", tcp_state_name(ev->arg[1]));
-		FIELD_L(o, "newstate", tcp_state_name(ev->arg[2]));
+		FIELD_L(o, "old_state", tcp_state_name(ev->arg[1]));
+		FIELD_L(o, "new_state", tcp_state_name(ev->arg[2]));
 		break;
 	}
 	case KP_RETRANSMIT:
 		o = put_conn_id(o, ev->arg[0]);
 		FIELD_U(o, "seq", ev->arg[1]);
-		FIELD_L(o, "state", tcp_state_name(ev->arg[2]));
+		FIELD_L(o, "tcp_state", tcp_state_name(ev->arg[2]));
 		FIELD_U(o, "sport", ev->arg[3] & 0xffff);
 		FIELD_U(o, "dport", (ev->arg[3] >> 16) & 0xffff);
 		o = put_conn_addrs(o, ev, conn);
@@ -248,22 +219,22 @@ static char *put_body(char *o, const struct kp_event *ev, const struct wire_conn
 		FIELD_U(o, "count", ev->arg[0]);
 		FIELD_U(o, "addr", ev->arg[1]);
 		FIELD_U(o, "last_addr", ev->arg[2]);
-		FIELD_U(o, "write", ev->arg[3]);
+		FIELD_U(o, "write_faults", ev->arg[3]);
 		break;
 	case KP_PROC:
 		switch (ev->arg[0]) {
 		case KP_PROC_EXEC:
-			FIELD_L(o, "event", "exec");
+			FIELD_L(o, "proc_event", "exec");
 			FIELD_U(o, "ppid", ev->arg[1]);
 			break;
 		case KP_PROC_FORK:
-			FIELD_L(o, "event", "fork");
+			FIELD_L(o, "proc_event", "fork");
 			FIELD_U(o, "child", ev->arg[1]);
 			if (ev->flags & KP_F_THREAD)
 				o = PUT_LIT(o, ",\"thread\":true");
 			break;
 		case KP_PROC_EXIT:
-			FIELD_L(o, "event", "exit");
+			FIELD_L(o, "proc_event", "exit");
 			FIELD_U(o, "ppid", ev->arg[1]);
 			/* the kernel's exit_code is a wait status: code << 8 | terminating signal
 			 */
@@ -274,7 +245,7 @@ static char *put_body(char *o, const struct kp_event *ev, const struct wire_conn
 				o = PUT_LIT(o, ",\"thread\":true");
 			break;
 		default:
-			FIELD_L(o, "event", "unknown");
+			FIELD_L(o, "proc_event", "unknown");
 		}
 		break;
 	}

@@ -7,17 +7,20 @@
  *
  * Common fields: type (read, write, fsync, tcp_send, tcp_recv, conn, retransmit, offcpu,
  * reclaim, faults, proc), ts (epoch ns), dur (ns), pid, tid, cpu, comm, ret. Per type:
- *   read/write/fsync   fd, bytes (asked), syscall (name), inode
+ *   read/write         fd, bytes (asked), syscall (name), inode
+ *   fsync              fd, syscall ("fsync"|"fdatasync"), inode
  *   tcp_send/tcp_recv  conn (16 hex digits), bytes, seq, sport, dport (local, remote),
  *                      saddr, daddr (when the connection's CONN record was seen)
- *   conn               conn, family ("ipv4"|"ipv6"), saddr, sport, daddr, dport, oldstate,
- *                      newstate ("ESTABLISHED", ...)
- *   retransmit         conn, seq, state, sport, dport (+ saddr, daddr when known)
+ *   conn               conn, family ("ipv4"|"ipv6"), sport, dport, saddr, daddr, old_state,
+ *                      new_state ("ESTABLISHED", ...)
+ *   retransmit         conn, seq, tcp_state, sport, dport (+ saddr, daddr when known)
  *   offcpu             reason ("preempted"|"blocked"), waker, runq, holder_tid, prev_state
  *   reclaim            pages, kind ("direct"|"memcg"), memcg, order
- *   faults             count, addr, last_addr, write
- *   proc               event ("exec"|"fork"|"exit"), ppid (exec, exit), child and thread
+ *   faults             count, addr, last_addr, write_faults
+ *   proc               proc_event ("exec"|"fork"|"exit"), ppid (exec, exit), child and thread
  *                      (fork), exit_code and signal (exit)
+ * The names are the event store's column names (FROM events) and the live stream's
+ * (common/eventjson.h); tests/integration/fields.c holds the three to it.
  * plus "truncated":true when the kernel cut an episode or a byte count short, and the process
  * metadata when known and not empty: service, container, pod, cgroup.
  *

@@ -3,6 +3,8 @@
  */
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 
 #include "common/eventjson.h"
 #include "common/json.h"
@@ -13,6 +15,30 @@ static const char *const type_names[KP_TYPE_MAX] = {
 	[KP_CONN] = "conn",       [KP_RETRANSMIT] = "retransmit", [KP_OFFCPU] = "offcpu",
 	[KP_RECLAIM] = "reclaim", [KP_FAULTS] = "faults",     [KP_PROC] = "proc",
 };
+
+const char *const eventjson_syscall_names[EVENTJSON_NSYSCALLS] = {
+	[SYS_read] = "read",	       [SYS_write] = "write",	    [SYS_pread64] = "pread64",
+	[SYS_pwrite64] = "pwrite64",   [SYS_readv] = "readv",	    [SYS_writev] = "writev",
+	[SYS_sendto] = "sendto",       [SYS_recvfrom] = "recvfrom", [SYS_sendmsg] = "sendmsg",
+	[SYS_recvmsg] = "recvmsg",     [SYS_fsync] = "fsync",	    [SYS_fdatasync] = "fdatasync",
+	[SYS_preadv] = "preadv",       [SYS_pwritev] = "pwritev",   [SYS_preadv2] = "preadv2",
+	[SYS_pwritev2] = "pwritev2",   [SYS_sync_file_range] = "sync_file_range",
+};
+_Static_assert(SYS_pwritev2 < EVENTJSON_NSYSCALLS, "EVENTJSON_NSYSCALLS too small");
+
+const char *const eventjson_tcp_state_names[EVENTJSON_NTCPSTATES] = {
+	"UNKNOWN",   "ESTABLISHED", "SYN_SENT", "SYN_RECV",   "FIN_WAIT1",    "FIN_WAIT2",
+	"TIME_WAIT", "CLOSE",	    "CLOSE_WAIT", "LAST_ACK", "LISTEN",	      "CLOSING",
+	"NEW_SYN_RECV", "BOUND_INACTIVE",
+};
+
+const char *const eventjson_family_names[EVENTJSON_NFAMILIES] = {[AF_INET] = "ipv4",
+								   [AF_INET6] = "ipv6"};
+
+const char *eventjson_name(const char *const *tab, int n, uint64_t v, const char *fallback)
+{
+	return v < (uint64_t)n && tab[v] ? tab[v] : fallback;
+}
 
 const char *eventjson_type_name(unsigned type)
 {
@@ -38,11 +64,20 @@ static void put_s(struct kp_buf *b, const char *key, const char *v)
 	json_cstr(b, v);
 }
 
-static void put_ports(struct kp_buf *b, const char *k1, const char *k2, __u64 a)
+static void put_ports(struct kp_buf *b, __u64 a)
 {
-	put_u(b, k1, a & 0xffff);
-	put_u(b, k2, (a >> 16) & 0xffff);
+	put_u(b, "sport", a & 0xffff);
+	put_u(b, "dport", (a >> 16) & 0xffff);
 }
+
+static void put_conn(struct kp_buf *b, __u64 id)
+{
+	buf_printf(b, ",\"conn\":\"%016llx\"", (unsigned long long)id);
+}
+
+#define SYSCALL_NAME(v)	  eventjson_name(eventjson_syscall_names, EVENTJSON_NSYSCALLS, v, "unknown")
+#define TCP_STATE_NAME(v) eventjson_name(eventjson_tcp_state_names, EVENTJSON_NTCPSTATES, v, "UNKNOWN")
+#define FAMILY_NAME(v)	  eventjson_name(eventjson_family_names, EVENTJSON_NFAMILIES, v, "unknown")
 
 void eventjson_write(struct kp_buf *b, const struct kp_event *ev, const struct eventjson_meta *meta)
 {
@@ -62,42 +97,39 @@ void eventjson_write(struct kp_buf *b, const struct kp_event *ev, const struct e
 	switch (ev->type) {
 	case KP_READ:
 	case KP_WRITE:
-		put_u(b, "fd", a[0]);
-		put_u(b, "bytes", a[1]);
-		put_u(b, "syscall", a[2]);
-		put_u(b, "inode", a[3]);
-		break;
 	case KP_FSYNC:
 		put_u(b, "fd", a[0]);
-		put_u(b, "syscall", a[2]);
+		if (ev->type != KP_FSYNC)
+			put_u(b, "bytes", a[1]);
+		put_s(b, "syscall", SYSCALL_NAME(a[2]));
 		put_u(b, "inode", a[3]);
 		break;
 	case KP_TCP_SEND:
 	case KP_TCP_RECV:
-		put_u(b, "conn", a[0]);
+		put_conn(b, a[0]);
 		put_u(b, "bytes", a[1]);
 		put_u(b, "seq", a[2]);
-		put_ports(b, "lport", "rport", a[3]);
+		put_ports(b, a[3]);
 		break;
 	case KP_CONN:
-		put_u(b, "conn", a[0]);
-		put_u(b, "old_state", a[1]);
-		put_u(b, "new_state", a[2]);
-		put_ports(b, "sport", "dport", a[3]);
-		put_u(b, "family", a[3] >> 32);
+		put_conn(b, a[0]);
+		put_s(b, "family", FAMILY_NAME(a[3] >> 32));
+		put_ports(b, a[3]);
+		put_s(b, "old_state", TCP_STATE_NAME(a[1]));
+		put_s(b, "new_state", TCP_STATE_NAME(a[2]));
 		break;
 	case KP_RETRANSMIT:
-		put_u(b, "conn", a[0]);
+		put_conn(b, a[0]);
 		put_u(b, "seq", a[1]);
-		put_u(b, "state", a[2]);
-		put_ports(b, "sport", "dport", a[3]);
+		put_s(b, "tcp_state", TCP_STATE_NAME(a[2]));
+		put_ports(b, a[3]);
 		break;
 	case KP_OFFCPU:
 		put_s(b, "reason", (a[0] & 0xff) == KP_OFFCPU_PREEMPTED ? "preempted" : "blocked");
-		put_u(b, "prev_state", a[0] >> 8);
 		put_u(b, "waker", a[1]);
-		put_u(b, "rq_delay", a[2]);
-		put_u(b, "cpu_holder", a[3]);
+		put_u(b, "runq", a[2]);
+		put_u(b, "holder_tid", a[3]);
+		put_u(b, "prev_state", a[0] >> 8);
 		break;
 	case KP_RECLAIM:
 		put_u(b, "pages", a[0]);
@@ -107,8 +139,8 @@ void eventjson_write(struct kp_buf *b, const struct kp_event *ev, const struct e
 		break;
 	case KP_FAULTS:
 		put_u(b, "count", a[0]);
-		buf_printf(b, ",\"first_addr\":\"0x%llx\",\"last_addr\":\"0x%llx\"",
-			   (unsigned long long)a[1], (unsigned long long)a[2]);
+		put_u(b, "addr", a[1]);
+		put_u(b, "last_addr", a[2]);
 		put_u(b, "write_faults", a[3]);
 		break;
 	case KP_PROC: {
@@ -116,15 +148,23 @@ void eventjson_write(struct kp_buf *b, const struct kp_event *ev, const struct e
 				      : a[0] == KP_PROC_FORK ? "fork"
 				      : a[0] == KP_PROC_EXIT ? "exit"
 							     : "unknown";
-		put_s(b, "event", ev_name);
+		put_s(b, "proc_event", ev_name);
 		put_u(b, a[0] == KP_PROC_FORK ? "child" : "ppid", a[1]);
-		char comm[17];
-		memcpy(comm, &a[2], 16);
-		comm[16] = 0;
-		buf_puts(b, ",\"pcomm\":");
-		json_str(b, comm, strnlen(comm, 16));
-		if (a[0] == KP_PROC_EXIT)
-			buf_printf(b, ",\"exit_code\":%d", ev->ret);
+		if (!(meta && meta->comm && meta->comm[0])) {
+			char comm[17];
+			memcpy(comm, &a[2], 16);
+			comm[16] = 0;
+			buf_puts(b, ",\"comm\":");
+			json_str(b, comm, strnlen(comm, 16));
+		}
+		if (a[0] == KP_PROC_EXIT) {
+			/* the kernel's exit_code is a wait status: code << 8 | terminating signal */
+			put_u(b, "exit_code", ((uint32_t)ev->ret >> 8) & 0xff);
+			if (ev->ret & 0x7f)
+				put_u(b, "signal", (uint32_t)ev->ret & 0x7f);
+		}
+		if (ev->flags & KP_F_THREAD)
+			buf_puts(b, ",\"thread\":true");
 		break;
 	}
 	default:

@@ -30,6 +30,7 @@
 #include <xxhash.h>
 
 #include "agent/wire.h"
+#include "common/eventjson.h"
 #include "common/util.h"
 #include "store/internal.h"
 #include "store/table.h"
@@ -1171,16 +1172,16 @@ static const struct table_col ev_cols[EC_NCOLS] = {
 	[EC_PPID] = {"ppid", TT_INT, TC_NULLABLE, "parent pid"},
 	[EC_FD] = {"fd", TT_INT, TC_NULLABLE, "read/write/fsync: file descriptor"},
 	[EC_BYTES] = {"bytes", TT_INT, TC_NULLABLE, "read/write: bytes asked; tcp: bytes"},
-	[EC_SYSCALL] = {"syscall", TT_INT, TC_NULLABLE, "read/write/fsync: syscall number"},
+	[EC_SYSCALL] = {"syscall", TT_SYM, TC_NULLABLE, "read/write/fsync: system call (pwrite64, ...)"},
 	[EC_INODE] = {"inode", TT_INT, TC_NULLABLE | TC_UNSIGNED, "read/write/fsync: inode"},
 	[EC_CONN] = {"conn", TT_INT, TC_NULLABLE | TC_UNSIGNED, "tcp/conn/retransmit: conn id"},
 	[EC_SEQ] = {"seq", TT_INT, TC_NULLABLE, "tcp_send/tcp_recv/retransmit: TCP sequence"},
 	[EC_SPORT] = {"sport", TT_INT, TC_NULLABLE, "tcp/conn/retransmit: local port"},
 	[EC_DPORT] = {"dport", TT_INT, TC_NULLABLE, "tcp/conn/retransmit: remote port"},
-	[EC_FAMILY] = {"family", TT_INT, TC_NULLABLE, "conn: address family"},
-	[EC_OLD_STATE] = {"old_state", TT_INT, TC_NULLABLE, "conn: previous TCP state"},
-	[EC_NEW_STATE] = {"new_state", TT_INT, TC_NULLABLE, "conn: new TCP state"},
-	[EC_TCP_STATE] = {"tcp_state", TT_INT, TC_NULLABLE, "retransmit: TCP state"},
+	[EC_FAMILY] = {"family", TT_SYM, TC_NULLABLE, "conn: ipv4 or ipv6"},
+	[EC_OLD_STATE] = {"old_state", TT_SYM, TC_NULLABLE, "conn: previous TCP state (ESTABLISHED, ...)"},
+	[EC_NEW_STATE] = {"new_state", TT_SYM, TC_NULLABLE, "conn: new TCP state"},
+	[EC_TCP_STATE] = {"tcp_state", TT_SYM, TC_NULLABLE, "retransmit: TCP state"},
 	[EC_REASON] = {"reason", TT_SYM, TC_NULLABLE, "offcpu: blocked or preempted"},
 	[EC_PREV_STATE] = {"prev_state", TT_INT, TC_NULLABLE,
 			   "offcpu: task state when switched out"},
@@ -1196,7 +1197,7 @@ static const struct table_col ev_cols[EC_NCOLS] = {
 	[EC_LAST_ADDR] = {"last_addr", TT_INT, TC_NULLABLE | TC_UNSIGNED, "faults: last address"},
 	[EC_WRITE_FAULTS] = {"write_faults", TT_INT, TC_NULLABLE, "faults: write faults"},
 	[EC_PROC_EVENT] = {"proc_event", TT_SYM, TC_NULLABLE, "proc: exec, fork or exit"},
-	[EC_CHILD] = {"ppid_or_child", TT_INT, TC_NULLABLE, "proc: parent pid (fork: child pid)"},
+	[EC_CHILD] = {"child", TT_INT, TC_NULLABLE, "proc fork: the child's pid"},
 	[EC_SADDR] = {"saddr", TT_SYM, TC_NULLABLE, "tcp/conn/retransmit: local address"},
 	[EC_DADDR] = {"daddr", TT_SYM, TC_NULLABLE, "tcp/conn/retransmit: remote address"},
 };
@@ -1266,6 +1267,17 @@ static const char *const *static_syms(int col, int *n)
 	case EC_PROC_EVENT:
 		*n = (int)KP_ARRAY_SIZE(procev_names);
 		return procev_names;
+	case EC_SYSCALL:
+		*n = EVENTJSON_NSYSCALLS;
+		return eventjson_syscall_names;
+	case EC_FAMILY:
+		*n = EVENTJSON_NFAMILIES;
+		return eventjson_family_names;
+	case EC_OLD_STATE:
+	case EC_NEW_STATE:
+	case EC_TCP_STATE:
+		*n = EVENTJSON_NTCPSTATES;
+		return eventjson_tcp_state_names;
 	default:
 		return NULL;
 	}
@@ -1278,7 +1290,7 @@ static const char *ev_sym_str(void *ctx, int col, int64_t id, uint32_t *len)
 	const char *const *tab = static_syms(col, &n);
 	if (tab) {
 		static __thread char other[32];
-		if (id >= 0 && id < n) {
+		if (id >= 0 && id < n && tab[id]) {
 			*len = (uint32_t)strlen(tab[id]);
 			return tab[id];
 		}
@@ -1295,7 +1307,7 @@ static int64_t ev_sym_find(void *ctx, int col, const char *s, size_t len)
 	const char *const *tab = static_syms(col, &n);
 	if (tab) {
 		for (int i = 0; i < n; i++)
-			if (strlen(tab[i]) == len && !memcmp(tab[i], s, len))
+			if (tab[i] && strlen(tab[i]) == len && !memcmp(tab[i], s, len))
 				return i;
 		return -1;
 	}
@@ -1689,7 +1701,8 @@ static int ev_fetch(struct table_batch *b, int col, struct table_vec *out)
 			bool need = false;
 			for (int t = 0; t < KP_TYPE_MAX; t++)
 				need |= v->arg[t] == a;
-			if (need && (rc = phys_get(eb, SC_ARG0 + a)))
+			if ((need || (col == EC_CHILD && a == 0)) &&
+			    (rc = phys_get(eb, SC_ARG0 + a)))
 				return rc;
 		}
 		int64_t *o = log_buf(eb, col, true);
@@ -1705,6 +1718,12 @@ static int ev_fetch(struct table_batch *b, int col, struct table_vec *out)
 			nl[i] = 0;
 			o[i] = (int64_t)((eb->phys[SC_ARG0 + a][i] >> v->shift) & v->mask);
 		}
+		if (col == EC_CHILD) /* a pid only for forks (exec and exit carry the parent's) */
+			for (uint32_t i = 0; i < n; i++)
+				if (!nl[i] && eb->phys[SC_ARG0][i] != KP_PROC_FORK) {
+					nl[i] = 1;
+					o[i] = 0;
+				}
 	} else if (col == EC_SADDR || col == EC_DADDR) {
 		if ((rc = phys_get(eb, SC_TYPE)) || (rc = phys_get(eb, SC_ARG0)) ||
 		    (rc = phys_get(eb, SC_NODE)))

@@ -235,8 +235,8 @@ TEST(ndjson_format_fields)
 	ndjson_format(&b, &e, NULL, &c);
 	buf_append(&b, "", 1);
 	CHECK_CONTAINS(b.data, "\"family\":\"ipv4\",\"sport\":40000,\"dport\":80,\"saddr\":"
-			       "\"10.0.0.1\",\"daddr\":\"10.0.0.2\",\"oldstate\":\"SYN_SENT\","
-			       "\"newstate\":\"ESTABLISHED\"");
+			       "\"10.0.0.1\",\"daddr\":\"10.0.0.2\",\"old_state\":\"SYN_SENT\","
+			       "\"new_state\":\"ESTABLISHED\"");
 	e = (struct kp_event){.type = KP_OFFCPU, .dur_ns = 5};
 	e.arg[0] = KP_OFFCPU_PREEMPTED | 0x0 << 8;
 	e.arg[1] = 0;
@@ -264,7 +264,7 @@ TEST(ndjson_format_fields)
 	b.len = 0;
 	ndjson_format(&b, &e, NULL, NULL);
 	buf_append(&b, "", 1);
-	CHECK_CONTAINS(b.data, "\"count\":3,\"addr\":4096,\"last_addr\":8192,\"write\":2,"
+	CHECK_CONTAINS(b.data, "\"count\":3,\"addr\":4096,\"last_addr\":8192,\"write_faults\":2,"
 			       "\"truncated\":true}");
 	e = (struct kp_event){.type = KP_PROC, .ret = (3 << 8)};
 	e.arg[0] = KP_PROC_EXIT;
@@ -274,7 +274,7 @@ TEST(ndjson_format_fields)
 	ndjson_format(&b, &e, NULL, NULL);
 	buf_append(&b, "", 1);
 	CHECK_CONTAINS(b.data, "\"comm\":\"sh\"");
-	CHECK_CONTAINS(b.data, "\"event\":\"exit\",\"ppid\":1,\"exit_code\":3}");
+	CHECK_CONTAINS(b.data, "\"proc_event\":\"exit\",\"ppid\":1,\"exit_code\":3}");
 	/* a comm with quotes and invalid UTF-8 still makes valid JSON */
 	memcpy(&e.arg[2], "a\"b\\\xff\x01zzzzzzzzzzz", 16);
 	b.len = 0;

@@ -267,25 +267,25 @@ function describe(ev: Ev): string {
   switch (ev.type) {
     case 'read':
     case 'write':
-      return `fd=${ev.fd} · ${kb(ev.bytes)}`;
+      return `${ev.syscall ?? ''} fd=${ev.fd} · ${kb(ev.bytes)}`;
     case 'fsync':
-      return `fd=${ev.fd}`;
+      return `${ev.syscall ?? ''} fd=${ev.fd}`;
     case 'tcp_send':
-      return `→ :${ev.rport} · ${kb(ev.bytes)}`;
+      return `→ :${ev.dport} · ${kb(ev.bytes)}`;
     case 'tcp_recv':
-      return `← :${ev.rport} · ${kb(ev.bytes)}`;
+      return `← :${ev.dport} · ${kb(ev.bytes)}`;
     case 'conn':
-      return `:${ev.sport} → :${ev.dport} state ${ev.old_state}→${ev.new_state}`;
+      return `:${ev.sport} → :${ev.dport} ${ev.old_state} → ${ev.new_state}`;
     case 'retransmit':
-      return `:${ev.sport} → :${ev.dport} seq ${ev.seq}`;
+      return `:${ev.sport} → :${ev.dport} seq ${ev.seq} ${ev.tcp_state ?? ''}`;
     case 'offcpu':
-      return `${ev.reason}${ev.cpu_holder ? ` · CPU held by TID ${ev.cpu_holder}` : ''}${ev.rq_delay ? ` · runq ${fmtDur(Number(ev.rq_delay))}` : ''}`;
+      return `${ev.reason}${ev.holder_tid ? ` · CPU held by TID ${ev.holder_tid}` : ''}${ev.runq ? ` · runq ${fmtDur(Number(ev.runq))}` : ''}`;
     case 'reclaim':
       return `${ev.kind} reclaim · ${ev.pages} pages`;
     case 'faults':
-      return `${ev.count} faults · addr=${ev.first_addr}`;
+      return `${ev.count} faults · addr=0x${BigInt(String(ev.addr ?? 0)).toString(16)}`;
     case 'proc':
-      return `${ev.event}${ev.pcomm ? ` ${ev.pcomm}` : ''}`;
+      return `${ev.proc_event}${ev.child ? ` child ${ev.child}` : ''}${ev.exit_code !== undefined ? ` code ${ev.exit_code}` : ''}`;
     default:
       return '';
   }

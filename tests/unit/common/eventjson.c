@@ -31,14 +31,14 @@ TEST(eventjson_fields_per_type)
 		     "{\"type\":\"write\",\"ts\":1700000000123456789,\"dur\":2500,\"pid\":4721,"
 		     "\"tid\":4722,\"cpu\":3,\"ret\":4096,\"comm\":\"postgres\",\"service\":"
 		     "\"ledger \\\"db\\\"\",\"node\":\"node-1\",\"fd\":7,\"bytes\":4096,"
-		     "\"syscall\":1,\"inode\":99}");
+		     "\"syscall\":\"write\",\"inode\":99}");
 	json_free(d);
 
 	e = (struct kp_event){.type = KP_TCP_SEND, .ret = 10, .arg = {55, 10, 1000, KP_PORTS(
 										       5432, 40000)}};
 	d = render(&e, NULL, &j, &b);
-	CHECK_CONTAINS(b.data, "\"conn\":55,\"bytes\":10,\"seq\":1000,\"lport\":5432,"
-			       "\"rport\":40000");
+	CHECK_CONTAINS(b.data, "\"conn\":\"0000000000000037\",\"bytes\":10,\"seq\":1000,"
+			       "\"sport\":5432,\"dport\":40000");
 	CHECK(!strstr(b.data, "comm"));
 	json_free(d);
 
@@ -46,15 +46,15 @@ TEST(eventjson_fields_per_type)
 			      .arg = {55, 2, 1, KP_PORTS(1, 2) | (10ull << 32)}};
 	d = render(&e, NULL, &j, &b);
 	CHECK_CONTAINS(b.data, "\"flags\":4");
-	CHECK_CONTAINS(b.data, "\"old_state\":2,\"new_state\":1,\"sport\":1,\"dport\":2,"
-			       "\"family\":10");
+	CHECK_CONTAINS(b.data, "\"family\":\"ipv6\",\"sport\":1,\"dport\":2,"
+			       "\"old_state\":\"SYN_SENT\",\"new_state\":\"ESTABLISHED\"");
 	json_free(d);
 
 	e = (struct kp_event){.type = KP_OFFCPU, .dur_ns = 388000000,
 			      .arg = {KP_OFFCPU_PREEMPTED | (0 << 8), 0, 12345, 4721}};
 	d = render(&e, NULL, &j, &b);
-	CHECK_CONTAINS(b.data, "\"reason\":\"preempted\",\"prev_state\":0,\"waker\":0,"
-			       "\"rq_delay\":12345,\"cpu_holder\":4721");
+	CHECK_CONTAINS(b.data, "\"reason\":\"preempted\",\"waker\":0,\"runq\":12345,"
+			       "\"holder_tid\":4721,\"prev_state\":0");
 	json_free(d);
 
 	e = (struct kp_event){.type = KP_RECLAIM, .arg = {900, KP_RECLAIM_MEMCG, 77, 0}};
@@ -65,20 +65,20 @@ TEST(eventjson_fields_per_type)
 	e = (struct kp_event){.type = KP_FAULTS, .arg = {12, 0x7f0000001000ull, 0xffffffffffffffffull,
 							3}};
 	d = render(&e, NULL, &j, &b);
-	CHECK_CONTAINS(b.data, "\"count\":12,\"first_addr\":\"0x7f0000001000\","
-			       "\"last_addr\":\"0xffffffffffffffff\",\"write_faults\":3");
+	CHECK_CONTAINS(b.data, "\"count\":12,\"addr\":139637976731648,"
+			       "\"last_addr\":18446744073709551615,\"write_faults\":3");
 	json_free(d);
 
-	e = (struct kp_event){.type = KP_PROC, .ret = 1, .arg = {KP_PROC_EXIT, 1}};
+	e = (struct kp_event){.type = KP_PROC, .ret = 1 << 8 | 9, .arg = {KP_PROC_EXIT, 1}};
 	memcpy(&e.arg[2], "batch-job\"\n", 11);
 	d = render(&e, NULL, &j, &b);
-	CHECK_CONTAINS(b.data, "\"event\":\"exit\",\"ppid\":1,\"pcomm\":\"batch-job\\\"\\n\","
-			       "\"exit_code\":1");
+	CHECK_CONTAINS(b.data, "\"proc_event\":\"exit\",\"ppid\":1,\"comm\":\"batch-job\\\"\\n\","
+			       "\"exit_code\":1,\"signal\":9");
 	json_free(d);
 	e.arg[0] = KP_PROC_FORK;
 	e.arg[1] = 999;
 	d = render(&e, NULL, &j, &b);
-	CHECK_CONTAINS(b.data, "\"event\":\"fork\",\"child\":999");
+	CHECK_CONTAINS(b.data, "\"proc_event\":\"fork\",\"child\":999");
 	json_free(d);
 
 	/* Every type, and out-of-range ones, give valid JSON. */
