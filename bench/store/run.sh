@@ -7,10 +7,10 @@
 #   BENCH_EVENTS=50000000   events to generate (5000000 for a quick run)
 #   BENCH_RUNS=5            timed runs per query (after one warm-up); the median is reported
 #   BENCH_PEERS="clickhouse-lz4 clickhouse-zstd duckdb"   which peers to run
-#   BENCH_INGEST=store      how our side is loaded: `store` = store_append + store_flush in one
-#                           process (frames decoded as the ingest server would). `wire` will send
-#                           the frames through kprobed's ingest server (agent protocol -> WAL ->
-#                           store) once store/ingest.c lands; until then it says so and stops.
+#   BENCH_INGEST=wire       our ingest figure: `wire` = the frames sent over TCP to a real kprobed
+#                           (agent protocol -> WAL fsync -> ack, then its store); `store` =
+#                           store_append + store_flush in one process. The queries always run on
+#                           the in-process load (it also carries each event's transaction id).
 #   BENCH_DIR=bench/out/store   scratch space (tens of GB at 50M events; removed afterwards
 #                           unless BENCH_KEEP=1)
 set -uo pipefail
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/../.."
 N=${BENCH_EVENTS:-50000000}
 RUNS=${BENCH_RUNS:-5}
 PEERS=${BENCH_PEERS:-clickhouse-lz4 clickhouse-zstd duckdb}
-INGEST=${BENCH_INGEST:-store}
+INGEST=${BENCH_INGEST:-wire}
 W=${BENCH_DIR:-bench/out/store}
 HERE=bench/store
 SB=.output/bench/storebench
@@ -47,32 +47,55 @@ if [[ " $PEERS " == *" clickhouse"* ]] && ! command -v clickhouse-server >/dev/n
 		die "cannot install clickhouse-server"
 fi
 if [[ " $PEERS " == *" duckdb "* ]]; then
+	# npm install, not ci: npm 11's ci rejects the lockfile npm install writes for
+	# @duckdb/node-api (it wants entries for the other platforms' optional bindings)
 	(cd "$HERE" && { [ -d node_modules/@duckdb/node-api ] ||
-		npm ci --no-audit --no-fund --loglevel=error; }) || die "npm ci in $HERE failed"
+		npm install --no-audit --no-fund --loglevel=error; }) || die "npm install in $HERE failed"
 fi
 
 # ---------------------------------------------------------------- ours
 log "generating $N events (agent frames) ..."
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 $SB gen "$N" frames "$W/in.frames" "$W/params" || die "generator failed"
 . "$W/params"
 log "span ${SPAN_S}s; Q1 pid $Q1_PID ($Q1_ROWS rows expected), Q5 txn $Q5_TXN"
 rm -rf "$W/ours"
-case "$INGEST" in
-store)
-	log "loading into kprobe's store (store_append + store_flush, durable) ..."
-	ours_load=$($SB load "$W/ours" "$W/in.frames") || die "load failed"
-	;;
-wire)
-	die "BENCH_INGEST=wire needs kprobed's ingest server (store/ingest.c), not merged yet"
-	;;
-*) die "BENCH_INGEST must be store or wire" ;;
-esac
-rm -f "$W/in.frames"
-log "ours: $ours_load"
 kv() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 declare -A R
-R[ours,ingest]=$(kv events_per_s "$ours_load")
+# The queries run on a store loaded in-process (store_append + store_flush: the same frames,
+# plus each event's transaction id, which reaches a real appliance from spans instead).
+log "loading into kprobe's store (store_append + store_flush, durable) ..."
+ours_load=$($SB load "$W/ours" "$W/in.frames") || die "load failed"
+log "ours (store path): $ours_load"
+R[ours,store_ingest]=$(kv events_per_s "$ours_load")
 R[ours,bpe]=$(kv bytes_per_event "$ours_load")
+case "$INGEST" in
+wire)
+	# The ingest figure: the same frames over TCP to a real kprobed, as agents send them,
+	# until every frame is acked (in its WAL and fsynced, group commit).
+	log "sending the frames to kprobed's ingest server (agent protocol -> WAL fsync -> ack) ..."
+	rm -rf "$W/wire"
+	mkdir -p "$W/wire"
+	bin/kprobed --set store.dataDir="$W/wire" --set api.port=0 --set ingest.port=0 \
+		--set otlp.port=0 >"$W/wire/kprobed.log" 2>&1 &
+	KPD=$!
+	IPORT=
+	for _ in $(seq 1 100); do
+		IPORT=$(sed -n 's/.*ingest=\([0-9]*\).*/\1/p' "$W/wire/kprobed.ports" 2>/dev/null)
+		[ -n "$IPORT" ] && break
+		sleep 0.1
+	done
+	[ -n "$IPORT" ] || { kill $KPD; die "kprobed did not start (see $W/wire/kprobed.log)"; }
+	wire_load=$($SB send "$IPORT" "$W/in.frames") || { kill $KPD; die "wire ingest failed"; }
+	kill -TERM $KPD
+	wait $KPD
+	log "ours (wire): $wire_load"
+	R[ours,ingest]=$(kv events_per_s "$wire_load")
+	;;
+store) R[ours,ingest]=${R[ours,store_ingest]} ;;
+*) die "BENCH_INGEST must be wire or store" ;;
+esac
+rm -f "$W/in.frames"
 $SB colstats "$W/ours" > "$W/colstats.txt"
 
 OQ=(
@@ -187,6 +210,7 @@ fi
 
 # ---------------------------------------------------------------- report
 for k in "${!R[@]}"; do echo "$k=${R[$k]}"; done | sort > "$W/result.txt"
+{ echo "LOAD_START=$LOAD_START"; echo "LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)"; } >>"$W/params"
 python3 "$HERE/report.py" "$W/result.txt" "$W/params" "$W/colstats.txt" "$N" "$RUNS" "$INGEST" > "$HERE/RESULT.md" ||
 	die "report failed"
 cat "$HERE/RESULT.md" | sed -n '/^| system/,/^$/p'

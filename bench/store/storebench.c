@@ -8,6 +8,8 @@
  *        PARAMS gets shell variables for the queries (Q1 pid and window, Q3 window, Q5 txn).
  *   storebench load DIR FILE                   loads a frames file into a store at DIR through
  *        store_append and store_flush (durable); prints events/s and bytes on disk.
+ *   storebench send PORT FILE                  sends a frames file to kprobed's ingest port as an
+ *        agent would and waits for every ack (durable in its WAL); prints events/s.
  *   storebench query DIR RUNS SQL              runs SQL RUNS times (after one warm-up) and
  *        prints the median ms, the row count and the scan stats.
  *
@@ -27,6 +29,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "agent/wire.h"
@@ -747,12 +754,121 @@ static int cmd_colstats(const char *dir)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ send (wire ingest) */
+
+struct sender {
+	int fd;
+	FILE *in;
+	uint64_t frames, events;
+	int err, done;
+};
+
+/* Writes every frame of the file (without our txn blocks) to the socket, as an agent would. */
+static void *send_frames(void *arg)
+{
+	struct sender *s = arg;
+	uint8_t *buf = xmalloc(WIRE_HDR_LEN + WIRE_MAX_BODY);
+	static uint8_t tb[65536 * 65];
+	struct wire_hdr h;
+	uint32_t tl;
+	while (fread(buf, 1, WIRE_HDR_LEN, s->in) == WIRE_HDR_LEN) {
+		if (wire_hdr_decode(buf, &h) ||
+		    fread(buf + WIRE_HDR_LEN, 1, h.body_len, s->in) != h.body_len ||
+		    fread(&tl, 4, 1, s->in) != 1 || tl > sizeof(tb) || fread(tb, 1, tl, s->in) != tl) {
+			fprintf(stderr, "storebench: bad input at frame %" PRIu64 "\n", s->frames + 1);
+			s->err = 1;
+			break;
+		}
+		size_t n = WIRE_HDR_LEN + h.body_len, off = 0;
+		while (off < n) {
+			ssize_t w = write(s->fd, buf + off, n - off);
+			if (w <= 0) {
+				perror("storebench: send");
+				s->err = 1;
+				goto out;
+			}
+			off += (size_t)w;
+		}
+		s->events += h.n_events;
+		__atomic_store_n(&s->frames, s->frames + 1, __ATOMIC_RELEASE);
+	}
+out:
+	__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+	free(buf);
+	return NULL;
+}
+
+/* Sends a frames file to kprobed's ingest port and waits for every frame's ack (durable: in
+ * its WAL, fsynced). Prints events/s from the first byte sent to the last ack. */
+static int cmd_send(int port, const char *path)
+{
+	struct sender s = {.fd = socket(AF_INET, SOCK_STREAM, 0)};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (s.fd < 0 || connect(s.fd, (struct sockaddr *)&a, sizeof(a))) {
+		perror("storebench: connect to kprobed's ingest port");
+		return 1;
+	}
+	if (!(s.in = fopen(path, "rb"))) {
+		perror(path);
+		return 1;
+	}
+	static char ibuf[1 << 22];
+	setvbuf(s.in, ibuf, _IOFBF, sizeof(ibuf));
+	uint64_t t0 = now_mono_ns();
+	pthread_t th;
+	pthread_create(&th, NULL, send_frames, &s);
+	uint64_t acked = 0, bad = 0, dup = 0;
+	uint8_t ack[WIRE_ACK_LEN];
+	size_t got = 0;
+	for (;;) {
+		if (__atomic_load_n(&s.done, __ATOMIC_ACQUIRE) &&
+		    acked == __atomic_load_n(&s.frames, __ATOMIC_ACQUIRE))
+			break;
+		/* poll, so the end is seen even when the last ack came before the writer finished */
+		struct pollfd pf = {.fd = s.fd, .events = POLLIN};
+		if (poll(&pf, 1, 50) == 0)
+			continue;
+		ssize_t r = read(s.fd, ack + got, sizeof(ack) - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		if (got < sizeof(ack))
+			continue;
+		got = 0;
+		uint64_t seq;
+		uint32_t st;
+		if (wire_ack_decode(ack, &seq, &st)) {
+			fprintf(stderr, "storebench: a malformed ack\n");
+			bad++;
+			break;
+		}
+		acked++;
+		bad += st == WIRE_ACK_BAD;
+		dup += st == WIRE_ACK_DUP;
+		if (acked % 2000 == 0)
+			fprintf(stderr, "storebench: %" PRIu64 " frames acked\n", acked);
+		if (st == WIRE_ACK_BAD)
+			break;
+	}
+	uint64_t t1 = now_mono_ns();
+	pthread_join(th, NULL);
+	close(s.fd);
+	fclose(s.in);
+	double secs = (double)(t1 - t0) / 1e9;
+	printf("events=%" PRIu64 " frames=%" PRIu64 " acked=%" PRIu64 " dup=%" PRIu64
+	       " bad=%" PRIu64 " seconds=%.3f events_per_s=%.0f\n",
+	       s.events, s.frames, acked, dup, bad, secs, (double)s.events / secs);
+	return s.err || bad || acked != s.frames ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	log_init("storebench");
 	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
 		printf("usage: storebench gen EVENTS frames|rowbinary|csv FILE PARAMS\n"
 		       "       storebench load DIR FILE\n"
+		       "       storebench send PORT FILE\n"
 		       "       storebench query DIR RUNS SQL\n");
 		return 0;
 	}
@@ -760,6 +876,8 @@ int main(int argc, char **argv)
 		return cmd_gen(strtoull(argv[2], NULL, 10), argv[3], argv[4], argv[5]);
 	if (argc == 4 && !strcmp(argv[1], "load"))
 		return cmd_load(argv[2], argv[3]);
+	if (argc == 4 && !strcmp(argv[1], "send"))
+		return cmd_send(atoi(argv[2]), argv[3]);
 	if (argc == 3 && !strcmp(argv[1], "colstats"))
 		return cmd_colstats(argv[2]);
 	if (argc == 5 && !strcmp(argv[1], "query"))
