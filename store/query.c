@@ -339,7 +339,8 @@ struct qctx {
 	struct table_batch *batch;
 	struct table_vec colv[256];
 	uint64_t colhave[4];
-	uint32_t sel_a[BATCH_CAP], sel_b[BATCH_CAP];
+	uint32_t sel_a[BATCH_CAP], sel_b[BATCH_CAP], iota[BATCH_CAP];
+	bool iota_filled;
 	/* group context (post aggregation) */
 	struct vec *gkeys, *gaggs;
 	uint64_t gbase;
@@ -365,6 +366,8 @@ struct qctx {
 	bool sel_ident; /* the selection vector is 0..n-1 of the current batch */
 	int64_t *dense; /* agg_dense: box index -> group, -1 when not seen in this batch */
 	uint32_t *dense_used;
+	uint32_t *dense_ix, *dense_run; /* agg_dense: per row box index; run starts */
+	uint32_t *dense_cnt;		/* agg_dense: rows per box (counts alone), zero between uses */
 };
 
 static int qerr(struct qctx *q, int pos, const char *fmt, ...)
@@ -2754,39 +2757,38 @@ static void rows_sort_trim(struct qctx *q, size_t keep)
  */
 #define DENSE_MAX 65536
 
-/* Every selected row of the batch has the same key: aggregate whole vectors. */
-static int agg_one_group(struct qctx *q, uint32_t ns)
+/*
+ * Rows i0..i1-1 of the batch all belong to group g: aggregate them in tight loops, one
+ * aggregate at a time (the common case of a pid-sorted granule, where a key such as the service
+ * is constant for thousands of rows).
+ */
+static int agg_range(struct qctx *q, int64_t g, uint32_t i0, uint32_t i1)
 {
-	int64_t kv[MAX_KEYS];
-	uint8_t kn[MAX_KEYS] = {0};
-	for (int k = 0; k < q->nkeys; k++)
-		kv[k] = q->keys[k]->v.i[0];
-	int64_t g = group_of(q, kv, kn);
-	if (g < 0)
-		return (int)g;
 	struct aggst *st = &q->g.st[(uint64_t)g * q->naggs];
 	for (int a = 0; a < q->naggs; a++) {
 		const struct agg *ag = &q->aggs[a];
 		struct node *x = ag->arg;
 		struct aggst *sa = &st[a];
 		if (ag->kind == A_COUNT && !x) {
-			sa->n += ns;
+			sa->n += i1 - i0;
 			continue;
 		}
-		uint32_t i = 0;
+		uint32_t i = i0;
 		if (x && x->vt == V_INT && ag->kind == A_QUANT) {
 			/* values go one by one until the sketch is a histogram, then in a tight
 			 * loop */
-			for (; i < ns && !(sa->q && sa->q->hist); i++) {
+			for (; i < i1 && !(sa->q && sa->q->hist); i++) {
 				int rc = agg_update(q, sa, ag, x, i);
 				if (rc)
 					return rc;
 			}
-			if (i < ns) {
+			if (i < i1) {
 				struct qsk *k = sa->q;
+				uint32_t *h = k->h;
 				const int64_t *v = x->v.i;
 				const uint8_t *nl = x->v.nul;
-				for (; i < ns; i++) {
+				uint64_t added = 0;
+				for (; i < i1; i++) {
 					if (nl[i])
 						continue;
 					if (v[i] < 0) { /* not for the histogram: the slow path */
@@ -2795,14 +2797,35 @@ static int agg_one_group(struct qctx *q, uint32_t ns)
 							return rc;
 						continue;
 					}
-					k->total++;
-					k->h[qh_index((uint64_t)v[i])]++;
-					sa->n++;
+					h[qh_index((uint64_t)v[i])]++;
+					added++;
 				}
+				k->total += added;
+				sa->n += (int64_t)added;
 			}
 			continue;
 		}
-		for (; i < ns; i++) {
+		if (x && x->vt == V_INT && (ag->kind == A_MAX || ag->kind == A_MIN ||
+					    ag->kind == A_SUM)) {
+			const int64_t *v = x->v.i;
+			const uint8_t *nl = x->v.nul;
+			int64_t acc = sa->a.i, n = sa->n;
+			for (; i < i1; i++) {
+				if (nl[i])
+					continue;
+				if (ag->kind == A_SUM)
+					acc = (int64_t)((uint64_t)acc + (uint64_t)v[i]);
+				else if (ag->kind == A_MAX)
+					acc = !n || v[i] > acc ? v[i] : acc;
+				else
+					acc = !n || v[i] < acc ? v[i] : acc;
+				n++;
+			}
+			sa->a.i = acc;
+			sa->n = n;
+			continue;
+		}
+		for (; i < i1; i++) {
 			int rc = agg_update(q, sa, ag, x, i);
 			if (rc)
 				return rc;
@@ -2811,12 +2834,17 @@ static int agg_one_group(struct qctx *q, uint32_t ns)
 	return 0;
 }
 
+/*
+ * Two phases: every row's box index first (a loop per key over its column), then the index to
+ * group mapping once per run of equal indexes. Long runs are aggregated by agg_range; short ones
+ * row by row with the hot aggregates inline.
+ */
 static int agg_dense(struct qctx *q, uint32_t ns)
 {
 	if (!q->nkeys)
 		return 1;
-	int64_t lo[MAX_KEYS], stride[MAX_KEYS], scale[MAX_KEYS];
-	double inv[MAX_KEYS];
+	int64_t lo[MAX_KEYS], scale[MAX_KEYS];
+	uint32_t stride[MAX_KEYS];
 	uint64_t span = 1;
 	for (int k = 0; k < q->nkeys; k++) {
 		struct node *e = q->keys[k];
@@ -2824,91 +2852,150 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 			return 1;
 		/* bucket(x, step) values are step apart: index them by (v - min) / step */
 		scale[k] = e->k == N_CALL && e->idx == F_BUCKET ? e->b->li : 1;
-		inv[k] = 1.0 / (double)scale[k];
 		int64_t mn = INT64_MAX, mx = INT64_MIN;
 		uint8_t anynull = 0;
+		const int64_t *v = e->v.i;
+		const uint8_t *nl = e->v.nul;
 		for (uint32_t i = 0; i < ns; i++) {
-			int64_t v = e->v.i[i];
-			mn = v < mn ? v : mn;
-			mx = v > mx ? v : mx;
-			anynull |= e->v.nul[i];
+			mn = v[i] < mn ? v[i] : mn;
+			mx = v[i] > mx ? v[i] : mx;
+			anynull |= nl[i];
 		}
 		if (anynull || ((uint64_t)mx - (uint64_t)mn) / (uint64_t)scale[k] >= DENSE_MAX)
 			return 1;
 		lo[k] = mn;
-		stride[k] = (int64_t)span;
+		stride[k] = (uint32_t)span;
 		span *= ((uint64_t)mx - (uint64_t)mn) / (uint64_t)scale[k] + 1;
 		if (span > DENSE_MAX)
 			return 1;
 	}
-	if (span == 1) /* one group for the whole batch: the common case of a pid-sorted granule */
-		return agg_one_group(q, ns);
+	int64_t kv[MAX_KEYS];
+	uint8_t kn[MAX_KEYS] = {0};
+	if (span == 1) { /* one group for the whole batch */
+		for (int k = 0; k < q->nkeys; k++)
+			kv[k] = q->keys[k]->v.i[0];
+		int64_t g = group_of(q, kv, kn);
+		return g < 0 ? (int)g : agg_range(q, g, 0, ns);
+	}
 	if (!q->dense) {
 		q->dense = xmalloc(sizeof(int64_t) * DENSE_MAX);
 		for (uint32_t i = 0; i < DENSE_MAX; i++)
 			q->dense[i] = -1;
 		q->dense_used = xmalloc(sizeof(uint32_t) * BATCH_CAP);
+		q->dense_ix = xmalloc(sizeof(uint32_t) * BATCH_CAP);
+		q->dense_run = xmalloc(sizeof(uint32_t) * (BATCH_CAP + 1));
 	}
-	uint32_t nused = 0;
-	int64_t kv[MAX_KEYS];
-	uint8_t kn[MAX_KEYS] = {0};
-	int rc = 0;
-	for (uint32_t i = 0; i < ns && !rc; i++) {
-		uint32_t ix = 0;
-		for (int k = 0; k < q->nkeys; k++) {
-			uint64_t d = (uint64_t)q->keys[k]->v.i[i] - (uint64_t)lo[k];
-			if (scale[k] != 1) {
-				/* d is an exact multiple of the step and below 2^53 * step: a
-				 * multiply by the reciprocal, corrected by one, replaces a 64-bit
-				 * division */
-				uint64_t qd = (uint64_t)((double)d * inv[k] + 0.5);
-				if (qd * (uint64_t)scale[k] > d)
-					qd--;
-				else if ((qd + 1) * (uint64_t)scale[k] <= d)
-					qd++;
-				d = qd;
-			}
-			ix += (uint32_t)(d * (uint64_t)stride[k]);
+	/* phase 1: box indexes, one key at a time */
+	uint32_t *ix = q->dense_ix;
+	for (int k = 0; k < q->nkeys; k++) {
+		const int64_t *v = q->keys[k]->v.i;
+		uint64_t l = (uint64_t)lo[k], sc = (uint64_t)scale[k];
+		uint32_t sd = stride[k];
+		if (sc == 1) {
+			if (k == 0)
+				for (uint32_t i = 0; i < ns; i++)
+					ix[i] = (uint32_t)((uint64_t)v[i] - l) * sd;
+			else
+				for (uint32_t i = 0; i < ns; i++)
+					ix[i] += (uint32_t)((uint64_t)v[i] - l) * sd;
+			continue;
 		}
-		int64_t g = q->dense[ix];
-		if (g < 0) {
-			for (int k = 0; k < q->nkeys; k++)
-				kv[k] = q->keys[k]->v.i[i];
-			g = group_of(q, kv, kn);
+		/* d is an exact multiple of the step and below 2^53 * step: a multiply by the
+		 * reciprocal, corrected by one, replaces a 64-bit division */
+		double inv = 1.0 / (double)sc;
+		for (uint32_t i = 0; i < ns; i++) {
+			uint64_t d = (uint64_t)v[i] - l;
+			uint64_t qd = (uint64_t)((double)d * inv + 0.5);
+			qd -= qd * sc > d;
+			qd += (qd + 1) * sc <= d;
+			uint32_t c = (uint32_t)qd * sd;
+			ix[i] = k == 0 ? c : ix[i] + c;
+		}
+	}
+	/* counts alone (count by second and type, say): a counter per box, then one group
+	 * lookup per box that has rows; a box's keys follow from its index */
+	bool counts_only = span <= 2 * (uint64_t)ns;
+	for (int a = 0; a < q->naggs; a++)
+		counts_only &= q->aggs[a].kind == A_COUNT && !q->aggs[a].arg;
+	if (counts_only) {
+		if (!q->dense_cnt)
+			q->dense_cnt = xcalloc(DENSE_MAX, sizeof(uint32_t));
+		uint32_t *cnt = q->dense_cnt;
+		for (uint32_t i = 0; i < ns; i++)
+			cnt[ix[i]]++;
+		int rc = 0;
+		for (uint32_t b = 0; b < (uint32_t)span; b++) {
+			if (!cnt[b])
+				continue;
+			uint32_t c = cnt[b];
+			cnt[b] = 0;
+			if (rc)
+				continue; /* keep clearing: the counters must be zero for the next batch */
+			uint32_t rest = b;
+			for (int k = q->nkeys - 1; k >= 0; k--) {
+				kv[k] = lo[k] + (int64_t)(rest / stride[k]) * scale[k];
+				rest %= stride[k];
+			}
+			int64_t g = group_of(q, kv, kn);
 			if (g < 0) {
 				rc = (int)g;
-				break;
-			}
-			q->dense[ix] = g;
-			q->dense_used[nused++] = ix;
-		}
-		struct aggst *st = &q->g.st[(uint64_t)g * q->naggs];
-		for (int a = 0; a < q->naggs && !rc; a++) {
-			/* the hot aggregates inline; the rest through agg_update */
-			const struct agg *ag = &q->aggs[a];
-			struct node *x = ag->arg;
-			if (ag->kind == A_COUNT && !x) {
-				st[a].n++;
 				continue;
 			}
-			if (x && x->vt == V_INT && !x->v.nul[i]) {
-				int64_t v = x->v.i[i];
-				struct aggst *sa = &st[a];
-				if (ag->kind == A_QUANT && sa->q && sa->q->hist && v >= 0) {
-					sa->q->total++;
-					sa->q->h[qh_index((uint64_t)v)]++;
-					sa->n++;
-					continue;
-				}
-				if (ag->kind == A_MAX) {
-					sa->a.i = !sa->n || v > sa->a.i ? v : sa->a.i;
-					sa->n++;
-					continue;
-				}
+			for (int a = 0; a < q->naggs; a++)
+				q->g.st[(uint64_t)g * q->naggs + a].n += c;
+		}
+		return rc;
+	}
+	/* phase 2: runs of equal indexes and their groups */
+	uint32_t *run = q->dense_run, nrun = 0, nused = 0;
+	int rc = 0;
+	for (uint32_t i = 0; i < ns; i++)
+		if (!i || ix[i] != ix[i - 1])
+			run[nrun++] = i;
+	run[nrun] = ns;
+	for (uint32_t r = 0; r < nrun; r++) {
+		uint32_t b = ix[run[r]];
+		if (q->dense[b] >= 0)
+			continue;
+		for (int k = 0; k < q->nkeys; k++)
+			kv[k] = q->keys[k]->v.i[run[r]];
+		int64_t g = group_of(q, kv, kn);
+		if (g < 0) {
+			rc = (int)g;
+			goto cleanup;
+		}
+		q->dense[b] = g;
+		q->dense_used[nused++] = b;
+	}
+	/* phase 3: aggregate */
+	if (nrun * 16 <= ns) {
+		for (uint32_t r = 0; r < nrun && !rc; r++)
+			rc = agg_range(q, q->dense[ix[run[r]]], run[r], run[r + 1]);
+		goto cleanup;
+	}
+	for (int a = 0; a < q->naggs && !rc; a++) {
+		const struct agg *ag = &q->aggs[a];
+		struct node *x = ag->arg;
+		struct aggst *st = &q->g.st[a];
+		uint32_t na = (uint32_t)q->naggs;
+		if (ag->kind == A_COUNT && !x) { /* the hot one: a counter per row */
+			for (uint32_t i = 0; i < ns; i++)
+				st[(uint64_t)q->dense[ix[i]] * na].n++;
+			continue;
+		}
+		for (uint32_t i = 0; i < ns && !rc; i++) {
+			struct aggst *sa = &st[(uint64_t)q->dense[ix[i]] * na];
+			if (x && x->vt == V_INT && !x->v.nul[i] && ag->kind == A_QUANT && sa->q &&
+			    sa->q->hist && x->v.i[i] >= 0) {
+				sa->q->total++;
+				sa->q->h[qh_index((uint64_t)x->v.i[i])]++;
+				sa->n++;
+				continue;
 			}
-			rc = agg_update(q, &st[a], ag, x, i);
+			rc = agg_update(q, sa, ag, x, i);
 		}
 	}
+cleanup:
 	for (uint32_t k = 0; k < nused; k++)
 		q->dense[q->dense_used[k]] = -1;
 	return rc;
@@ -2936,9 +3023,14 @@ static int on_batch(void *arg, struct table_batch *b)
 	q->batch = b;
 	memset(q->colhave, 0, sizeof(q->colhave));
 	uint32_t n = b->n, ns = n;
-	uint32_t *sel = q->sel_a, *alt = q->sel_b;
-	for (uint32_t i = 0; i < n; i++)
-		sel[i] = i;
+	/* the selection starts as the identity (filled once); filters write into the two
+	 * scratch vectors in turn */
+	if (!q->iota_filled) {
+		for (uint32_t i = 0; i < BATCH_CAP; i++)
+			q->iota[i] = i;
+		q->iota_filled = true;
+	}
+	uint32_t *sel = q->iota, *alt = q->sel_a;
 	for (int c = 0; c < q->nconj && ns; c++) {
 		struct node *e = q->conj[c];
 		q->sel_ident = ns == n;
@@ -2950,9 +3042,8 @@ static int on_batch(void *arg, struct table_batch *b)
 		for (uint32_t i = 0; i < ns; i++)
 			if (e->v.i[i] && !e->v.nul[i])
 				alt[k++] = sel[i];
-		uint32_t *t = sel;
 		sel = alt;
-		alt = t;
+		alt = alt == q->sel_a ? q->sel_b : q->sel_a;
 		ns = k;
 	}
 	q->matched += ns;
@@ -3403,6 +3494,9 @@ static void qctx_release(struct qctx *q)
 	free(q->ihash);
 	free(q->dense);
 	free(q->dense_used);
+	free(q->dense_ix);
+	free(q->dense_run);
+	free(q->dense_cnt);
 	arena_free(&q->ar);
 	arena_free(&q->strs);
 }

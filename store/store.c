@@ -1332,7 +1332,8 @@ struct evbatch {
 	struct store__typed_plan plan;
 	/* metadata: a process per distinct (node, pid, validity) run, and each row's index */
 	struct store__proc *procs;
-	uint16_t *procidx;
+	uint32_t *procrun; /* meta_procs: row where each process's run starts; [nprocrun] = n */
+	uint32_t nprocrun;
 	uint8_t *procfound;
 	const char *txn[STORE_GRANULE];
 	uint32_t txn_len[STORE_GRANULE];
@@ -1454,32 +1455,40 @@ static int meta_procs(struct evbatch *eb)
 		return rc;
 	if (!eb->procs) {
 		eb->procs = xmalloc(sizeof(*eb->procs) * STORE_GRANULE);
-		eb->procidx = xmalloc(sizeof(uint16_t) * STORE_GRANULE);
+		eb->procrun = xmalloc(sizeof(uint32_t) * (STORE_GRANULE + 1));
 		eb->procfound = xmalloc(STORE_GRANULE);
 	}
 	const uint64_t *node = eb->phys[SC_NODE], *pid = eb->phys[SC_PID], *ts = NULL;
-	/* timestamps matter only when a pid was reused; decode them only then */
+	uint32_t n = eb->b.n;
+	/* rows of one process come in runs (segments are sorted by pid): one lookup per run.
+	 * Timestamps matter only when a pid was reused; decode them only then */
 	for (int pass = 0; pass < 2; pass++) {
-		int np = -1;
+		uint32_t np = 0;
 		bool bounded = false;
-		struct store__proc *p = NULL;
-		for (uint32_t i = 0; i < eb->b.n; i++) {
-			uint64_t t = ts ? ts[i] : 0;
-			if (np < 0 || p->node != node[i] || p->pid != pid[i] ||
-			    (ts && (t < p->valid_from || t >= p->valid_to))) {
-				p = &eb->procs[++np];
-				eb->procfound[np] = store__meta_proc(eb->st->meta, node[i],
-								     (uint32_t)pid[i], t, p);
-				if (!eb->procfound[np]) {
-					memset(p, 0, sizeof(*p));
-					p->node = node[i];
-					p->pid = (uint32_t)pid[i];
-					p->valid_to = UINT64_MAX;
-				}
-				bounded |= p->valid_from != 0 || p->valid_to != UINT64_MAX;
+		for (uint32_t i = 0; i < n;) {
+			uint64_t nd = node[i], pd = pid[i], t = ts ? ts[i] : 0;
+			struct store__proc *p = &eb->procs[np];
+			eb->procfound[np] = store__meta_proc(eb->st->meta, nd, (uint32_t)pd, t, p);
+			if (!eb->procfound[np]) {
+				memset(p, 0, sizeof(*p));
+				p->node = nd;
+				p->pid = (uint32_t)pd;
+				p->valid_to = UINT64_MAX;
 			}
-			eb->procidx[i] = (uint16_t)np;
+			bounded |= p->valid_from != 0 || p->valid_to != UINT64_MAX;
+			eb->procrun[np++] = i;
+			uint32_t j = i + 1;
+			if (ts)
+				while (j < n && node[j] == nd && pid[j] == pd && ts[j] >= p->valid_from &&
+				       ts[j] < p->valid_to)
+					j++;
+			else
+				while (j < n && node[j] == nd && pid[j] == pd)
+					j++;
+			i = j;
 		}
+		eb->procrun[np] = n;
+		eb->nprocrun = np;
 		if (ts || !bounded)
 			break;
 		if ((rc = phys_get(eb, SC_TS)))
@@ -1498,13 +1507,14 @@ static int meta_fill(struct evbatch *eb, int col)
 			return rc;
 	}
 	int64_t *o = log_buf(eb, col, col == EC_PPID);
-	const uint16_t *ix = eb->procidx;
+	const uint32_t *run = eb->procrun;
 	const struct store__proc *pr = eb->procs;
 	if (col == EC_PPID) {
-		for (uint32_t i = 0; i < eb->b.n; i++) {
-			o[i] = pr[ix[i]].ppid;
-			eb->null[col][i] = !eb->procfound[ix[i]];
-		}
+		for (uint32_t r = 0; r < eb->nprocrun; r++)
+			for (uint32_t i = run[r]; i < run[r + 1]; i++) {
+				o[i] = pr[r].ppid;
+				eb->null[col][i] = !eb->procfound[r];
+			}
 		return 0;
 	}
 	size_t off;
@@ -1531,10 +1541,11 @@ static int meta_fill(struct evbatch *eb, int col)
 		off = offsetof(struct store__proc, service);
 		break;
 	}
-	for (uint32_t i = 0; i < eb->b.n; i++) {
+	for (uint32_t r = 0; r < eb->nprocrun; r++) {
 		uint32_t v;
-		memcpy(&v, (const char *)&pr[ix[i]] + off, sizeof(v));
-		o[i] = v;
+		memcpy(&v, (const char *)&pr[r] + off, sizeof(v));
+		for (uint32_t i = run[r]; i < run[r + 1]; i++)
+			o[i] = v;
 	}
 	return 0;
 }
@@ -1836,7 +1847,7 @@ static void evbatch_free(void *p)
 		free(eb->null[c]);
 	}
 	free(eb->procs);
-	free(eb->procidx);
+	free(eb->procrun);
 	free(eb->procfound);
 	free(eb->scratch);
 	free(eb->dictbuf);

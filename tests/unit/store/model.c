@@ -18,6 +18,9 @@ static const char *txns[] = {"", "t-a", "t-b", "t-c", "t-d"};
 static const char *tnames[] = {"none", "read",	     "write",  "fsync",	  "tcp_send", "tcp_recv",
 			       "conn", "retransmit", "offcpu", "reclaim", "faults",   "proc"};
 
+/* type numbers in the order of their names (ORDER BY type sorts names) */
+static const int tbyname[] = {6, 10, 3, 0, 8, 11, 1, 9, 7, 5, 4, 2};
+
 static int cmp_u64p(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -96,7 +99,7 @@ TEST_SLOW(store_model_random_ops, 180)
 		char sql[512];
 		struct kp_buf w = {0};
 		queries++;
-		switch (th_rand(&rng) % 7) {
+		switch (th_rand(&rng) % 9) {
 		case 0: {
 			uint32_t p = 100 + (uint32_t)(th_rand(&rng) % 9);
 			int64_t c = 0;
@@ -195,6 +198,58 @@ TEST_SLOW(store_model_random_ops, 180)
 				if (c[order[k]])
 					buf_printf(&w, "%s,%lld;", tnames[order[k]],
 						   (long long)c[order[k]]);
+			break;
+		}
+		case 6: { /* counts by bucket and type: the dense counters */
+			uint64_t a = T0_NS + th_rand(&rng) % (tick * 1000 + 1),
+				 b = a + th_rand(&rng) % 3000000;
+			enum { STEP = 10000, NB = 3000000 / STEP + 2 };
+			static int64_t c[NB][12];
+			memset(c, 0, sizeof(c));
+			uint64_t b0 = a / STEP * STEP;
+			for (size_t i = 0; i < nrows; i++)
+				if (rows[i].e.ts_ns >= a && rows[i].e.ts_ns <= b)
+					c[(rows[i].e.ts_ns - b0) / STEP][rows[i].e.type]++;
+			snprintf(sql, sizeof(sql),
+				 "SELECT bucket(ts, 10us) AS b, type, count() FROM events "
+				 "WHERE ts BETWEEN %llu AND %llu GROUP BY b, type ORDER BY b, type",
+				 (unsigned long long)a, (unsigned long long)b);
+			for (int k = 0; k < NB; k++)
+				for (int j = 0; j < 12; j++) {
+					int t = tbyname[j];
+					if (c[k][t])
+						buf_printf(&w, "%llu,%s,%lld;",
+							   (unsigned long long)(b0 + (uint64_t)k * STEP),
+							   tnames[t], (long long)c[k][t]);
+				}
+			break;
+		}
+		case 7: { /* several aggregates by pid and type: runs and rows */
+			uint64_t a = T0_NS + th_rand(&rng) % (tick * 1000 + 1),
+				 b = a + th_rand(&rng) % 30000000;
+			int64_t c[9][12] = {{0}}, s[9][12] = {{0}}, mn[9][12], mx[9][12];
+			for (size_t i = 0; i < nrows; i++)
+				if (rows[i].e.ts_ns >= a && rows[i].e.ts_ns <= b) {
+					int k = (int)rows[i].e.pid - 100, t = rows[i].e.type;
+					int64_t d = (int64_t)rows[i].e.dur_ns;
+					mn[k][t] = c[k][t] ? KP_MIN(mn[k][t], d) : d;
+					mx[k][t] = c[k][t] ? KP_MAX(mx[k][t], d) : d;
+					c[k][t]++;
+					s[k][t] += d;
+				}
+			snprintf(sql, sizeof(sql),
+				 "SELECT pid, type, count(), min(dur), max(dur), sum(dur) FROM events "
+				 "WHERE ts BETWEEN %llu AND %llu GROUP BY pid, type ORDER BY pid, type",
+				 (unsigned long long)a, (unsigned long long)b);
+			for (int k = 0; k < 9; k++)
+				for (int j = 0; j < 12; j++) {
+					int t = tbyname[j];
+					if (c[k][t])
+						buf_printf(&w, "%d,%s,%lld,%lld,%lld,%lld;", 100 + k,
+							   tnames[t], (long long)c[k][t],
+							   (long long)mn[k][t], (long long)mx[k][t],
+							   (long long)s[k][t]);
+				}
 			break;
 		}
 		default: {
