@@ -297,6 +297,7 @@ int main(int argc, char **argv)
 	if (argc > 1 && !strcmp(argv[1], "--replay-worker"))
 		return replay_worker_main(argc - 1, argv + 1);
 	log_init("kprobed");
+	kp_malloc_tune();
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);

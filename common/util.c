@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,19 @@ void buf_free(struct kp_buf *b)
 
 static const char *log_prog = "kprobe";
 static enum kp_log_level log_level = KP_LOG_INFO;
+
+/*
+ * A server's queries allocate and free megabytes each (column vectors, result cells, the JSON
+ * answer). glibc serves blocks that large with mmap and gives freed heap tops back to the
+ * kernel, so every query pays page faults and page clearing again (measured: a third of a
+ * point query's time). Blocks under 64 MiB come from the heap instead and up to 256 MiB of
+ * free heap is kept for the next query; memory above that still goes back.
+ */
+void kp_malloc_tune(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 64 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
 
 void log_init(const char *prog)
 {

@@ -46,6 +46,8 @@ void buf_free(struct kp_buf *b);
  */
 enum kp_log_level { KP_LOG_DEBUG, KP_LOG_INFO, KP_LOG_WARN, KP_LOG_ERROR };
 void log_init(const char *prog);
+/* Heap tuning for long-running servers (kprobed): see util.c. */
+void kp_malloc_tune(void);
 void log_msg(enum kp_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define log_debug(...) log_msg(KP_LOG_DEBUG, __VA_ARGS__)
 #define log_info(...)  log_msg(KP_LOG_INFO, __VA_ARGS__)

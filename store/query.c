@@ -3886,6 +3886,77 @@ static void json_val(struct kp_buf *b, const struct query_value *v)
 	}
 }
 
+static char *put_digits(char *p, uint64_t v, bool neg)
+{
+	char t[24];
+	int n = 0;
+	do {
+		t[23 - n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	if (neg)
+		t[23 - n++] = '-';
+	memcpy(p, t + 24 - n, (size_t)n);
+	return p + n;
+}
+
+/*
+ * One JSON row written straight into the buffer: room for the whole row is reserved first
+ * (numbers take at most 24 bytes, a string at most 6 per byte when every byte is escaped), so
+ * the common values (integers, plain ASCII strings) need no per-value bounds checks. Strings
+ * that need escaping or hold UTF-8 go through json_str.
+ */
+static void json_row(struct kp_buf *out, const struct query_value *v, size_t nc, bool comma)
+{
+	size_t need = 8;
+	for (size_t c = 0; c < nc; c++)
+		need += 2 + (v[c].type == QV_STR ? (size_t)v[c].u.s.len * 6 + 2 : 32);
+	buf_reserve(out, need);
+	char *p = out->data + out->len;
+	if (comma)
+		*p++ = ',';
+	*p++ = '[';
+	for (size_t c = 0; c < nc; c++, v++) {
+		if (c)
+			*p++ = ',';
+		switch (v->type) {
+		case QV_INT:
+			p = put_digits(p, v->u.i < 0 ? 0 - (uint64_t)v->u.i : (uint64_t)v->u.i,
+				       v->u.i < 0);
+			continue;
+		case QV_UINT:
+			p = put_digits(p, (uint64_t)v->u.i, false);
+			continue;
+		case QV_NULL:
+			memcpy(p, "null", 4);
+			p += 4;
+			continue;
+		case QV_STR: {
+			const unsigned char *s = (const unsigned char *)v->u.s.p;
+			uint32_t l = v->u.s.len, k = 0;
+			while (k < l && s[k] >= 0x20 && s[k] < 0x80 && s[k] != '"' && s[k] != '\\')
+				k++;
+			if (k == l) {
+				*p++ = '"';
+				memcpy(p, s, l);
+				p += l;
+				*p++ = '"';
+				continue;
+			}
+			break;
+		}
+		default:
+			break;
+		}
+		out->len = (size_t)(p - out->data);
+		json_val(out, v);
+		p = out->data + out->len;
+	}
+	*p++ = ']';
+	out->len = (size_t)(p - out->data);
+	out->data[out->len] = '\0';
+}
+
 static const char *type_str(uint8_t t)
 {
 	static const char *n[] = {"null", "int", "uint", "float", "string", "bool"};
@@ -3923,15 +3994,8 @@ void query_result_write(const struct query_result *r, enum query_format f, struc
 			buf_printf(out, ",\"type\":\"%s\"}", type_str(r->types[c]));
 		}
 		buf_puts(out, "],\"rows\":[");
-		for (size_t i = 0; i < r->nrows; i++) {
-			buf_puts(out, i ? ",[" : "[");
-			for (size_t c = 0; c < nc; c++) {
-				if (c)
-					buf_append(out, ",", 1);
-				json_val(out, &r->cells[i * nc + c]);
-			}
-			buf_append(out, "]", 1);
-		}
+		for (size_t i = 0; i < r->nrows; i++)
+			json_row(out, &r->cells[i * nc], nc, i > 0);
 		buf_printf(out,
 			   "],\"stats\":{\"rows\":%zu,\"rows_scanned\":%" PRIu64
 			   ",\"rows_matched\":%" PRIu64 ",\"granules_total\":%" PRIu64

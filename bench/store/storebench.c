@@ -865,6 +865,7 @@ static int cmd_send(int port, const char *path)
 int main(int argc, char **argv)
 {
 	log_init("storebench");
+	kp_malloc_tune(); /* as kprobed runs */
 	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
 		printf("usage: storebench gen EVENTS frames|rowbinary|csv FILE PARAMS\n"
 		       "       storebench load DIR FILE\n"

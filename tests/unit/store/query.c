@@ -561,3 +561,31 @@ TEST(query_quantiles_exact_then_histogram)
 	store_close(st);
 	config_free(&cfg);
 }
+
+/* The JSON writer's fast path (plain values written in place) and its escaping fallback agree
+ * with the JSON rules: quotes, backslashes, control bytes, UTF-8 kept, invalid UTF-8 replaced,
+ * the extremes of integers, NULLs (cells never set). */
+TEST(query_json_rows_escape_and_extremes)
+{
+	static const char *names[] = {"i", "u", "s", "f"};
+	static const uint8_t types[] = {QV_INT, QV_UINT, QV_STR, QV_FLOAT};
+	struct query_result *r = query_result_new(4, names, types);
+	size_t k = query_result_add_row(r);
+	query_result_set_int(r, k, 0, INT64_MIN);
+	query_result_set_uint(r, k, 1, UINT64_MAX);
+	query_result_set_str(r, k, 2, "a\"b\\c\nd\x01 caf\xc3\xa9 \xff!");
+	query_result_set_float(r, k, 3, 0.5);
+	k = query_result_add_row(r);
+	query_result_set_int(r, k, 0, -7);
+	query_result_set_uint(r, k, 1, 0);
+	query_result_set_str(r, k, 2, "");
+	k = query_result_add_row(r); /* all NULL */
+	struct kp_buf b = {0};
+	query_result_write(r, QUERY_JSON, &b);
+	buf_append(&b, "", 1);
+	CHECK_CONTAINS(b.data, "\"rows\":[[-9223372036854775808,18446744073709551615,"
+			       "\"a\\\"b\\\\c\\nd\\u0001 caf\xc3\xa9 \xef\xbf\xbd!\",0.5],"
+			       "[-7,0,\"\",null],[null,null,null,null]],\"stats\"");
+	buf_free(&b);
+	query_result_free(r);
+}
