@@ -2835,6 +2835,64 @@ static int agg_range(struct qctx *q, int64_t g, uint32_t i0, uint32_t i1)
 }
 
 /*
+ * Runs of rows with equal keys (a pid-sorted granule holds a few processes, so a service or a
+ * comm key changes a few times per batch): one group lookup per run and tight loops over it.
+ * Gives up (returns 1) as soon as the runs turn out short.
+ */
+static int agg_runs(struct qctx *q, uint32_t ns)
+{
+	if (!q->nkeys || !ns)
+		return 1;
+	for (int k = 0; k < q->nkeys; k++) {
+		int vt = q->keys[k]->vt;
+		if (vt != V_INT && vt != V_SYM && vt != V_BOOL)
+			return 1;
+	}
+	if (!q->dense_run)
+		q->dense_run = xmalloc(sizeof(uint32_t) * (BATCH_CAP + 1));
+	uint32_t *run = q->dense_run, nrun = 1, lim = ns / 16 + 1;
+	run[0] = 0;
+	if (q->nkeys == 1) {
+		const int64_t *v = q->keys[0]->v.i;
+		const uint8_t *nl = q->keys[0]->v.nul;
+		for (uint32_t i = 1; i < ns; i++)
+			if (v[i] != v[i - 1] || nl[i] != nl[i - 1]) {
+				if (nrun == lim)
+					return 1;
+				run[nrun++] = i;
+			}
+	} else {
+		for (uint32_t i = 1; i < ns; i++) {
+			bool diff = false;
+			for (int k = 0; k < q->nkeys; k++)
+				diff |= q->keys[k]->v.i[i] != q->keys[k]->v.i[i - 1] ||
+					q->keys[k]->v.nul[i] != q->keys[k]->v.nul[i - 1];
+			if (diff) {
+				if (nrun == lim)
+					return 1;
+				run[nrun++] = i;
+			}
+		}
+	}
+	run[nrun] = ns;
+	for (uint32_t r = 0; r < nrun; r++) {
+		int64_t kv[MAX_KEYS];
+		uint8_t kn[MAX_KEYS];
+		for (int k = 0; k < q->nkeys; k++) {
+			kn[k] = q->keys[k]->v.nul[run[r]];
+			kv[k] = kn[k] ? 0 : q->keys[k]->v.i[run[r]];
+		}
+		int64_t g = group_of(q, kv, kn);
+		if (g < 0)
+			return (int)g;
+		int rc = agg_range(q, g, run[r], run[r + 1]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/*
  * Two phases: every row's box index first (a loop per key over its column), then the index to
  * group mapping once per run of equal indexes. Long runs are aggregated by agg_range; short ones
  * row by row with the hot aggregates inline.
@@ -2883,8 +2941,9 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 			q->dense[i] = -1;
 		q->dense_used = xmalloc(sizeof(uint32_t) * BATCH_CAP);
 		q->dense_ix = xmalloc(sizeof(uint32_t) * BATCH_CAP);
-		q->dense_run = xmalloc(sizeof(uint32_t) * (BATCH_CAP + 1));
 	}
+	if (!q->dense_run)
+		q->dense_run = xmalloc(sizeof(uint32_t) * (BATCH_CAP + 1));
 	/* phase 1: box indexes, one key at a time */
 	uint32_t *ix = q->dense_ix;
 	for (int k = 0; k < q->nkeys; k++) {
@@ -3060,7 +3119,9 @@ static int on_batch(void *arg, struct table_batch *b)
 		int64_t kv[MAX_KEYS];
 		uint8_t kn[MAX_KEYS];
 		int64_t last = -1;
-		rc = agg_dense(q, ns);
+		rc = agg_runs(q, ns);
+		if (rc == 1)
+			rc = agg_dense(q, ns);
 		if (rc <= 0)
 			return rc;
 		for (uint32_t i = 0; i < ns; i++) {

@@ -159,6 +159,12 @@ replay_incident() {
 	sleep 0.3
 	kill $spid; wait $spid 2>/dev/null
 	[ "${n:-0}" -ge 1 ] || { echo "the client's capture did not reach the appliance"; return 1; }
+	# the span begins once the client runs (its first captured call), as an instrumented
+	# client's would: exec can come milliseconds after the shell forks it
+	local first
+	first=$(curl -s -X POST --data "SELECT min(ts) FROM syscalls WHERE pid = $cpid" \
+		"http://127.0.0.1:$API/api/v1/query" | sed -n 's/.*"rows":\[\[\([0-9]*\)\]\].*/\1/p')
+	[ -n "$first" ] && t0=$first
 	local trace span
 	trace=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 	span=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')

@@ -452,7 +452,12 @@ TEST_BPF_SLOW(replay_appliance_capture_query_replay_incident, 300)
 	/* an incident: a failed span naming the client's pid and its transaction id */
 	char txn[64];
 	snprintf(txn, sizeof(txn), "txn-replay-%d", id);
-	post_span(s.otlp_port, client, txn, t0 + 1000000, t_end - 1000000);
+	/* the span begins once the client runs, as an instrumented client's would: after its
+	 * first captured call (under load, exec can come milliseconds after the fork) */
+	snprintf(q, sizeof(q), "SELECT min(ts) FROM syscalls WHERE pid = %d", client);
+	int64_t first = query_int(s.api_port, q);
+	CHECKF(first >= (int64_t)t0 && first < (int64_t)t_end, "first call at %lld", (long long)first);
+	post_span(s.otlp_port, client, txn, (uint64_t)first + 1000000, t_end - 1000000);
 	snprintf(path, sizeof(path), "/api/v1/replay/recording?incident=%s", txn);
 	for (int i = 0; i < 200; i++) {
 		st = http(s.api_port, "GET", path, NULL, &b);
