@@ -203,6 +203,46 @@ TEST_BPF(replay_divergence_names_the_call)
 	CHECK_EQ_STR(r.out, ""); /* stopped before it printed anything */
 }
 
+/* Where /proc/PID/mem cannot be opened, the tracee's memory goes through process_vm_readv and
+ * process_vm_writev: served reads still land (same output), written bytes are still compared
+ * (the divergence is still found and named), and the replay says what it could not do. */
+TEST_BPF(replay_memory_without_proc_mem)
+{
+	setenv("KPROBE_REPLAY_NO_PROCMEM", "1", 1);
+	struct run r;
+	const char *rec[] = {bin("kprobe"), "record", "--out",
+			     tmp("m.kprc"), "--",     bin("tests/replay_loop"),
+			     "read",	    "300",    NULL};
+	run_cmd(&r, rec);
+	CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
+	char recorded[256];
+	copy(recorded, sizeof(recorded), r.out);
+	const char *rep[] = {bin("kprobe"), "replay", tmp("m.kprc"), NULL};
+	run_cmd(&r, rep);
+	CHECKF(r.code == 0, "exit %d: %.900s", r.code, r.err);
+	CHECK_EQ_STR(r.out, recorded);
+	CHECK_CONTAINS(r.err, "its memory goes through process_vm_readv/writev");
+	CHECK_CONTAINS(r.err, "stdout: identical to the recording");
+
+	int port;
+	const char *srv[] = {bin("tests/replay_server"), "50", "0", NULL};
+	pid_t s = start_server(srv, &port);
+	client_config(tmp("client.cfg"), port);
+	const char *rec2[] = {bin("kprobe"),	 "record", "--out",
+			      tmp("d.kprc"),	 "--",	   bin("tests/replay_client"),
+			      tmp("client.cfg"), "750",	   NULL};
+	run_cmd(&r, rec2);
+	stop(s);
+	CHECKF(r.code == 0, "exit %d: %.300s %.600s", r.code, r.out, r.err);
+	const char *div[] = {
+		bin("kprobe"),	   "replay", tmp("d.kprc"), "--", bin("tests/replay_client"),
+		tmp("client.cfg"), "750",    "GET balanze", NULL};
+	run_cmd(&r, div);
+	CHECKF(r.code == 86, "exit %d, stderr: %.900s", r.code, r.err);
+	CHECK_CONTAINS(r.err, "actual:   \"GET balanze\\n\"");
+	CHECK_CONTAINS(r.err, "first difference at byte 9");
+}
+
 TEST_BPF(replay_curl_without_server)
 {
 	if (access("/usr/bin/curl", X_OK) != 0)
