@@ -109,7 +109,8 @@ w(f"- kprobe (`BENCH_INGEST={ingest}`): the generator writes agent wire frames (
   "`store_append`, then `store_flush` (sealed, fsynced, renamed); that store (with the transaction ids, "
   "which a real appliance gets from spans) is the one queried. Bytes = everything under "
   "`<dataDir>/events` (segments, metadata log, state). Queries run in-process through `query_exec` "
-  "and include writing the JSON answer.")
+  "and include writing the JSON answer; the query threads are kprobed's default (one per CPU, up to 4) "
+  "and the heap is tuned as kprobed tunes it (`kp_malloc_tune`).")
 w("- ClickHouse 18.16 (Debian's package, a private server on loopback, ports from the kernel): the original "
   "schema of seeds/004 adapted to 18.16: `Map(String, String)` becomes `Nested(key String, value String)`, "
   "`LowCardinality` is enabled by `allow_experimental_low_cardinality_type`, per-column codecs do not "
