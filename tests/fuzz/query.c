@@ -4,7 +4,7 @@
  * analyser, the executor and the writers all see what the parser lets through.
  */
 // clang-format off
-// fuzz-sources: store/query.c store/store.c store/segment.c store/codec.c store/meta.c agent/wire.c common/util.c common/config.c common/json.c
+// fuzz-sources: store/query.c store/store.c store/segment.c store/codec.c store/meta.c agent/wire.c common/util.c common/config.c common/json.c common/eventjson.c
 // fuzz-libs: -llz4 -lxxhash -lm
 // clang-format on
 #include <stdint.h>
