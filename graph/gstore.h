@@ -41,7 +41,7 @@
 #include "common/util.h"
 
 #define GSTORE_MAGIC   0x3147504bu /* "KPG1", in the meta database */
-#define GSTORE_VERSION 1
+#define GSTORE_VERSION 2 /* 2: in edges stored per block of 64 node ids (gstore.c) */
 
 #define GSTORE_ID_MAX	   ((1ull << 56) - 1) /* ids and peers are 56-bit */
 #define GSTORE_WEIGHT_MAX  ((1ull << 56) - 1) /* edge weights saturate here (~2.3 years) */
