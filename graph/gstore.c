@@ -908,8 +908,9 @@ static int blk_get(struct gstore_rtxn *r, uint64_t blk, const uint8_t **v, size_
 		return 0;
 	if (rc)
 		return merr(rc);
-	if ((rc = blk_valid(val.mv_data, val.mv_size)))
-		return rc;
+	/* The size only, without touching the value: blk_slice bounds every slot by it. */
+	if (val.mv_size < BLK_HDR || (val.mv_size - BLK_HDR) % ITEM_LEN)
+		return GSTORE_ECORRUPT;
 	*v = val.mv_data;
 	*len = val.mv_size;
 	return 1;
@@ -1884,6 +1885,11 @@ struct vset {
 	uint32_t bgen;
 	uint64_t *bl; /* the level's distinct blocks */
 	size_t blcap;
+	struct lslice *sl; /* the level's nodes' items, in queue order */
+	size_t slcap;
+};
+struct lslice {
+	const uint8_t *p, *end;
 };
 struct bslot {
 	uint64_t blk;
@@ -2005,19 +2011,35 @@ static int sg_push_edge(struct gstore_subgraph *sg, const uint8_t *it, uint64_t 
 	return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return (x > y) - (x < y);
-}
-
+/* Sorts ids ascending: quicksort without a comparison callback, insertion sort for short runs. */
 static void u64_sort(uint64_t *a, size_t n)
 {
-	if (n > 48) {
-		qsort(a, n, sizeof(*a), cmp_u64);
-		return;
+	while (n > 24) {
+		uint64_t x = a[0], y = a[n / 2], z = a[n - 1]; /* median of three */
+		uint64_t piv = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+		size_t i = 0, j = n - 1;
+		for (;;) {
+			while (a[i] < piv)
+				i++;
+			while (a[j] > piv)
+				j--;
+			if (i >= j)
+				break;
+			uint64_t t = a[i];
+			a[i++] = a[j];
+			a[j--] = t;
+		}
+		/* recurse into the smaller part, loop on the larger */
+		if (j + 1 < n - j - 1) {
+			u64_sort(a, j + 1);
+			a += j + 1;
+			n -= j + 1;
+		} else {
+			u64_sort(a + j + 1, n - j - 1);
+			n = j + 1;
+		}
 	}
-	for (size_t i = 1; i < n; i++) { /* levels touch few blocks: insertion sort */
+	for (size_t i = 1; i < n; i++) {
 		uint64_t x = a[i];
 		size_t j = i;
 		for (; j > 0 && a[j - 1] > x; j--)
@@ -2025,6 +2047,13 @@ static void u64_sort(uint64_t *a, size_t n)
 		a[j] = x;
 	}
 }
+
+/*
+ * How many nodes ahead the expansion prefetches items: all of a level at once measured slower
+ * (bench/graph: p50 24 us against 20 us), far enough ahead to hide a miss, few enough to leave
+ * fill buffers for the misses the expansion itself takes.
+ */
+#define LEVEL_AHEAD 8
 
 static inline struct bslot *level_slot(struct vset *v, uint64_t blk)
 {
@@ -2036,8 +2065,9 @@ static inline struct bslot *level_slot(struct vset *v, uint64_t blk)
 
 /*
  * Reads the in-blocks of the n nodes of one BFS level: each distinct block once, in key order
- * (the cursor stays on the leaf page it is on when the next key is there too). level_slice then
- * finds a node's items without another lookup.
+ * (the cursor stays on the leaf page it is on when the next key is there too), then each node's
+ * items into v->sl[0..n) in queue order. The passes prefetch what the next one reads (slot
+ * offsets, then items), so the cache misses of a level overlap instead of queueing one by one.
  */
 static int level_blocks(struct gstore_rtxn *r, struct vset *v, const uint64_t *ids, size_t n)
 {
@@ -2081,15 +2111,36 @@ static int level_blocks(struct gstore_rtxn *r, struct vset *v, const uint64_t *i
 		if (rc == 0)
 			s->v = NULL;
 	}
+	if (n > v->slcap) {
+		size_t cap = v->slcap ? v->slcap : 256;
+		while (cap < n)
+			cap *= 2;
+		struct lslice *sl = realloc(v->sl, cap * sizeof(*sl));
+		if (!sl)
+			return -ENOMEM;
+		v->sl = sl;
+		v->slcap = cap;
+	}
+	for (size_t i = 0; i < n; i++) { /* block of each node; prefetch its slot offsets */
+		const struct bslot *s = level_slot(v, ids[i] >> BLK_SHIFT);
+		v->sl[i] = (struct lslice){s->v, s->v ? s->v + s->len : NULL};
+		if (s->v)
+			__builtin_prefetch(s->v + 4 * (ids[i] & (BLK_NODES - 1)));
+	}
+	for (size_t i = 0; i < n; i++) { /* the slots; prefetch their first items */
+		struct lslice *l = &v->sl[i];
+		if (!l->p)
+			continue;
+		rc = blk_slice(l->p, (size_t)(l->end - l->p), (unsigned)(ids[i] & (BLK_NODES - 1)),
+			       &l->p, &l->end);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			l->p = l->end = NULL;
+		else if (i < LEVEL_AHEAD)
+			__builtin_prefetch(l->p); /* the rest as the expansion gets near them */
+	}
 	return 0;
-}
-
-static inline int level_slice(struct vset *v, uint64_t id, const uint8_t **p, const uint8_t **end)
-{
-	const struct bslot *s = level_slot(v, id >> BLK_SHIFT);
-	if (!s->v)
-		return 0;
-	return blk_slice(s->v, s->len, (unsigned)(id & (BLK_NODES - 1)), p, end);
 }
 
 /*
@@ -2127,8 +2178,15 @@ int gstore_traverse(struct gstore_rtxn *r, uint64_t from, enum gstore_dir dir, i
 		for (size_t head = lo; head < hi; head++) {
 			uint64_t u = sg->nodes[head];
 			const uint8_t *p, *end;
-			rc = dir == GSTORE_IN ? level_slice(vs, u, &p, &end)
-					      : adj_first(r, u, dir, &p, &end);
+			if (dir == GSTORE_IN) {
+				if (head + LEVEL_AHEAD < hi && vs->sl[head + LEVEL_AHEAD - lo].p)
+					__builtin_prefetch(vs->sl[head + LEVEL_AHEAD - lo].p);
+				p = vs->sl[head - lo].p;
+				end = vs->sl[head - lo].end;
+				rc = p != NULL;
+			} else {
+				rc = adj_first(r, u, dir, &p, &end);
+			}
 			while (rc == 1) {
 				for (; p < end; p += ITEM_LEN) {
 					uint64_t peer = item_peer(p);
@@ -2167,6 +2225,7 @@ void gstore_subgraph_free(struct gstore_subgraph *sg)
 		free(vs->s);
 		free(vs->bs);
 		free(vs->bl);
+		free(vs->sl);
 	}
 	free(vs);
 	free(sg->nodes);
