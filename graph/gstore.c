@@ -356,9 +356,9 @@ struct gstore {
 struct gstore_rtxn {
 	struct gstore *g;
 	MDB_txn *txn;
-	MDB_cursor *cur[DB__N];	 /* opened on first use, renewed with the transaction */
-	bool view;		 /* borrowed from a write transaction */
-	struct gstore_wtxn *w; /* the view's writer: its dirty in-blocks come first */
+	MDB_cursor *cur[DB__N]; /* opened on first use, renewed with the transaction */
+	bool view;		/* borrowed from a write transaction */
+	struct gstore_wtxn *w;	/* the view's writer: its dirty in-blocks come first */
 };
 
 /*
@@ -503,9 +503,9 @@ static int open_dbs(struct gstore *g, char *err, size_t errlen)
 		if (f[1] != GSTORE_VERSION) {
 			rc = GSTORE_EVERSION;
 			snprintf(err, errlen,
-				 "graph format version %u, this build reads %u: stop kprobed and move "
-				 "the graph directory aside (a new graph starts empty; recorded events "
-				 "are kept)",
+				 "graph format version %u, this build reads %u: stop kprobed "
+				 "and move the graph directory aside (a new graph starts "
+				 "empty; recorded events are kept)",
 				 f[1], GSTORE_VERSION);
 			goto cleanup;
 		}
@@ -1028,7 +1028,8 @@ static int dblk_remove(struct dblk *d, unsigned j, const uint8_t *item)
 
 static int cmp_dblk(const void *a, const void *b)
 {
-	uint64_t x = (*(const struct dblk *const *)a)->blk, y = (*(const struct dblk *const *)b)->blk;
+	uint64_t x = (*(const struct dblk *const *)a)->blk;
+	uint64_t y = (*(const struct dblk *const *)b)->blk;
 	return (x > y) - (x < y);
 }
 
@@ -1798,8 +1799,10 @@ static int heaviest_cause(struct gstore_rtxn *r, uint64_t id, const struct gstor
 	if (rc <= 0)
 		return rc;
 	for (; p < end; p += ITEM_LEN) {
-		/* Heaviest first: once the weight is 0 nothing left explains any latency (structural
-		 * edges, e.g. a message and the request it opened), and the walk ends here. */
+		/*
+		 * Heaviest first: once the weight is 0 nothing left explains any latency
+		 * (structural edges, e.g. a message and the request it opened): the walk ends.
+		 */
 		if (item_weight(p) == 0)
 			break;
 		*any = 1;
