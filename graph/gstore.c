@@ -2019,7 +2019,8 @@ static void u64_sort(uint64_t *a, size_t n)
 {
 	while (n > 24) {
 		uint64_t x = a[0], y = a[n / 2], z = a[n - 1]; /* median of three */
-		uint64_t piv = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+		uint64_t piv =
+			x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
 		size_t i = 0, j = n - 1;
 		for (;;) {
 			while (a[i] < piv)
@@ -2739,11 +2740,12 @@ int gstore_check(struct gstore *g, char *msg, size_t msglen)
 				    "in_blk: items of %" PRIu64 " out of order", self);
 				nk = idkey(kb, peer);
 				CHK(mdb_get(txn, g->dbi[DB_NODES], &nk, &nv) == 0,
-				    "in_blk: edge %" PRIu64 " <- missing node %" PRIu64, self, peer);
+				    "in_blk: edge %" PRIu64 " <- missing node %" PRIu64, self,
+				    peer);
 				item_encode(item, item_weight(q), self, ek);
 				CHK(has_dup(c2, &nk, item, ITEM_LEN),
-				    "in_blk: edge %" PRIu64 "/%" PRIu64 " has no mirror in out", self,
-				    peer);
+				    "in_blk: edge %" PRIu64 "/%" PRIu64 " has no mirror in out",
+				    self, peer);
 				n_in++;
 			}
 		}
