@@ -21,10 +21,12 @@
  * stay valid until the transaction that read them ends (as mdb_get's data). Results of
  * traversals (gstore_chain, gstore_subgraph, gstore_path) are plain copies owned by the caller.
  *
- * Costs (bench/graph, 1M nodes / 3M edges, this 2-vCPU VM): a root-cause walk ~7 us, a 6-hop
- * ancestor set of ~500 nodes ~75 us (~100-150 ns per node expanded even with everything in
- * cache: one B-tree descent each), ~0.6-1M edges/s ingested with a durable commit every 10k
- * edges. A commit costs ~3 ms of fdatasync: batch thousands of writes per transaction.
+ * Costs (bench/graph, 1M nodes / 3M edges, this 2-vCPU VM): a root-cause walk ~3-7 us, a 6-hop
+ * ancestor set of ~500 nodes ~21-33 us p50 (format 2: in edges are stored per block of 64 node
+ * ids, so a BFS level reads each block once; format 1, one B-tree key per node, took ~71 us),
+ * ~0.8-1M edges/s ingested with a durable commit every 10k edges. A commit costs ~3 ms of
+ * fdatasync: batch thousands of writes per transaction. A write transaction holds a copy of
+ * every in-block it changed (~3.5 KB per 64 nodes at 3 causes each) until it ends.
  *
  * Using it in kprobed: open once (dir = store.dataDir + "/graph", map_size = store.graphMaxMb
  * MiB); one writer thread owns every gstore_wtxn, commits once per engine window and runs
@@ -41,7 +43,7 @@
 #include "common/util.h"
 
 #define GSTORE_MAGIC   0x3147504bu /* "KPG1", in the meta database */
-#define GSTORE_VERSION 1
+#define GSTORE_VERSION 2	   /* 2: in edges stored per block of 64 node ids (gstore.c) */
 
 #define GSTORE_ID_MAX	   ((1ull << 56) - 1) /* ids and peers are 56-bit */
 #define GSTORE_WEIGHT_MAX  ((1ull << 56) - 1) /* edge weights saturate here (~2.3 years) */

@@ -762,10 +762,10 @@ TEST(gstore_check_finds_damage)
 	CHECK_EQ_INT(mdb_env_set_mapsize(env, 256ull << 20), 0);
 	CHECK_EQ_INT(mdb_env_open(env, dir, 0, 0640), 0);
 	CHECK_EQ_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	CHECK_EQ_INT(mdb_dbi_open(txn, "in", MDB_DUPSORT | MDB_DUPFIXED, &dbi), 0);
-	uint8_t kb[8];
+	CHECK_EQ_INT(mdb_dbi_open(txn, "in_blk", 0, &dbi), 0);
+	uint8_t kb[8]; /* b's in-block: key b >> 6, big-endian */
 	for (int i = 0; i < 8; i++)
-		kb[i] = (uint8_t)(b >> (56 - 8 * i));
+		kb[i] = (uint8_t)((b >> 6) >> (56 - 8 * i));
 	MDB_val k = {8, kb};
 	CHECK_EQ_INT(mdb_del(txn, dbi, &k, NULL), 0);
 	CHECK_EQ_INT(mdb_txn_commit(txn), 0);
@@ -878,4 +878,158 @@ TEST(gstore_kind_names)
 	CHECK_EQ_STR(gstore_node_kind_name(0), "?");
 	CHECK_EQ_INT(gstore_edge_kind_parse("caused"), -EINVAL);
 	CHECK_EQ_STR(gstore_edge_kind_name(GE_MEMORY_PRESSURE_FROM), "memory-pressure-from");
+}
+
+/*
+ * The in direction is stored per block of 64 node ids (format 2): a node with more causes than
+ * any page holds, edges added later to a block committed before, deletes whose mirrors sit in
+ * other blocks, reads inside the write transaction (dirty blocks not yet written), a reopen.
+ */
+TEST(gstore_in_blocks)
+{
+	enum { NCAUSE = 5000 };
+	struct gstore *g = open_store("g", 1ull << 30);
+	struct gstore_wtxn *w;
+	struct gstore_rtxn *r;
+	struct gstore_iter it;
+	struct gstore_edge e;
+	struct gstore_chain c;
+	struct gstore_subgraph sg = {0};
+	uint64_t deg, prev_w = UINT64_MAX;
+	static uint64_t cause[NCAUSE];
+	CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
+	uint64_t x = add_node(w, GN_SYMPTOM, 1, T0, T0 + MS, MS, "app", "slow");
+	for (int i = 0; i < NCAUSE; i++) {
+		cause[i] = add_node(w, GN_SYSCALL, 2, T0, T0 + (uint64_t)i, 0, "c", NULL);
+		/* weights not in id order: the slot must stay sorted heaviest first */
+		edge(w, cause[i], x, GE_DELAYED_BY, 1 + (uint64_t)((i * 7919) % NCAUSE));
+	}
+	/* Duplicate add: a no-op, also for an edge still only in a dirty block. */
+	struct gstore_edge dup = {cause[10], x, 1 + (10 * 7919) % NCAUSE, GE_DELAYED_BY};
+	CHECK_EQ_INT(gstore_edge_add(w, &dup), 1);
+	/* Reads inside the write transaction see the uncommitted blocks. */
+	r = gstore_wtxn_reader(w);
+	CHECK_EQ_INT(gstore_degree(r, x, GSTORE_IN, &deg), 0);
+	CHECK_EQ_UINT(deg, NCAUSE);
+	CHECK_EQ_INT(gstore_degree(r, cause[4999], GSTORE_OUT, &deg), 0);
+	CHECK_EQ_UINT(deg, 1);
+	CHECK_EQ_INT(gstore_rootcause(r, x, 4, &c), 0);
+	CHECK_EQ_INT(c.n, 2);
+	CHECK_EQ_UINT(c.steps[1].latency_ns, NCAUSE); /* the heaviest of 1..NCAUSE */
+	CHECK_EQ_INT(gstore_traverse(r, x, GSTORE_IN, 2, 0, GSTORE_SG_EDGES, &sg), 0);
+	CHECK_EQ_INT(sg.n_nodes, NCAUSE + 1);
+	CHECK_EQ_INT(sg.n_edges, NCAUSE);
+	CHECK_EQ_INT(gstore_wcommit(w), 0);
+	check_ok(g);
+
+	/* Reopen: everything committed comes back, in order. */
+	gstore_close(g);
+	g = open_store("g", 1ull << 30);
+	CHECK_EQ_INT(gstore_rbegin(g, &r), 0);
+	int k = 0;
+	CHECK_EQ_INT(gstore_edges_first(r, x, GSTORE_IN, &it), 0);
+	while (gstore_edges_next(&it, &e) == 1) {
+		CHECK_EQ_UINT(e.dst, x);
+		CHECK(e.weight_ns < prev_w);
+		prev_w = e.weight_ns;
+		k++;
+	}
+	CHECK_EQ_INT(k, NCAUSE);
+	gstore_rend(r);
+
+	/* Edges into old blocks after the commit: x (block 0) and a cause in a middle block. */
+	CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
+	uint64_t y = add_node(w, GN_RECLAIM, 3, T0, T0 + 2 * MS, 0, "kswapd", NULL);
+	edge(w, y, x, GE_MEMORY_PRESSURE_FROM, 10 * MS);
+	edge(w, y, cause[2500], GE_MEMORY_PRESSURE_FROM, 5 * MS);
+	edge(w, cause[3000], cause[100], GE_WOKEN_BY, 7);
+	r = gstore_wtxn_reader(w);
+	CHECK_EQ_INT(gstore_rootcause(r, x, 4, &c), 0);
+	CHECK_EQ_UINT(c.steps[1].id, y);
+	CHECK_EQ_INT(gstore_degree(r, x, GSTORE_IN, &deg), 0);
+	CHECK_EQ_UINT(deg, NCAUSE + 1);
+	CHECK_EQ_INT(gstore_wcommit(w), 0);
+	check_ok(g);
+	CHECK_EQ_INT(gstore_rbegin(g, &r), 0);
+	CHECK_EQ_INT(gstore_degree(r, cause[2500], GSTORE_IN, &deg), 0);
+	CHECK_EQ_UINT(deg, 1);
+	CHECK_EQ_INT(gstore_degree(r, cause[100], GSTORE_IN, &deg), 0);
+	CHECK_EQ_UINT(deg, 1);
+	CHECK_EQ_INT(gstore_rootcause(r, x, 4, &c), 0);
+	CHECK_EQ_UINT(c.steps[1].id, y);
+	CHECK_EQ_INT(gstore_rootcause(r, cause[2500], 4, &c), 0);
+	CHECK_EQ_INT(c.n, 2);
+	CHECK_EQ_UINT(c.steps[1].id, y);
+	gstore_rend(r);
+
+	/* Deletes across blocks: an edge whose in side is in another block, then y (its out
+	 * mirrors in two blocks), then x (5000 mirrors in the out lists of ~80 blocks' nodes). */
+	CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
+	struct gstore_edge wk = {cause[3000], cause[100], 7, GE_WOKEN_BY};
+	CHECK_EQ_INT(gstore_edge_del(w, &wk), 0);
+	CHECK_EQ_INT(gstore_edge_del(w, &wk), -ENOENT);
+	CHECK_EQ_INT(gstore_node_del(w, y), 0);
+	r = gstore_wtxn_reader(w);
+	CHECK_EQ_INT(gstore_degree(r, cause[2500], GSTORE_IN, &deg), 0);
+	CHECK_EQ_UINT(deg, 0);
+	CHECK_EQ_INT(gstore_degree(r, cause[100], GSTORE_IN, &deg), 0);
+	CHECK_EQ_UINT(deg, 0);
+	CHECK_EQ_INT(gstore_degree(r, x, GSTORE_IN, &deg), 0);
+	CHECK_EQ_UINT(deg, NCAUSE);
+	CHECK_EQ_INT(gstore_wcommit(w), 0);
+	check_ok(g);
+	CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
+	CHECK_EQ_INT(gstore_node_del(w, x), 0);
+	r = gstore_wtxn_reader(w);
+	CHECK_EQ_INT(gstore_degree(r, cause[0], GSTORE_OUT, &deg), 0);
+	CHECK_EQ_UINT(deg, 0);
+	CHECK_EQ_INT(gstore_wcommit(w), 0);
+	check_ok(g);
+	/* Retention over every block: the store ends empty and consistent. */
+	unsigned del;
+	CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
+	CHECK_EQ_INT(gstore_expire(w, UINT64_MAX, NCAUSE + 10, &del), 0);
+	CHECK_EQ_UINT(del, NCAUSE);
+	CHECK_EQ_INT(gstore_wcommit(w), 0);
+	check_ok(g);
+	struct gstore_stats st;
+	CHECK_EQ_INT(gstore_stats(g, &st), 0);
+	CHECK_EQ_UINT(st.nodes, 0);
+	CHECK_EQ_UINT(st.edges, 0);
+	/* An abort throws the dirty blocks away. */
+	CHECK_EQ_INT(gstore_wbegin(g, &w), 0);
+	uint64_t a = add_node(w, GN_SPAN, 1, T0, T0, 0, NULL, NULL);
+	uint64_t b = add_node(w, GN_SPAN, 1, T0, T0, 0, NULL, NULL);
+	edge(w, a, b, GE_CHILD_OF, 1);
+	gstore_wabort(w);
+	check_ok(g);
+	gstore_subgraph_free(&sg);
+	gstore_close(g);
+}
+
+/* A graph of format version 1 (per-node "in" lists) is refused with what to do. */
+TEST(gstore_old_format_refused)
+{
+	char dir[512], err[256];
+	struct gstore *g = open_store("g", 0);
+	gstore_close(g);
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	snprintf(dir, sizeof(dir), "%s/g", kt_tmpdir());
+	CHECK_EQ_INT(mdb_env_create(&env), 0);
+	CHECK_EQ_INT(mdb_env_set_maxdbs(env, 16), 0);
+	CHECK_EQ_INT(mdb_env_set_mapsize(env, 256ull << 20), 0);
+	CHECK_EQ_INT(mdb_env_open(env, dir, 0, 0640), 0);
+	CHECK_EQ_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	CHECK_EQ_INT(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	uint32_t f[2] = {GSTORE_MAGIC, 1};
+	MDB_val k = {6, "format"}, v = {8, f};
+	CHECK_EQ_INT(mdb_put(txn, dbi, &k, &v, 0), 0);
+	CHECK_EQ_INT(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	CHECK_EQ_INT(gstore_open(dir, NULL, &g, err, sizeof(err)), GSTORE_EVERSION);
+	CHECK_CONTAINS(err, "version 1, this build reads 2");
+	CHECK_CONTAINS(err, "move the graph directory aside");
+	CHECK_CONTAINS(gstore_strerror(GSTORE_EVERSION), "aside");
 }

@@ -364,6 +364,51 @@ static void verify_path(struct gstore_rtxn *r, uint64_t a, uint64_t b)
 		CHECK_EQ_INT(gstore_path(r, a, b, dist[b] - 1, 0, &p), -ENOENT);
 }
 
+/* id's edges both ways (order included) and degrees, as r sees them. */
+static void verify_edges(struct gstore_rtxn *r, uint64_t id)
+{
+	for (int dir = 0; dir < 2; dir++) {
+		int ne = model_edges(id, dir, tmp), k = 0;
+		struct gstore_iter it;
+		struct gstore_edge e;
+		uint64_t deg;
+		CHECK_EQ_INT(gstore_edges_first(r, id, dir, &it), 0);
+		while (gstore_edges_next(&it, &e) == 1) {
+			CHECK_LT_INT(k, ne);
+			CHECK_EQ_UINT(e.src, tmp[k].src);
+			CHECK_EQ_UINT(e.dst, tmp[k].dst);
+			CHECK_EQ_UINT(e.weight_ns, tmp[k].w);
+			CHECK_EQ_INT(e.kind, tmp[k].kind);
+			k++;
+		}
+		CHECK_EQ_INT(k, ne);
+		CHECK_EQ_INT(gstore_degree(r, id, dir, &deg), 0);
+		CHECK_EQ_UINT(deg, ne);
+	}
+}
+
+/*
+ * Inside a write transaction, through its reader: every read of edges must see what the
+ * transaction wrote so far (the writer's dirty in-blocks), before any commit.
+ */
+static void verify_view(struct gstore_wtxn *w)
+{
+	struct gstore_rtxn *r = gstore_wtxn_reader(w);
+	struct gstore_subgraph sg = {0};
+	for (uint64_t id = 1; id < M.next_id; id++)
+		if (M.nodes[id].live)
+			verify_edges(r, id);
+	for (int i = 0; i < 3; i++) {
+		uint64_t a = random_live(), b = random_live();
+		if (!a)
+			break;
+		verify_rootcause(r, a, 1 + rn(10));
+		verify_traverse(r, &sg, a, rn(2), rn(5));
+		verify_path(r, a, b);
+	}
+	gstore_subgraph_free(&sg);
+}
+
 static void verify(struct gstore *g)
 {
 	struct gstore_rtxn *r;
@@ -390,24 +435,7 @@ static void verify(struct gstore *g)
 		CHECK_EQ_UINT(n.weight_ns, m->n.weight_ns);
 		CHECK_EQ_INT(n.labels_len, m->l.len);
 		CHECK_EQ_STR(gstore_node_label(&n, "comm"), m->comm);
-		for (int dir = 0; dir < 2; dir++) {
-			int ne = model_edges(id, dir, tmp), k = 0;
-			struct gstore_iter it;
-			struct gstore_edge e;
-			uint64_t deg;
-			CHECK_EQ_INT(gstore_edges_first(r, id, dir, &it), 0);
-			while (gstore_edges_next(&it, &e) == 1) {
-				CHECK_LT_INT(k, ne);
-				CHECK_EQ_UINT(e.src, tmp[k].src);
-				CHECK_EQ_UINT(e.dst, tmp[k].dst);
-				CHECK_EQ_UINT(e.weight_ns, tmp[k].w);
-				CHECK_EQ_INT(e.kind, tmp[k].kind);
-				k++;
-			}
-			CHECK_EQ_INT(k, ne);
-			CHECK_EQ_INT(gstore_degree(r, id, dir, &deg), 0);
-			CHECK_EQ_UINT(deg, ne);
-		}
+		verify_edges(r, id);
 	}
 	CHECK_EQ_INT(gstore_stats(g, &st), 0);
 	CHECK_EQ_UINT(st.nodes, live);
@@ -515,6 +543,9 @@ TEST_SLOW(gstore_model_random_ops, 120)
 		int nops = 1 + rn(25);
 		for (int i = 0; i < nops; i++)
 			op(w);
+		for (uint64_t id = 1; id < M.next_id; id++)
+			M.nodes[id].n.labels = M.nodes[id].l.buf;
+		verify_view(w);
 		if (rn(10) == 0) {
 			gstore_wabort(w);
 			memcpy(&M, &SAVE, sizeof(M));
