@@ -318,6 +318,22 @@ int appliance_open(const struct kp_config *cfg, const char *static_dir, struct a
 	snprintf(gdir, sizeof(gdir), "%s/graph", a->data_dir);
 	struct gstore_opts go = {.map_size = (uint64_t)cfg->store_graph_max_mb << 20};
 	r = gstore_open(gdir, &go, &a->graph, err, errlen);
+	if (r == GSTORE_EVERSION) {
+		/* A graph written by another version: the causal graph is derived from the events
+		 * (which the store keeps), so the appliance starts a new one instead of refusing to
+		 * start; the old one is kept beside it for the version that wrote it. */
+		char moved[700];
+		snprintf(moved, sizeof(moved), "%s.old-%lld", gdir, (long long)time(NULL));
+		if (rename(gdir, moved) < 0) {
+			snprintf(err, errlen, "%s; moving it to %s failed: %s", gstore_strerror(r), moved,
+				 strerror(errno));
+			goto fail;
+		}
+		log_warn("graph: %s: moved to %s, a new causal graph starts (the recorded events are "
+			 "kept; run the previous kprobed on the moved directory to read the old graph)",
+			 err, moved);
+		r = gstore_open(gdir, &go, &a->graph, err, errlen);
+	}
 	if (r < 0)
 		goto fail;
 	r = graph_tables_register(a->store, a->graph);

@@ -8,7 +8,9 @@
  *  - bad input: more than 50 malformed queries each get a 400 with a message and a position;
  *    the server keeps answering.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <lmdb.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -17,6 +19,7 @@
 #include "cli/stack.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "graph/gstore.h"
 #include "httpd/client.h"
 #include "tests/integration/shipgen.h"
 #include "tests/test.h"
@@ -246,4 +249,54 @@ TEST_SLOW(appliance_malformed_queries_get_400_with_position, 120)
 	CHECK_EQ_INT(post_query(s.api_port, "SELECT count() FROM events", &body), 200);
 	buf_free(&body);
 	stack_stop(&s, 10000);
+}
+
+/* A graph of an older format in the data directory: kprobed moves it aside (kept, named in the
+ * log), starts a new graph and serves; the causal tables answer. */
+TEST_SLOW(appliance_old_graph_format_moved_aside, 60)
+{
+	char data[512], gdir[600];
+	snprintf(data, sizeof(data), "%s/data", kt_tmpdir());
+	snprintf(gdir, sizeof(gdir), "%s/graph", data);
+	CHECK_EQ_INT(mkdir_p(gdir, 0750), 0);
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	CHECK_EQ_INT(mdb_env_create(&env), 0);
+	CHECK_EQ_INT(mdb_env_set_maxdbs(env, 16), 0);
+	CHECK_EQ_INT(mdb_env_open(env, gdir, 0, 0640), 0);
+	CHECK_EQ_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	CHECK_EQ_INT(mdb_dbi_open(txn, "meta", MDB_CREATE, &dbi), 0);
+	uint32_t f[2] = {GSTORE_MAGIC, 1};
+	MDB_val k = {6, "format"}, v = {8, f};
+	CHECK_EQ_INT(mdb_put(txn, dbi, &k, &v, 0), 0);
+	CHECK_EQ_INT(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+
+	struct stack s;
+	appliance_up(&s, data, 0);
+	struct kp_buf b = {0};
+	CHECK_EQ_INT(post_query(s.api_port, "SELECT count() FROM nodes", &b), 200);
+	CHECK_CONTAINS(b.data, "\"rows\":[[0]]");
+	stack_stop(&s, 10000);
+	buf_free(&b);
+	DIR *d = opendir(data);
+	CHECK(d != NULL);
+	int moved = 0;
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		moved += !strncmp(de->d_name, "graph.old-", 10);
+	if (d)
+		closedir(d);
+	CHECK_EQ_INT(moved, 1);
+	/* the new graph is of this build's format: a second start keeps it */
+	appliance_up(&s, data, 0);
+	stack_stop(&s, 10000);
+	d = opendir(data);
+	moved = 0;
+	while (d && (de = readdir(d)))
+		moved += !strncmp(de->d_name, "graph.old-", 10);
+	if (d)
+		closedir(d);
+	CHECK_EQ_INT(moved, 1);
 }
