@@ -3902,7 +3902,7 @@ int query_format_parse(const char *name, enum query_format *f)
 	return 0;
 }
 
-static void put_u64(struct kp_buf *b, uint64_t v, bool neg)
+static char *put_digits(char *p, uint64_t v, bool neg)
 {
 	char t[24];
 	int n = 0;
@@ -3912,7 +3912,15 @@ static void put_u64(struct kp_buf *b, uint64_t v, bool neg)
 	} while (v);
 	if (neg)
 		t[23 - n++] = '-';
-	buf_append(b, t + 24 - n, (size_t)n);
+	memcpy(p, t + 24 - n, (size_t)n);
+	return p + n;
+}
+
+static void put_u64(struct kp_buf *b, uint64_t v, bool neg)
+{
+	buf_reserve(b, 24);
+	b->len = (size_t)(put_digits(b->data + b->len, v, neg) - b->data);
+	b->data[b->len] = '\0';
 }
 
 static void put_i64(struct kp_buf *b, int64_t v)
@@ -3945,20 +3953,6 @@ static void json_val(struct kp_buf *b, const struct query_value *v)
 		json_str(b, v->u.s.p, v->u.s.len);
 		break;
 	}
-}
-
-static char *put_digits(char *p, uint64_t v, bool neg)
-{
-	char t[24];
-	int n = 0;
-	do {
-		t[23 - n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	if (neg)
-		t[23 - n++] = '-';
-	memcpy(p, t + 24 - n, (size_t)n);
-	return p + n;
 }
 
 /*

@@ -251,6 +251,19 @@ TEST_SLOW(appliance_malformed_queries_get_400_with_position, 120)
 	stack_stop(&s, 10000);
 }
 
+/* Graph directories moved aside in dir (graph.old-<time>). */
+static int count_moved(const char *dir)
+{
+	DIR *d = opendir(dir);
+	int n = 0;
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		n += !strncmp(de->d_name, "graph.old-", 10);
+	if (d)
+		closedir(d);
+	return n;
+}
+
 /* A graph of an older format in the data directory: kprobed moves it aside (kept, named in the
  * log), starts a new graph and serves; the causal tables answer. */
 TEST_SLOW(appliance_old_graph_format_moved_aside, 60)
@@ -280,23 +293,9 @@ TEST_SLOW(appliance_old_graph_format_moved_aside, 60)
 	CHECK_CONTAINS(b.data, "\"rows\":[[0]]");
 	stack_stop(&s, 10000);
 	buf_free(&b);
-	DIR *d = opendir(data);
-	CHECK(d != NULL);
-	int moved = 0;
-	struct dirent *de;
-	while (d && (de = readdir(d)))
-		moved += !strncmp(de->d_name, "graph.old-", 10);
-	if (d)
-		closedir(d);
-	CHECK_EQ_INT(moved, 1);
+	CHECK_EQ_INT(count_moved(data), 1);
 	/* the new graph is of this build's format: a second start keeps it */
 	appliance_up(&s, data, 0);
 	stack_stop(&s, 10000);
-	d = opendir(data);
-	moved = 0;
-	while (d && (de = readdir(d)))
-		moved += !strncmp(de->d_name, "graph.old-", 10);
-	if (d)
-		closedir(d);
-	CHECK_EQ_INT(moved, 1);
+	CHECK_EQ_INT(count_moved(data), 1);
 }

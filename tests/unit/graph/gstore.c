@@ -740,6 +740,16 @@ TEST(gstore_expire_in_batches)
 	gstore_close(g);
 }
 
+/* The graph's LMDB environment opened directly (behind the store's back) and a write txn. */
+static void raw_begin(const char *dir, MDB_env **env, MDB_txn **txn)
+{
+	CHECK_EQ_INT(mdb_env_create(env), 0);
+	CHECK_EQ_INT(mdb_env_set_maxdbs(*env, 16), 0);
+	CHECK_EQ_INT(mdb_env_set_mapsize(*env, 256ull << 20), 0);
+	CHECK_EQ_INT(mdb_env_open(*env, dir, 0, 0640), 0);
+	CHECK_EQ_INT(mdb_txn_begin(*env, NULL, 0, txn), 0);
+}
+
 TEST(gstore_check_finds_damage)
 {
 	struct gstore *g = open_store("g", 0);
@@ -757,11 +767,7 @@ TEST(gstore_check_finds_damage)
 	MDB_txn *txn;
 	MDB_dbi dbi;
 	snprintf(dir, sizeof(dir), "%s/g", kt_tmpdir());
-	CHECK_EQ_INT(mdb_env_create(&env), 0);
-	CHECK_EQ_INT(mdb_env_set_maxdbs(env, 16), 0);
-	CHECK_EQ_INT(mdb_env_set_mapsize(env, 256ull << 20), 0);
-	CHECK_EQ_INT(mdb_env_open(env, dir, 0, 0640), 0);
-	CHECK_EQ_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	raw_begin(dir, &env, &txn);
 	CHECK_EQ_INT(mdb_dbi_open(txn, "in_blk", 0, &dbi), 0);
 	uint8_t kb[8]; /* b's in-block: key b >> 6, big-endian */
 	for (int i = 0; i < 8; i++)
@@ -1017,11 +1023,7 @@ TEST(gstore_old_format_refused)
 	MDB_txn *txn;
 	MDB_dbi dbi;
 	snprintf(dir, sizeof(dir), "%s/g", kt_tmpdir());
-	CHECK_EQ_INT(mdb_env_create(&env), 0);
-	CHECK_EQ_INT(mdb_env_set_maxdbs(env, 16), 0);
-	CHECK_EQ_INT(mdb_env_set_mapsize(env, 256ull << 20), 0);
-	CHECK_EQ_INT(mdb_env_open(env, dir, 0, 0640), 0);
-	CHECK_EQ_INT(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	raw_begin(dir, &env, &txn);
 	CHECK_EQ_INT(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
 	uint32_t f[2] = {GSTORE_MAGIC, 1};
 	MDB_val k = {6, "format"}, v = {8, f};

@@ -391,6 +391,19 @@ static void verify_edges(struct gstore_rtxn *r, uint64_t id)
  * Inside a write transaction, through its reader: every read of edges must see what the
  * transaction wrote so far (the writer's dirty in-blocks), before any commit.
  */
+/* Root cause, traversal and path from n random live nodes, against the model. */
+static void verify_walks(struct gstore_rtxn *r, struct gstore_subgraph *sg, int n)
+{
+	for (int i = 0; i < n; i++) {
+		uint64_t a = random_live(), b = random_live();
+		if (!a)
+			break;
+		verify_rootcause(r, a, 1 + rn(10));
+		verify_traverse(r, sg, a, rn(2), rn(5));
+		verify_path(r, a, b);
+	}
+}
+
 static void verify_view(struct gstore_wtxn *w)
 {
 	struct gstore_rtxn *r = gstore_wtxn_reader(w);
@@ -398,14 +411,7 @@ static void verify_view(struct gstore_wtxn *w)
 	for (uint64_t id = 1; id < M.next_id; id++)
 		if (M.nodes[id].live)
 			verify_edges(r, id);
-	for (int i = 0; i < 3; i++) {
-		uint64_t a = random_live(), b = random_live();
-		if (!a)
-			break;
-		verify_rootcause(r, a, 1 + rn(10));
-		verify_traverse(r, &sg, a, rn(2), rn(5));
-		verify_path(r, a, b);
-	}
+	verify_walks(r, &sg, 3);
 	gstore_subgraph_free(&sg);
 }
 
@@ -504,14 +510,7 @@ static void verify(struct gstore *g)
 		cnt++;
 	CHECK_EQ_UINT(cnt, M.ne);
 	/* traversals from a few random live nodes */
-	for (int i = 0; i < 6; i++) {
-		uint64_t a = random_live(), b = random_live();
-		if (!a)
-			break;
-		verify_rootcause(r, a, 1 + rn(10));
-		verify_traverse(r, &sg, a, rn(2), rn(5));
-		verify_path(r, a, b);
-	}
+	verify_walks(r, &sg, 6);
 	gstore_subgraph_free(&sg);
 	gstore_rend(r);
 }
