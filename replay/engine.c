@@ -189,6 +189,8 @@ struct eng {
 	bool sched; /* multi-task: release one task at a time (struct pend) */
 	struct pend *pends;
 	struct task *inflight; /* the task running user code, NULL when none */
+	bool deferred;	       /* release_next waits for a task due earlier to reach its call */
+	uint64_t deferred_since;
 	uint64_t vnow, shift;
 	double scale;
 	uint64_t *inj_seen;
@@ -2208,14 +2210,73 @@ static void pend_push(struct eng *e, struct task *t, const struct seccomp_notif_
 	e->pends = p;
 }
 
+/* Is task t running or runnable (not blocked in the kernel, not stopped)? */
+static bool task_runnable(const struct task *t)
+{
+	char path[96], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", t->proc ? t->proc->tgid : t->tid,
+		 t->tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] == 'R';
+}
+
+/*
+ * A task that runs on its own (a thread just created, not yet at its first call) and whose next
+ * recorded call comes before `key`: releasing another task now could let that one take a lock
+ * first that the recording shows this one taking first. Such a task is let reach its call.
+ */
+static bool earlier_task_running(struct eng *e, const struct task *x, uint64_t key)
+{
+	for (int b = 0; b < NBUCKET; b++)
+		for (struct task *u = e->tasks[b]; u; u = u->hnext) {
+			if (u == x || u->rt < 0 || u->off || !u->linked || u->parked)
+				continue;
+			const struct kp_cap_rec *n = next_rec(e, u);
+			if (!n || (n->ts_enter ? n->ts_enter : n->ts_exit) >= key)
+				continue;
+			bool waiting = false; /* at a call already: pending or held */
+			for (struct pend *p = e->pends; p && !waiting; p = p->next)
+				waiting = p->t == u;
+			for (struct held *h = e->held; h && !waiting; h = h->next)
+				waiting = (pid_t)h->req.pid == u->tid;
+			if (!waiting && task_runnable(u))
+				return true;
+		}
+	return false;
+}
+
 /* Lets the next task run, when none is running. */
 static void release_next(struct eng *e)
 {
 	while (!e->inflight && e->pends) {
+		/* calls that have arrived but are not received yet come first: a task waiting in
+		 * the notification queue looks blocked (S) from outside */
+		struct pollfd np = {.fd = e->nfd, .events = POLLIN};
+		if (poll(&np, 1, 0) > 0 && (np.revents & POLLIN))
+			return;
 		struct pend **best = &e->pends;
 		for (struct pend **pp = &e->pends; *pp; pp = &(*pp)->next)
 			if ((*pp)->key < (*best)->key)
 				best = pp;
+		/* waits at most HOLD_BREAK_MS: the earlier one may be spinning on a lock that
+		 * this one holds */
+		uint64_t now = now_mono_ns();
+		if (!(*best)->ptrace_cont &&
+		    (!e->deferred || now - e->deferred_since < HOLD_BREAK_MS * NSEC_PER_MSEC) &&
+		    earlier_task_running(e, (*best)->t, (*best)->key)) {
+			if (!e->deferred)
+				e->deferred_since = now;
+			e->deferred = true; /* look again in a millisecond, or at its call */
+			return;
+		}
+		e->deferred = false;
 		struct pend *x = *best;
 		*best = x->next;
 		int r = x->ptrace_cont ? (int)ptrace(PTRACE_CONT, x->t->tid, 0, 0)
@@ -2861,12 +2922,14 @@ int replay_run(const struct replay_opts *o, struct replay_result *res, char *err
 		if (e.sched)
 			release_next(&e);
 		/* a running task that others wait for: look at it every millisecond */
-		int to = e.inflight && e.pends ? 1 : e.held ? HOLD_BREAK_MS : -1;
+		int to = (e.inflight || e.deferred) && e.pends ? 1 : e.held ? HOLD_BREAK_MS : -1;
 		int r = poll(pf, 2, to);
 		if (r == 0 && e.inflight && e.pends) {
 			check_inflight(&e);
 			continue;
 		}
+		if (r == 0 && e.deferred && e.pends)
+			continue; /* release_next looks again */
 		if (r < 0 && errno != EINTR)
 			break;
 		if (pf[1].revents & POLLIN) {
