@@ -721,7 +721,7 @@ static void ship_stats_line(void *ctx, struct kp_buf *line)
 {
 	struct ship_stats st;
 	fill_stats(ctx, &st);
-	buf_printf(line, "link=%s frames_sent=%" PRIu64 " events_sent=%" PRIu64, link_name(st.link),
+	buf_printf(line, " link=%s frames_sent=%" PRIu64 " events_sent=%" PRIu64, link_name(st.link),
 		   st.frames_sent, st.events_sent);
 	buf_printf(line, " frames_acked=%" PRIu64 " events_acked=%" PRIu64 " bytes_sent=%" PRIu64,
 		   st.frames_acked, st.events_acked, st.bytes_sent);
