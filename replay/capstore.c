@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/le.h"
 #include "agent/wire.h"
 #include "replay/capstore.h"
 #include "replay/rec.h"
@@ -39,37 +40,6 @@
 #define CS_LEN	    24
 #define READ_BLOCK  (1u << 20)
 #define FILE_MAX_HI (64ull << 20)
-
-static inline void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-static inline void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-static inline void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-static inline uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-	memcpy(&v, p, 2);
-	return v;
-}
-static inline uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-static inline uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
 
 /* The fuzzer cannot forge checksums; under KP_FUZZ it reaches the parsing behind them. */
 #ifdef KP_FUZZ
@@ -191,16 +161,16 @@ static void log_path(const struct capstore *cs, uint64_t id, const char *ext, ch
 static int index_write(struct capstore *cs, const struct clog *l)
 {
 	uint8_t b[CX_LEN] = {0};
-	put32(b, CX_MAGIC);
-	put16(b + 4, CL_VERSION);
-	put64(b + 8, l->id);
-	put64(b + 16, l->size);
-	put64(b + 24, l->n);
-	put64(b + 32, l->ts_min);
-	put64(b + 40, l->ts_max);
-	put64(b + 48, l->max_lsn);
+	le_put32(b, CX_MAGIC);
+	le_put16(b + 4, CL_VERSION);
+	le_put64(b + 8, l->id);
+	le_put64(b + 16, l->size);
+	le_put64(b + 24, l->n);
+	le_put64(b + 32, l->ts_min);
+	le_put64(b + 40, l->ts_max);
+	le_put64(b + 48, l->max_lsn);
 	memcpy(b + 56, l->bloom, sizeof(l->bloom));
-	put64(b + CX_LEN - 8, XXH3_64bits(b, CX_LEN - 8));
+	le_put64(b + CX_LEN - 8, XXH3_64bits(b, CX_LEN - 8));
 	char path[600], tmp[620];
 	log_path(cs, l->id, "kcx", path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -224,18 +194,18 @@ static bool index_read(struct capstore *cs, struct clog *l, uint64_t file_size)
 	if (fd < 0)
 		return false;
 	uint8_t b[CX_LEN];
-	bool ok = read_full(fd, b, sizeof(b)) == 0 && get32(b) == CX_MAGIC &&
-		  get16(b + 4) == CL_VERSION && get64(b + 8) == l->id &&
-		  get64(b + 16) == file_size &&
-		  SUM_OK(get64(b + CX_LEN - 8), XXH3_64bits(b, CX_LEN - 8));
+	bool ok = read_full(fd, b, sizeof(b)) == 0 && le_get32(b) == CX_MAGIC &&
+		  le_get16(b + 4) == CL_VERSION && le_get64(b + 8) == l->id &&
+		  le_get64(b + 16) == file_size &&
+		  SUM_OK(le_get64(b + CX_LEN - 8), XXH3_64bits(b, CX_LEN - 8));
 	close(fd);
 	if (!ok)
 		return false;
 	l->size = file_size;
-	l->n = get64(b + 24);
-	l->ts_min = get64(b + 32);
-	l->ts_max = get64(b + 40);
-	l->max_lsn = get64(b + 48);
+	l->n = le_get64(b + 24);
+	l->ts_min = le_get64(b + 32);
+	l->ts_max = le_get64(b + 40);
+	l->max_lsn = le_get64(b + 48);
 	memcpy(l->bloom, b + 56, sizeof(l->bloom));
 	return true;
 }
@@ -246,10 +216,10 @@ static uint32_t entry_check(const uint8_t *p, uint64_t avail)
 {
 	if (avail < CE_HDR + KP_CAP_HDR_LEN + CE_TAIL)
 		return 0;
-	uint32_t len = get32(p);
+	uint32_t len = le_get32(p);
 	if (len < CE_HDR + KP_CAP_HDR_LEN + CE_TAIL || len > CE_MAX || len % 8 || len > avail)
 		return 0;
-	if (!SUM_OK(get64(p + len - CE_TAIL), XXH3_64bits(p, len - CE_TAIL)))
+	if (!SUM_OK(le_get64(p + len - CE_TAIL), XXH3_64bits(p, len - CE_TAIL)))
 		return 0;
 	if (!rec_ok(p + CE_HDR, len - CE_HDR - CE_TAIL))
 		return 0;
@@ -265,8 +235,8 @@ static int log_scan(int fd, uint64_t id, uint64_t size, struct clog *l, uint64_t
 		    uint64_t *valid)
 {
 	uint8_t h[CL_HDR];
-	if (size < CL_HDR || pread(fd, h, CL_HDR, 0) != CL_HDR || get32(h) != CL_MAGIC ||
-	    get16(h + 4) != CL_VERSION || get64(h + 8) != id || get64(h + 24) != XXH3_64bits(h, 24))
+	if (size < CL_HDR || pread(fd, h, CL_HDR, 0) != CL_HDR || le_get32(h) != CL_MAGIC ||
+	    le_get16(h + 4) != CL_VERSION || le_get64(h + 8) != id || le_get64(h + 24) != XXH3_64bits(h, 24))
 		return -EINVAL;
 	uint8_t *buf = xmalloc(READ_BLOCK + CE_MAX);
 	uint64_t off = CL_HDR;
@@ -285,10 +255,10 @@ static int log_scan(int fd, uint64_t id, uint64_t size, struct clog *l, uint64_t
 		uint32_t len;
 		while ((len = entry_check(buf + at, (uint64_t)got - at)) > 0) {
 			const struct kp_cap_rec *c = (const void *)(buf + at + CE_HDR);
-			zone_add(&group, c, (int64_t)get64(buf + at + 24), get64(buf + at + 8));
+			zone_add(&group, c, (int64_t)le_get64(buf + at + 24), le_get64(buf + at + 8));
 			at += len;
 			*valid = off + at;
-			if (get16(buf + at - len + 4) & CE_LAST) {
+			if (le_get16(buf + at - len + 4) & CE_LAST) {
 				*whole = off + at;
 				all.n += group.n;
 				all.ts_min = KP_MIN(all.ts_min, group.ts_min);
@@ -328,11 +298,11 @@ static int log_create(struct capstore *cs, uint64_t id, int *fdout, char *err, s
 		return -errno;
 	}
 	uint8_t h[CL_HDR] = {0};
-	put32(h, CL_MAGIC);
-	put16(h + 4, CL_VERSION);
-	put64(h + 8, id);
-	put64(h + 16, now_real_ns());
-	put64(h + 24, XXH3_64bits(h, 24));
+	le_put32(h, CL_MAGIC);
+	le_put16(h + 4, CL_VERSION);
+	le_put64(h + 8, id);
+	le_put64(h + 16, now_real_ns());
+	le_put64(h + 24, XXH3_64bits(h, 24));
 	int r = write_full(fd, h, sizeof(h));
 	if (r < 0) {
 		snprintf(err, errlen, "cannot write %s: %s", path, strerror(-r));
@@ -355,19 +325,19 @@ static uint64_t state_read(struct capstore *cs)
 	if (fd < 0)
 		return 0;
 	uint8_t b[CS_LEN];
-	bool ok = read_full(fd, b, sizeof(b)) == 0 && get32(b) == CS_MAGIC &&
-		  get16(b + 4) == CL_VERSION && get64(b + 16) == XXH3_64bits(b, 16);
+	bool ok = read_full(fd, b, sizeof(b)) == 0 && le_get32(b) == CS_MAGIC &&
+		  le_get16(b + 4) == CL_VERSION && le_get64(b + 16) == XXH3_64bits(b, 16);
 	close(fd);
-	return ok ? get64(b + 8) : 0;
+	return ok ? le_get64(b + 8) : 0;
 }
 
 static void state_write(struct capstore *cs, uint64_t lsn)
 {
 	uint8_t b[CS_LEN] = {0};
-	put32(b, CS_MAGIC);
-	put16(b + 4, CL_VERSION);
-	put64(b + 8, lsn);
-	put64(b + 16, XXH3_64bits(b, 16));
+	le_put32(b, CS_MAGIC);
+	le_put16(b + 4, CL_VERSION);
+	le_put64(b + 8, lsn);
+	le_put64(b + 16, XXH3_64bits(b, 16));
 	char path[600], tmp[620];
 	snprintf(path, sizeof(path), "%s/state", cs->dir);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -549,10 +519,10 @@ static void entry_add(struct kp_buf *b, uint64_t lsn, uint64_t node, int64_t clo
 		      const void *rec, uint32_t rec_len)
 {
 	uint8_t h[CE_HDR] = {0};
-	put32(h, CE_HDR + rec_len + CE_TAIL);
-	put64(h + 8, lsn);
-	put64(h + 16, node);
-	put64(h + 24, (uint64_t)clock_off);
+	le_put32(h, CE_HDR + rec_len + CE_TAIL);
+	le_put64(h + 8, lsn);
+	le_put64(h + 16, node);
+	le_put64(h + 24, (uint64_t)clock_off);
 	buf_append(b, h, sizeof(h));
 	buf_append(b, rec, rec_len);
 	buf_append(b, "\0\0\0\0\0\0\0\0", CE_TAIL); /* the checksum, filled by group_seal */
@@ -562,13 +532,13 @@ static void entry_add(struct kp_buf *b, uint64_t lsn, uint64_t node, int64_t clo
 static void group_seal(struct kp_buf *b)
 {
 	uint8_t *p = (uint8_t *)b->data, *end = p + b->len, *last = NULL;
-	for (uint8_t *q = p; q < end; q += get32(q))
+	for (uint8_t *q = p; q < end; q += le_get32(q))
 		last = q;
 	if (last)
-		put16(last + 4, CE_LAST);
-	for (uint8_t *q = p; q < end; q += get32(q)) {
-		uint32_t len = get32(q);
-		put64(q + len - CE_TAIL, XXH3_64bits(q, len - CE_TAIL));
+		le_put16(last + 4, CE_LAST);
+	for (uint8_t *q = p; q < end; q += le_get32(q)) {
+		uint32_t len = le_get32(q);
+		le_put64(q + len - CE_TAIL, XXH3_64bits(q, len - CE_TAIL));
 	}
 }
 
@@ -927,8 +897,8 @@ int capstore_scan(struct capstore *cs, const struct capstore_sel *sel, capstore_
 			uint32_t len;
 			while (!rc && (len = entry_check(buf + at, (uint64_t)got - at)) > 0) {
 				const struct kp_cap_rec *c = (const void *)(buf + at + CE_HDR);
-				uint64_t node = get64(buf + at + 16);
-				int64_t co = (int64_t)get64(buf + at + 24);
+				uint64_t node = le_get64(buf + at + 16);
+				int64_t co = (int64_t)le_get64(buf + at + 24);
 				if (sel_match(sel, node, co, c))
 					rc = fn(ctx, node, co, c);
 				at += len;

@@ -14,43 +14,13 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/le.h"
 #include "common/util.h"
 #include "replay/rec.h"
 
 #define HDR_FIXED   144
 #define THREAD_ENT  128
 #define TRAILER_LEN 16
-
-static inline void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-static inline void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-static inline void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-static inline uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-	memcpy(&v, p, 2);
-	return v;
-}
-static inline uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-static inline uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
 
 bool kp_cap_rec_valid(const void *rec, size_t len)
 {
@@ -409,33 +379,33 @@ int rec_writer_finish_mem(struct rec_writer *w, struct kp_buf *out, struct rec_s
 		buf_append(&meta, "", 1);
 	uint32_t hdr_len = HDR_FIXED + (uint32_t)meta.len + 8;
 	uint8_t h[HDR_FIXED] = {0};
-	put32(h + 0, REC_MAGIC);
-	put16(h + 4, REC_VERSION);
-	put16(h + 6, (uint16_t)(m->flags | (m->dropped ? REC_F_INCOMPLETE : 0)));
-	put32(h + 8, hdr_len);
-	put32(h + 12, (uint32_t)tm.n);
-	put64(h + 16, seq);
-	put64(h + 24, m->mono_base);
-	put64(h + 32, m->real_base);
-	put64(h + 40, m->boot_base);
-	put64(h + 48, m->mono_end);
-	put32(h + 56, m->root_tid);
-	put32(h + 60, (uint32_t)m->root_status);
-	put32(h + 64, m->max_bytes);
-	put32(h + 68, (uint32_t)m->argc);
-	put64(h + 72, m->dropped);
-	put64(h + 80, m->truncated);
+	le_put32(h + 0, REC_MAGIC);
+	le_put16(h + 4, REC_VERSION);
+	le_put16(h + 6, (uint16_t)(m->flags | (m->dropped ? REC_F_INCOMPLETE : 0)));
+	le_put32(h + 8, hdr_len);
+	le_put32(h + 12, (uint32_t)tm.n);
+	le_put64(h + 16, seq);
+	le_put64(h + 24, m->mono_base);
+	le_put64(h + 32, m->real_base);
+	le_put64(h + 40, m->boot_base);
+	le_put64(h + 48, m->mono_end);
+	le_put32(h + 56, m->root_tid);
+	le_put32(h + 60, (uint32_t)m->root_status);
+	le_put32(h + 64, m->max_bytes);
+	le_put32(h + 68, (uint32_t)m->argc);
+	le_put64(h + 72, m->dropped);
+	le_put64(h + 80, m->truncated);
 	for (int i = 0; i < 3; i++) {
-		put64(h + 88 + 16 * i, m->std[i].dev);
-		put64(h + 96 + 16 * i, m->std[i].ino);
+		le_put64(h + 88 + 16 * i, m->std[i].dev);
+		le_put64(h + 96 + 16 * i, m->std[i].ino);
 	}
-	put32(h + 136, (uint32_t)meta.len);
-	put32(h + 140, (uint32_t)m->envc);
+	le_put32(h + 136, (uint32_t)meta.len);
+	le_put32(h + 140, (uint32_t)m->envc);
 	buf_append(out, h, sizeof(h));
 	buf_append(out, meta.data, meta.len);
 	buf_free(&meta);
 	uint8_t ck[8];
-	put64(ck, XXH3_64bits(out->data, out->len));
+	le_put64(ck, XXH3_64bits(out->data, out->len));
 	buf_append(out, ck, 8);
 
 	/* Thread table, then streams. */
@@ -444,19 +414,19 @@ int rec_writer_finish_mem(struct rec_writer *w, struct kp_buf *out, struct rec_s
 	for (int i = 0; i < tm.n; i++) {
 		struct wthread *t = &tm.v[i];
 		uint8_t e[THREAD_ENT] = {0};
-		put32(e + 0, t->t.tid);
-		put32(e + 4, t->t.tgid);
-		put32(e + 8, t->t.parent_tid);
-		put32(e + 12, t->t.child_index);
-		put32(e + 16, t->t.flags);
-		put32(e + 20, (uint32_t)t->t.exit_code);
-		put32(e + 24, t->t.n_calls);
-		put32(e + 28, t->t.n_children);
-		put64(e + 32, t->t.start_ns);
-		put64(e + 40, t->t.end_ns);
-		put64(e + 48, stream_off);
-		put64(e + 56, t->stream.len);
-		put64(e + 64, XXH3_64bits(t->stream.data, t->stream.len));
+		le_put32(e + 0, t->t.tid);
+		le_put32(e + 4, t->t.tgid);
+		le_put32(e + 8, t->t.parent_tid);
+		le_put32(e + 12, t->t.child_index);
+		le_put32(e + 16, t->t.flags);
+		le_put32(e + 20, (uint32_t)t->t.exit_code);
+		le_put32(e + 24, t->t.n_calls);
+		le_put32(e + 28, t->t.n_children);
+		le_put64(e + 32, t->t.start_ns);
+		le_put64(e + 40, t->t.end_ns);
+		le_put64(e + 48, stream_off);
+		le_put64(e + 56, t->stream.len);
+		le_put64(e + 64, XXH3_64bits(t->stream.data, t->stream.len));
 		memcpy(e + 72, t->t.exe, 56);
 		buf_append(out, e, sizeof(e));
 		stream_off += t->stream.len;
@@ -468,13 +438,13 @@ int rec_writer_finish_mem(struct rec_writer *w, struct kp_buf *out, struct rec_s
 				sum->peers++;
 		}
 	}
-	put64(ck, XXH3_64bits(out->data + table_at, out->len - table_at));
+	le_put64(ck, XXH3_64bits(out->data + table_at, out->len - table_at));
 	buf_append(out, ck, 8);
 	for (int i = 0; i < tm.n; i++)
 		buf_append(out, tm.v[i].stream.data, tm.v[i].stream.len);
 	uint8_t tr[TRAILER_LEN] = {0};
-	put32(tr, REC_TRAILER_MAGIC);
-	put64(tr + 8, out->len + TRAILER_LEN);
+	le_put32(tr, REC_TRAILER_MAGIC);
+	le_put64(tr + 8, out->len + TRAILER_LEN);
 	buf_append(out, tr, sizeof(tr));
 
 	if (sum) {
@@ -578,28 +548,28 @@ static int parse(struct rec *r, char *err, size_t errlen)
 	if (len < HDR_FIXED + 8 + TRAILER_LEN)
 		return fail(err, errlen, -EINVAL, "file is %zu bytes: too short for a recording",
 			    len);
-	if (get32(d) != REC_MAGIC)
+	if (le_get32(d) != REC_MAGIC)
 		return fail(err, errlen, -EINVAL,
 			    "bad magic 0x%08x at offset 0: not a kprobe "
 			    "recording",
-			    get32(d));
-	if (get16(d + 4) != REC_VERSION)
+			    le_get32(d));
+	if (le_get16(d + 4) != REC_VERSION)
 		return fail(err, errlen, -ENOTSUP,
 			    "recording version %u, this kprobe reads version "
 			    "%u",
-			    get16(d + 4), REC_VERSION);
+			    le_get16(d + 4), REC_VERSION);
 	const uint8_t *tr = d + len - TRAILER_LEN;
-	if (get32(tr) != REC_TRAILER_MAGIC || get32(tr + 4) != 0 || get64(tr + 8) != len)
+	if (le_get32(tr) != REC_TRAILER_MAGIC || le_get32(tr + 4) != 0 || le_get64(tr + 8) != len)
 		return fail(err, errlen, -EINVAL,
 			    "trailer missing or wrong length: the file was cut "
 			    "(%zu bytes)",
 			    len);
-	uint32_t hdr_len = get32(d + 8), nth = get32(d + 12), meta_len = get32(d + 136);
+	uint32_t hdr_len = le_get32(d + 8), nth = le_get32(d + 12), meta_len = le_get32(d + 136);
 	if (hdr_len < HDR_FIXED + 8 || hdr_len % 8 || hdr_len > len - TRAILER_LEN ||
 	    meta_len > REC_MAX_META || HDR_FIXED + (uint64_t)meta_len + 8 != hdr_len)
 		return fail(err, errlen, -EINVAL, "header length %u (meta %u) out of bounds",
 			    hdr_len, meta_len);
-	if (!CHECKSUM_OK(XXH3_64bits(d, hdr_len - 8), get64(d + hdr_len - 8)))
+	if (!CHECKSUM_OK(XXH3_64bits(d, hdr_len - 8), le_get64(d + hdr_len - 8)))
 		return fail(err, errlen, -EINVAL, "header checksum mismatch at offset %u",
 			    hdr_len - 8);
 	if (nth == 0 || nth > REC_MAX_THREADS)
@@ -608,26 +578,26 @@ static int parse(struct rec *r, char *err, size_t errlen)
 	if (table_end + 8 > len - TRAILER_LEN)
 		return fail(err, errlen, -EINVAL, "thread table (%u entries) runs past the end",
 			    nth);
-	if (!CHECKSUM_OK(XXH3_64bits(d + hdr_len, table_end - hdr_len), get64(d + table_end)))
+	if (!CHECKSUM_OK(XXH3_64bits(d + hdr_len, table_end - hdr_len), le_get64(d + table_end)))
 		return fail(err, errlen, -EINVAL,
 			    "thread table checksum mismatch at offset %" PRIu64, table_end);
 
 	struct rec_meta *m = &r->meta;
-	m->flags = get16(d + 6);
-	r->ncalls = get64(d + 16);
-	m->mono_base = get64(d + 24);
-	m->real_base = get64(d + 32);
-	m->boot_base = get64(d + 40);
-	m->mono_end = get64(d + 48);
-	m->root_tid = get32(d + 56);
-	m->root_status = (int32_t)get32(d + 60);
-	m->max_bytes = get32(d + 64);
-	m->argc = (int)get32(d + 68);
-	m->dropped = get64(d + 72);
-	m->truncated = get64(d + 80);
+	m->flags = le_get16(d + 6);
+	r->ncalls = le_get64(d + 16);
+	m->mono_base = le_get64(d + 24);
+	m->real_base = le_get64(d + 32);
+	m->boot_base = le_get64(d + 40);
+	m->mono_end = le_get64(d + 48);
+	m->root_tid = le_get32(d + 56);
+	m->root_status = (int32_t)le_get32(d + 60);
+	m->max_bytes = le_get32(d + 64);
+	m->argc = (int)le_get32(d + 68);
+	m->dropped = le_get64(d + 72);
+	m->truncated = le_get64(d + 80);
 	for (int i = 0; i < 3; i++) {
-		m->std[i].dev = get64(d + 88 + 16 * i);
-		m->std[i].ino = get64(d + 96 + 16 * i);
+		m->std[i].dev = le_get64(d + 88 + 16 * i);
+		m->std[i].ino = le_get64(d + 96 + 16 * i);
 	}
 	if (m->argc < 0 || m->argc > REC_MAX_ARGS)
 		return fail(err, errlen, -EINVAL, "argc %d out of bounds", m->argc);
@@ -647,7 +617,7 @@ static int parse(struct rec *r, char *err, size_t errlen)
 	m->cwd = xstrdup(cwd);
 	m->host = xstrdup(host);
 	m->kernel = xstrdup(kern);
-	m->envc = (int)get32(d + 140);
+	m->envc = (int)le_get32(d + 140);
 	if (m->envc < 0 || m->envc > REC_MAX_ENV)
 		return fail(err, errlen, -EINVAL, "%d environment strings: out of bounds", m->envc);
 	m->envp = xcalloc((size_t)m->envc + 1, sizeof(char *));
@@ -667,17 +637,17 @@ static int parse(struct rec *r, char *err, size_t errlen)
 	for (uint32_t i = 0; i < nth; i++) {
 		const uint8_t *e = d + hdr_len + (uint64_t)i * THREAD_ENT;
 		struct rthread *t = &r->th[i];
-		t->t.tid = get32(e);
-		t->t.tgid = get32(e + 4);
-		t->t.parent_tid = get32(e + 8);
-		t->t.child_index = get32(e + 12);
-		t->t.flags = get32(e + 16);
-		t->t.exit_code = (int32_t)get32(e + 20);
-		t->t.n_calls = get32(e + 24);
-		t->t.n_children = get32(e + 28);
-		t->t.start_ns = get64(e + 32);
-		t->t.end_ns = get64(e + 40);
-		uint64_t off = get64(e + 48), sl = get64(e + 56);
+		t->t.tid = le_get32(e);
+		t->t.tgid = le_get32(e + 4);
+		t->t.parent_tid = le_get32(e + 8);
+		t->t.child_index = le_get32(e + 12);
+		t->t.flags = le_get32(e + 16);
+		t->t.exit_code = (int32_t)le_get32(e + 20);
+		t->t.n_calls = le_get32(e + 24);
+		t->t.n_children = le_get32(e + 28);
+		t->t.start_ns = le_get64(e + 32);
+		t->t.end_ns = le_get64(e + 40);
+		uint64_t off = le_get64(e + 48), sl = le_get64(e + 56);
 		memcpy(t->t.exe, e + 72, 56);
 		t->t.exe[55] = 0;
 		if (off < streams_lo || off > streams_hi || sl > streams_hi - off || off % 8)
@@ -685,7 +655,7 @@ static int parse(struct rec *r, char *err, size_t errlen)
 				    "thread %u: stream [%" PRIu64 ", +%" PRIu64
 				    ") outside the file",
 				    t->t.tid, off, sl);
-		if (!CHECKSUM_OK(XXH3_64bits(d + off, sl), get64(e + 64)))
+		if (!CHECKSUM_OK(XXH3_64bits(d + off, sl), le_get64(e + 64)))
 			return fail(err, errlen, -EINVAL,
 				    "thread %u: stream checksum mismatch at "
 				    "offset %" PRIu64,
