@@ -30,62 +30,8 @@
 #include "common/json.h"
 #include "common/util.h"
 #include "httpd/client.h"
+#include "tests/integration/procs.h"
 #include "tests/test.h"
-
-struct run {
-	int code;
-	char out[65536];
-	char err[65536];
-};
-
-static void slurp(const char *path, char *buf, size_t cap)
-{
-	int fd = open(path, O_RDONLY);
-	ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : 0;
-	buf[n > 0 ? n : 0] = 0;
-	if (fd >= 0)
-		close(fd);
-}
-
-static pid_t run_cmd(struct run *r, const char *const *argv)
-{
-	char o[512], e[512];
-	snprintf(o, sizeof(o), "%s/run.out", kt_tmpdir());
-	snprintf(e, sizeof(e), "%s/run.err", kt_tmpdir());
-	pid_t p = fork();
-	if (p == 0) {
-		int fo = open(o, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int fe = open(e, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		dup2(fo, 1);
-		dup2(fe, 2);
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	int st = 0;
-	waitpid(p, &st, 0);
-	r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	slurp(o, r->out, sizeof(r->out));
-	slurp(e, r->err, sizeof(r->err));
-	return p;
-}
-
-static const char *bin(const char *name)
-{
-	static char b[8][512];
-	static int i;
-	char *p = b[i++ % 8];
-	snprintf(p, 512, "%s/bin/%s", kt_root(), name);
-	return p;
-}
-
-static const char *tmp(const char *name)
-{
-	static char b[8][512];
-	static int i;
-	char *p = b[i++ % 8];
-	snprintf(p, 512, "%s/%s", kt_tmpdir(), name);
-	return p;
-}
 
 static void copy_exe(const char *src, const char *dst)
 {
@@ -97,14 +43,6 @@ static void copy_exe(const char *src, const char *dst)
 		CHECK(write(out, buf, (size_t)n) == n);
 	close(in);
 	close(out);
-}
-
-static void write_file(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	CHECK(fd >= 0);
-	CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
-	close(fd);
 }
 
 static int http(int port, const char *method, const char *path, const char *body,
