@@ -25,9 +25,10 @@
 
 #define VDSO_MAX (64u << 10)
 
-static int vdso_range(pid_t pid, uint64_t *base, uint64_t *size)
+/* The value of auxiliary vector entry `type` of process pid; 0 when it has none. */
+static int auxv_get(pid_t pid, uint64_t type, uint64_t *val)
 {
-	char path[64], line[512];
+	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/auxv", pid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -35,10 +36,20 @@ static int vdso_range(pid_t pid, uint64_t *base, uint64_t *size)
 	Elf64_auxv_t av[128];
 	ssize_t n = read(fd, av, sizeof(av));
 	close(fd);
-	*base = 0;
+	*val = 0;
 	for (ssize_t i = 0; n > 0 && i < n / (ssize_t)sizeof(av[0]); i++)
-		if (av[i].a_type == AT_SYSINFO_EHDR)
-			*base = av[i].a_un.a_val;
+		if (av[i].a_type == type)
+			*val = av[i].a_un.a_val;
+	return 0;
+}
+
+static int vdso_range(pid_t pid, uint64_t *base, uint64_t *size)
+{
+	char path[64], line[512];
+	*size = 0;
+	int rc = auxv_get(pid, AT_SYSINFO_EHDR, base);
+	if (rc < 0)
+		return rc;
 	if (!*base)
 		return -ENOENT; /* no vDSO: clock reads are system calls already */
 	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
@@ -161,17 +172,10 @@ cleanup:
 int replay__loader_range(pid_t pid, uint64_t *lo, uint64_t *hi)
 {
 	char path[64], line[4096 + 128], file[4096] = "";
-	snprintf(path, sizeof(path), "/proc/%d/auxv", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	Elf64_auxv_t av[128];
-	ssize_t n = read(fd, av, sizeof(av));
-	close(fd);
-	uint64_t base = 0;
-	for (ssize_t i = 0; n > 0 && i < n / (ssize_t)sizeof(av[0]); i++)
-		if (av[i].a_type == AT_BASE)
-			base = av[i].a_un.a_val;
+	uint64_t base;
+	int rc = auxv_get(pid, AT_BASE, &base);
+	if (rc < 0)
+		return rc;
 	if (!base)
 		return -ENOENT;
 	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
