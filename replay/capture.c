@@ -250,7 +250,8 @@ int capture_fd(struct capture *c)
 	return r < 0 ? r : ring_buffer__epoll_fd(c->rb);
 }
 
-int capture_consume(struct capture *c, capture_cb cb, void *ctx)
+/* Drains the ring buffer into cb: what is there now, or (wait) what arrives within timeout_ms. */
+static int drain(struct capture *c, int timeout_ms, bool wait, capture_cb cb, void *ctx)
 {
 	int r = rb_ready(c);
 	if (r < 0)
@@ -258,22 +259,20 @@ int capture_consume(struct capture *c, capture_cb cb, void *ctx)
 	c->cb = cb;
 	c->ctx = ctx;
 	c->cb_ret = 0;
-	int n = ring_buffer__consume(c->rb);
-	return c->cb_ret ? c->cb_ret : n;
+	int n = wait ? ring_buffer__poll(c->rb, timeout_ms) : ring_buffer__consume(c->rb);
+	if (c->cb_ret)
+		return c->cb_ret;
+	return n == -EINTR ? 0 : n;
+}
+
+int capture_consume(struct capture *c, capture_cb cb, void *ctx)
+{
+	return drain(c, 0, false, cb, ctx);
 }
 
 int capture_poll(struct capture *c, int timeout_ms, capture_cb cb, void *ctx)
 {
-	int r = rb_ready(c);
-	if (r < 0)
-		return r;
-	c->cb = cb;
-	c->ctx = ctx;
-	c->cb_ret = 0;
-	int n = ring_buffer__poll(c->rb, timeout_ms);
-	if (c->cb_ret)
-		return c->cb_ret;
-	return n == -EINTR ? 0 : n;
+	return drain(c, timeout_ms, true, cb, ctx);
 }
 
 void capture_stats(struct capture *c, struct capture_stats *st)
