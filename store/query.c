@@ -366,7 +366,8 @@ struct qctx {
 	bool sel_ident; /* the selection vector is 0..n-1 of the current batch */
 	int64_t *dense; /* agg_dense: box index -> group, -1 when not seen in this batch */
 	uint32_t *dense_used;
-	uint32_t *dense_ix, *dense_run; /* agg_dense: per row box index; run starts */
+	uint32_t *dense_ix;  /* agg_dense: per row box index */
+	uint32_t *dense_run; /* agg_runs: where each run of equal keys starts */
 	uint32_t *dense_cnt;		/* agg_dense: rows per box (counts alone), zero between uses */
 };
 
@@ -2893,9 +2894,9 @@ static int agg_runs(struct qctx *q, uint32_t ns)
 }
 
 /*
- * Two phases: every row's box index first (a loop per key over its column), then the index to
- * group mapping once per run of equal indexes. Long runs are aggregated by agg_range; short ones
- * row by row with the hot aggregates inline.
+ * For batches whose keys change often (agg_runs gave up): every row's box index first (a loop
+ * per key over its column), then a group for each box with rows, then the aggregates row by
+ * row, one aggregate at a time; count-only queries keep a counter per box instead.
  */
 static int agg_dense(struct qctx *q, uint32_t ns)
 {
@@ -2929,12 +2930,6 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 	}
 	int64_t kv[MAX_KEYS];
 	uint8_t kn[MAX_KEYS] = {0};
-	if (span == 1) { /* one group for the whole batch */
-		for (int k = 0; k < q->nkeys; k++)
-			kv[k] = q->keys[k]->v.i[0];
-		int64_t g = group_of(q, kv, kn);
-		return g < 0 ? (int)g : agg_range(q, g, 0, ns);
-	}
 	if (!q->dense) {
 		q->dense = xmalloc(sizeof(int64_t) * DENSE_MAX);
 		for (uint32_t i = 0; i < DENSE_MAX; i++)
@@ -2942,8 +2937,6 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 		q->dense_used = xmalloc(sizeof(uint32_t) * BATCH_CAP);
 		q->dense_ix = xmalloc(sizeof(uint32_t) * BATCH_CAP);
 	}
-	if (!q->dense_run)
-		q->dense_run = xmalloc(sizeof(uint32_t) * (BATCH_CAP + 1));
 	/* phase 1: box indexes, one key at a time */
 	uint32_t *ix = q->dense_ix;
 	for (int k = 0; k < q->nkeys; k++) {
@@ -3005,19 +2998,15 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 		}
 		return rc;
 	}
-	/* phase 2: runs of equal indexes and their groups */
-	uint32_t *run = q->dense_run, nrun = 0, nused = 0;
+	/* phase 2: a group for every box with rows (long runs of one key were agg_runs') */
+	uint32_t nused = 0;
 	int rc = 0;
-	for (uint32_t i = 0; i < ns; i++)
-		if (!i || ix[i] != ix[i - 1])
-			run[nrun++] = i;
-	run[nrun] = ns;
-	for (uint32_t r = 0; r < nrun; r++) {
-		uint32_t b = ix[run[r]];
+	for (uint32_t i = 0; i < ns; i++) {
+		uint32_t b = ix[i];
 		if (q->dense[b] >= 0)
 			continue;
 		for (int k = 0; k < q->nkeys; k++)
-			kv[k] = q->keys[k]->v.i[run[r]];
+			kv[k] = q->keys[k]->v.i[i];
 		int64_t g = group_of(q, kv, kn);
 		if (g < 0) {
 			rc = (int)g;
@@ -3026,12 +3015,7 @@ static int agg_dense(struct qctx *q, uint32_t ns)
 		q->dense[b] = g;
 		q->dense_used[nused++] = b;
 	}
-	/* phase 3: aggregate */
-	if (nrun * 16 <= ns) {
-		for (uint32_t r = 0; r < nrun && !rc; r++)
-			rc = agg_range(q, q->dense[ix[run[r]]], run[r], run[r + 1]);
-		goto cleanup;
-	}
+	/* phase 3: aggregate, one aggregate at a time */
 	for (int a = 0; a < q->naggs && !rc; a++) {
 		const struct agg *ag = &q->aggs[a];
 		struct node *x = ag->arg;
