@@ -1,6 +1,7 @@
 /*
  * procs.h - running the project's binaries from integration tests: a command with its stdout
- * and stderr captured, paths under bin/ and under the test's scratch directory, small files.
+ * and stderr captured, a test server and its port, paths under bin/ and under the test's
+ * scratch directory, files and executable copies.
  */
 #ifndef KP_TESTS_PROCS_H
 #define KP_TESTS_PROCS_H
@@ -78,6 +79,45 @@ static inline void write_file(const char *path, const char *text)
 	CHECK(fd >= 0);
 	CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
 	close(fd);
+}
+
+/* Starts a test server that prints "port N"; returns its pid and port. */
+static inline pid_t start_server(const char *const *argv, int *port)
+{
+	int pp[2];
+	CHECK(pipe(pp) == 0);
+	pid_t p = fork();
+	if (p == 0) {
+		dup2(pp[1], 1);
+		close(pp[0]);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(pp[1]);
+	char line[64] = {0};
+	size_t got = 0;
+	while (got < sizeof(line) - 1 && !strchr(line, '\n')) {
+		ssize_t k = read(pp[0], line + got, sizeof(line) - 1 - got);
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	close(pp[0]);
+	CHECKF(sscanf(line, "port %d", port) == 1, "server said '%s'", line);
+	return p;
+}
+
+/* Copies an executable (mode 0755): the same program under another name. */
+static inline void copy_exe(const char *src, const char *dst)
+{
+	int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+	CHECK(in >= 0 && out >= 0);
+	char buf[65536];
+	ssize_t n;
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		CHECK(write(out, buf, (size_t)n) == n);
+	close(in);
+	close(out);
 }
 
 #endif

@@ -25,32 +25,6 @@ static void copy(char *dst, size_t cap, const char *src)
 	dst[n] = 0;
 }
 
-/* Starts a test server that prints "port N"; returns its pid and port. */
-static pid_t start_server(const char *const *argv, int *port)
-{
-	int pp[2];
-	CHECK(pipe(pp) == 0);
-	pid_t p = fork();
-	if (p == 0) {
-		dup2(pp[1], 1);
-		close(pp[0]);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(pp[1]);
-	char line[64] = {0};
-	size_t got = 0;
-	while (got < sizeof(line) - 1 && !strchr(line, '\n')) {
-		ssize_t k = read(pp[0], line + got, sizeof(line) - 1 - got);
-		if (k <= 0)
-			break;
-		got += (size_t)k;
-	}
-	close(pp[0]);
-	CHECKF(sscanf(line, "port %d", port) == 1, "server said '%s'", line);
-	return p;
-}
-
 static void stop(pid_t p)
 {
 	kill(p, SIGKILL);

@@ -33,18 +33,6 @@
 #include "tests/integration/procs.h"
 #include "tests/test.h"
 
-static void copy_exe(const char *src, const char *dst)
-{
-	int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0755);
-	CHECK(in >= 0 && out >= 0);
-	char buf[65536];
-	ssize_t n;
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		CHECK(write(out, buf, (size_t)n) == n);
-	close(in);
-	close(out);
-}
-
 static int http(int port, const char *method, const char *path, const char *body,
 		struct kp_buf *out)
 {
@@ -130,32 +118,6 @@ static void post_span(int otlp_port, int pid, const char *txn, uint64_t start, u
 	httpc_resp_free(&resp);
 }
 
-/* Starts the server copy ("port N" on its stdout). */
-static pid_t start_server(const char *path, int *port)
-{
-	int pp[2];
-	CHECK(pipe(pp) == 0);
-	pid_t p = fork();
-	if (p == 0) {
-		dup2(pp[1], 1);
-		close(pp[0]);
-		execl(path, path, "800", "0", (char *)NULL);
-		_exit(127);
-	}
-	close(pp[1]);
-	char line[64] = {0};
-	size_t got = 0;
-	while (got < sizeof(line) - 1 && !strchr(line, '\n')) {
-		ssize_t k = read(pp[0], line + got, sizeof(line) - 1 - got);
-		if (k <= 0)
-			break;
-		got += (size_t)k;
-	}
-	close(pp[0]);
-	CHECKF(sscanf(line, "port %d", port) == 1, "server said '%s'", line);
-	return p;
-}
-
 TEST_BPF_SLOW(replay_appliance_capture_query_replay_incident, 300)
 {
 	char cname[16], sname[16], cpath[512], spath[512], cfg[512], sets_comm[80];
@@ -178,7 +140,8 @@ TEST_BPF_SLOW(replay_appliance_capture_query_replay_incident, 300)
 
 	/* the incident: the client gives up after 750 ms, the server answers after 800 */
 	int port;
-	pid_t srv = start_server(spath, &port);
+	const char *sargv[] = {spath, "800", "0", NULL};
+	pid_t srv = start_server(sargv, &port);
 	snprintf(cfg, sizeof(cfg), "%s", tmp("client.cfg"));
 	char text[128];
 	snprintf(text, sizeof(text), "host=127.0.0.1\nport=%d\nrequest=GET balance\n", port);

@@ -16,6 +16,7 @@
 #include "common/config.h"
 #include "replay/capture.h"
 #include "replay/rec.h"
+#include "tests/integration/procs.h"
 #include "tests/test.h"
 
 struct seen {
@@ -57,14 +58,7 @@ static void capture_comm_run(bool raw)
 	snprintf(path, sizeof(path), "%s/%s", kt_tmpdir(), name);
 	snprintf(src, sizeof(src), "%s/bin/tests/replay_loop", kt_root());
 	/* a copy of the workload under a name no other process has */
-	int in = open(src, O_RDONLY), out = open(path, O_WRONLY | O_CREAT, 0755);
-	CHECK(in >= 0 && out >= 0);
-	char buf[65536];
-	ssize_t n;
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		CHECK(write(out, buf, (size_t)n) == n);
-	close(in);
-	close(out);
+	copy_exe(src, path);
 
 	struct kp_config cfg;
 	char err[512];
