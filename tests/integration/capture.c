@@ -718,21 +718,18 @@ static void check_reclaim(struct cap *c, pid_t pid, uint64_t memcg)
 	CHECK_GT_INT(pages, 0);
 }
 
-TEST_BPF_SLOW(capture_reclaim_memcg_v1, 120)
+/* A memory cgroup under root limited to 32 MiB (through limit_file), a child reading a large
+ * file in it, and its reclaim events checked against that cgroup. */
+static void reclaim_test(const char *root, const char *limit_file)
 {
-	const char *root = "/sys/fs/cgroup/memory";
-	char f[600];
-	snprintf(f, sizeof(f), "%s/memory.limit_in_bytes", root);
-	if (access(f, F_OK))
-		SKIP("no cgroup v1 memory controller at %s", root);
+	char dir[512], f[600];
 	struct cap c;
 	cap_open(&c, NULL);
-	char dir[512];
 	snprintf(dir, sizeof(dir), "%s/kprobe-test-%d", root, getpid());
 	CHECKF(mkdir(dir, 0755) == 0, "mkdir %s: %s", dir, strerror(errno));
 	struct stat st;
 	CHECK_EQ_INT(stat(dir, &st), 0);
-	snprintf(f, sizeof(f), "%s/memory.limit_in_bytes", dir);
+	snprintf(f, sizeof(f), "%s/%s", dir, limit_file);
 	int r = write_str(f, "33554432");
 	if (r < 0) {
 		rmdir(dir);
@@ -741,6 +738,16 @@ TEST_BPF_SLOW(capture_reclaim_memcg_v1, 120)
 	pid_t pid = reclaim_in(&c, dir);
 	check_reclaim(&c, pid, st.st_ino);
 	cap_close(&c);
+}
+
+TEST_BPF_SLOW(capture_reclaim_memcg_v1, 120)
+{
+	const char *root = "/sys/fs/cgroup/memory";
+	char f[600];
+	snprintf(f, sizeof(f), "%s/memory.limit_in_bytes", root);
+	if (access(f, F_OK))
+		SKIP("no cgroup v1 memory controller at %s", root);
+	reclaim_test(root, "memory.limit_in_bytes");
 }
 
 static int cgroup2_root(char *out, size_t n)
@@ -784,22 +791,7 @@ TEST_SLOW(capture_reclaim_memcg_v2, 120)
 		     "(it is bound to cgroup v1 here); the v1 test covers memcg reclaim",
 		     root);
 	kt_require_bpf();
-	struct cap c;
-	cap_open(&c, NULL);
-	char dir[512];
-	snprintf(dir, sizeof(dir), "%s/kprobe-test-%d", root, getpid());
-	CHECKF(mkdir(dir, 0755) == 0, "mkdir %s: %s", dir, strerror(errno));
-	struct stat st;
-	CHECK_EQ_INT(stat(dir, &st), 0);
-	snprintf(f, sizeof(f), "%s/memory.max", dir);
-	int r = write_str(f, "33554432");
-	if (r < 0) {
-		rmdir(dir);
-		CHECKF(0, "setting %s: %s", f, strerror(-r));
-	}
-	pid_t pid = reclaim_in(&c, dir);
-	check_reclaim(&c, pid, st.st_ino);
-	cap_close(&c);
+	reclaim_test(root, "memory.max");
 }
 
 /* ------------------------------------------------------------------ filters, hooks, counters */
