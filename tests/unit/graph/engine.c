@@ -172,13 +172,10 @@ static void rootcause(struct gstore *g, const char *key, struct gstore_chain *c)
 	gstore_rend(r);
 }
 
-TEST(engine_payment_timeout_root_cause_is_batch_job_reclaim)
+/* The kernel side of the incident (build()), then nspans of its two payment spans (pay-00001
+ * timed out, pay-00002 was fast), analysed. */
+static void feed_incident(struct engine *e, int nspans)
 {
-	struct kp_config cfg;
-	config_init(&cfg);
-	struct gstore *g = open_graph();
-	struct engine *e;
-	CHECK_EQ_INT(engine_open(&cfg, g, &e), 0);
 	static struct stream s;
 	memset(&s, 0, sizeof(s));
 	build(&s, 0);
@@ -186,8 +183,20 @@ TEST(engine_payment_timeout_root_cause_is_batch_job_reclaim)
 	struct otlp_span sp[2];
 	span(&sp[0], 1, CLIENT, T0 + 1 * MS - 20000, T0 + 751 * MS, 1, "pay-00001");
 	span(&sp[1], 2, CLIENT, T0 + 1200 * MS - 20000, T0 + 1200 * MS + 1300000, 0, "pay-00002");
-	engine_submit_spans(e, sp, 2);
+	if (nspans)
+		engine_submit_spans(e, sp, (size_t)nspans);
 	CHECK_EQ_INT(engine_sync(e, 5000), 0);
+	wire_batch_free(&s.meta); /* engine_submit_frame copied it */
+}
+
+TEST(engine_payment_timeout_root_cause_is_batch_job_reclaim)
+{
+	struct kp_config cfg;
+	config_init(&cfg);
+	struct gstore *g = open_graph();
+	struct engine *e;
+	CHECK_EQ_INT(engine_open(&cfg, g, &e), 0);
+	feed_incident(e, 2);
 	struct engine_stats st;
 	engine_stats(e, &st);
 	CHECK_GE_INT(st.matched, 2);
@@ -219,7 +228,6 @@ TEST(engine_payment_timeout_root_cause_is_batch_job_reclaim)
 		       "fast payment has a kernel cause at step %d", i);
 	engine_close(e);
 	gstore_close(g);
-	wire_batch_free(&s.meta);
 	config_free(&cfg);
 }
 
@@ -230,11 +238,7 @@ TEST(engine_no_otel_abandoned_request_reaches_server_fsync)
 	struct gstore *g = open_graph();
 	struct engine *e;
 	CHECK_EQ_INT(engine_open(&cfg, g, &e), 0);
-	static struct stream s;
-	memset(&s, 0, sizeof(s));
-	build(&s, 0);
-	engine_submit_frame(e, HOST, s.ev, s.n, s.meta.meta.data, s.meta.meta.len);
-	CHECK_EQ_INT(engine_sync(e, 5000), 0);
+	feed_incident(e, 0);
 
 	struct gstore_rtxn *r;
 	CHECK_EQ_INT(gstore_rbegin(g, &r), 0);
@@ -284,7 +288,6 @@ TEST(engine_no_otel_abandoned_request_reaches_server_fsync)
 	gstore_rend(r);
 	engine_close(e);
 	gstore_close(g);
-	wire_batch_free(&s.meta);
 	config_free(&cfg);
 }
 
@@ -306,15 +309,7 @@ TEST(engine_graph_as_tables)
 	CHECK_EQ_INT(graph_tables_register(st, g), 0);
 	struct engine *e;
 	CHECK_EQ_INT(engine_open(&cfg, g, &e), 0);
-	static struct stream s;
-	memset(&s, 0, sizeof(s));
-	build(&s, 0);
-	engine_submit_frame(e, HOST, s.ev, s.n, s.meta.meta.data, s.meta.meta.len);
-	struct otlp_span sp[2];
-	span(&sp[0], 1, CLIENT, T0 + 1 * MS - 20000, T0 + 751 * MS, 1, "pay-00001");
-	span(&sp[1], 2, CLIENT, T0 + 1200 * MS - 20000, T0 + 1200 * MS + 1300000, 0, "pay-00002");
-	engine_submit_spans(e, sp, 2);
-	CHECK_EQ_INT(engine_sync(e, 5000), 0);
+	feed_incident(e, 2);
 
 	struct query_opts o;
 	query_opts_from_config(&o, &cfg);
@@ -358,7 +353,6 @@ TEST(engine_graph_as_tables)
 	engine_close(e);
 	store_close(st);
 	gstore_close(g);
-	wire_batch_free(&s.meta);
 	config_free(&cfg);
 }
 
@@ -393,14 +387,7 @@ TEST(engine_path_statements)
 	struct gstore *g = open_graph();
 	struct engine *e;
 	CHECK_EQ_INT(engine_open(&cfg, g, &e), 0);
-	static struct stream s;
-	memset(&s, 0, sizeof(s));
-	build(&s, 0);
-	engine_submit_frame(e, HOST, s.ev, s.n, s.meta.meta.data, s.meta.meta.len);
-	struct otlp_span sp[1];
-	span(&sp[0], 1, CLIENT, T0 + 1 * MS - 20000, T0 + 751 * MS, 1, "pay-00001");
-	engine_submit_spans(e, sp, 1);
-	CHECK_EQ_INT(engine_sync(e, 5000), 0);
+	feed_incident(e, 1);
 
 	CHECK(pathq_is("  rootcause of 'x'", 17));
 	CHECK(!pathq_is("SELECT 1", 8));
@@ -450,6 +437,5 @@ TEST(engine_path_statements)
 	CHECK_CONTAINS(qe.message, "nothing in the causal graph");
 	engine_close(e);
 	gstore_close(g);
-	wire_batch_free(&s.meta);
 	config_free(&cfg);
 }
